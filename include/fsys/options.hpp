@@ -1,0 +1,60 @@
+// fsys — options that choose how a ring (or its fallback) is built.
+#pragma once
+
+#include <cstdint>
+
+namespace fsys {
+
+/// Which engine carries out the operations of a `uring_service` or
+/// `blocking_ring`. The API and its guarantees are the same for both.
+enum class backend {
+  /// An io_uring ring integrated with the io_context's reactor.
+  io_uring,
+  /// `preadv`/`pwritev`/`fdatasync` on a small worker pool, used when the
+  /// kernel refuses io_uring (seccomp, `kernel.io_uring_disabled`, old kernels).
+  psync,
+};
+
+/// What to do when `io_uring_setup(2)` is refused.
+enum class fallback_policy {
+  /// Use io_uring when the kernel allows it, otherwise the psync backend.
+  automatic,
+  /// Fail with `fsys::errc::io_uring_setup_failed` instead of falling back.
+  require_io_uring,
+  /// Always use the psync backend (also forced by `FSYS_DISABLE_IO_URING=1`).
+  force_psync,
+};
+
+/// Which threads may submit to the ring.
+enum class issuer_mode {
+  /// `single_thread` when the io_context was built with concurrency hint 1
+  /// (`asio::io_context ctx{1}`), `any_thread` otherwise.
+  automatic,
+  /// Any thread running the io_context may submit and reap (COOP_TASKRUN).
+  any_thread,
+  /// Build the ring with IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN when the
+  /// kernel accepts them. Requires that one thread at a time runs the
+  /// io_context and that it is always the same thread, which must also be the
+  /// thread that destroys it. Blocking calls cannot use such a ring.
+  single_thread,
+};
+
+/// Options for `uring_service` (through `asio::make_service`) and `blocking_ring`.
+struct ring_options {
+  /// Submission queue entries. The completion queue gets twice as many. Any
+  /// number of operations may be started; the ones beyond what the ring holds
+  /// wait in a queue inside fsys.
+  std::uint32_t queue_depth = 256;
+  /// io_uring or the psync backend.
+  fallback_policy fallback = fallback_policy::automatic;
+  /// Which threads submit; see `issuer_mode`.
+  issuer_mode issuer = issuer_mode::automatic;
+  /// Use a kernel submission-polling thread (IORING_SETUP_SQPOLL).
+  bool sqpoll = false;
+  /// Idle time before the SQPOLL thread sleeps, in milliseconds.
+  std::uint32_t sqpoll_idle_ms = 1000;
+  /// Worker threads of the psync backend.
+  std::uint32_t psync_threads = 4;
+};
+
+}  // namespace fsys

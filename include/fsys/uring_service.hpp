@@ -1,0 +1,71 @@
+// fsys — the execution-context service that owns the ring.
+#pragma once
+
+#include <fsys/detail/asio.hpp>
+#include <fsys/detail/engine.hpp>
+#include <fsys/options.hpp>
+
+#include <boost/asio/execution_context.hpp>
+
+#include <memory>
+#include <system_error>
+
+namespace fsys {
+
+/// Owns one io_uring ring (or the psync fallback) per execution context and
+/// runs every `fsys::basic_file` operation of that context.
+///
+/// The ring's completions reach the context through its own reactor: an
+/// eventfd registered with the ring is watched by the io_context, so
+/// `io_context::run()` alone drives file IO together with sockets and timers.
+/// Operations started while handlers run are gathered and submitted in one
+/// `io_uring_enter` per run-loop pass; completions already present after a
+/// submission are handled at once, without waiting for the reactor. Any
+/// number of operations may be in flight: those beyond the ring's capacity
+/// wait inside fsys for their turn.
+///
+/// The context must be an `asio::io_context`. Options are given the Asio way,
+/// before first use:
+/// @code
+/// asio::io_context ctx;
+/// asio::make_service<fsys::uring_service>(ctx, fsys::ring_options{.queue_depth = 64});
+/// @endcode
+/// Otherwise the first file created on the context makes the service with
+/// default options.
+class uring_service : public asio::execution_context::service {
+ public:
+  /// Asio's service identity.
+  static inline asio::execution_context::id id;
+
+  /// Builds the ring with default options. Throws `std::system_error` with
+  /// `errc::io_uring_setup_failed` when io_uring is refused and the policy
+  /// is `require_io_uring`, or `std::invalid_argument` when `ctx` is not an
+  /// `asio::io_context`.
+  explicit uring_service(asio::execution_context& ctx);
+  /// Builds the ring (or the fallback) as `options` say.
+  uring_service(asio::execution_context& ctx, ring_options options);
+  ~uring_service() override;
+
+  /// The backend in use.
+  fsys::backend active_backend() const noexcept { return engine_->kind(); }
+  /// The options the service was built with.
+  const ring_options& options() const noexcept { return options_; }
+  /// IORING_SETUP_* flags of the ring in use (0 for the psync backend).
+  std::uint32_t setup_flags() const noexcept { return engine_->setup_flags(); }
+  /// Why io_uring is not in use when the backend is psync (empty otherwise).
+  std::error_code fallback_reason() const noexcept { return fallback_reason_; }
+  /// Counters: io_uring_enter calls, SQEs, CQEs, completions.
+  detail::engine_stats stats() const noexcept { return engine_->stats(); }
+
+  /// @private The engine that runs operations.
+  detail::engine& engine() noexcept { return *engine_; }
+
+ private:
+  void shutdown() override;
+
+  ring_options options_;
+  std::error_code fallback_reason_;
+  std::unique_ptr<detail::engine> engine_;
+};
+
+}  // namespace fsys

@@ -1,0 +1,209 @@
+// Transfer rules shared by both backends, and the shared file handle.
+#include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/op.hpp>
+#include <fsys/error.hpp>
+
+#include <boost/asio/error.hpp>
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+
+namespace fsys::detail {
+
+// ---- file_handle -----------------------------------------------------------
+
+file_handle* file_handle::create(int fd, bool owns_fd) {
+  auto* h = new file_handle(fd, owns_fd);
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl >= 0 && (fl & O_DIRECT)) {
+    // Ask the kernel which alignment O_DIRECT needs for this file (memory
+    // alignment follows the device's DMA alignment, not the sector size).
+    struct statx stx;
+    std::memset(&stx, 0, sizeof stx);
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
+      h->dio_mem_align_ = stx.stx_dio_mem_align;
+      h->dio_offset_align_ = stx.stx_dio_offset_align;
+    }
+  }
+  return h;
+}
+
+void file_handle::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (owns_fd_.load(std::memory_order_relaxed) && fd_ >= 0) ::close(fd_);
+    delete this;
+  }
+}
+
+int file_handle::release_owner() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    int err = 0;
+    if (owns_fd_.load(std::memory_order_relaxed) && fd_ >= 0 && ::close(fd_) != 0) err = errno;
+    delete this;
+    return err;
+  }
+  return 0;
+}
+
+// ---- op_base ---------------------------------------------------------------
+
+op_base::~op_base() {
+  if (iov_ != inline_iov_) std::free(iov_);
+  if (file_) file_->release();
+}
+
+void op_base::push_iov(void* data, std::size_t size) {
+  if (iov_end_ == iov_capacity_) {
+    unsigned cap = iov_capacity_ * 2;
+    auto* p = static_cast<iovec*>(std::malloc(cap * sizeof(iovec)));
+    if (!p) throw std::bad_alloc();
+    std::memcpy(p, iov_, iov_end_ * sizeof(iovec));
+    if (iov_ != inline_iov_) std::free(iov_);
+    iov_ = p;
+    iov_capacity_ = cap;
+  }
+  iov_[iov_end_++] = iovec{data, size};
+  remaining_ += size;
+}
+
+unsigned op_base::iov_count() const noexcept {
+  unsigned n = iov_end_ - iov_first_;
+  return n > IOV_MAX ? IOV_MAX : n;
+}
+
+void op_base::validate() noexcept {
+  namespace aerr = boost::asio::error;
+  if (file_ == nullptr || file_->fd() < 0) {
+    ec_ = aerr::bad_descriptor;
+    return;
+  }
+  constexpr std::uint64_t off_max = static_cast<std::uint64_t>(std::numeric_limits<off_t>::max());
+  if (offset_ > off_max || remaining_ > off_max - offset_) {
+    ec_ = make_error_code(errc::offset_overflow);
+    return;
+  }
+  if (std::uint32_t ma = file_->dio_mem_align(), oa = file_->dio_offset_align(); oa != 0) {
+    if (kind_ == op_kind::fdatasync || kind_ == op_kind::fsync) return;
+    bool ok = offset_ % oa == 0;
+    for (unsigned i = iov_first_; ok && i < iov_end_; ++i) {
+      ok = reinterpret_cast<std::uintptr_t>(iov_[i].iov_base) % (ma ? ma : 1) == 0 &&
+           iov_[i].iov_len % oa == 0;
+    }
+    if (!ok) ec_ = make_error_code(errc::misaligned_direct_io);
+  }
+}
+
+void op_base::consume(std::size_t n) noexcept {
+  transferred_ += n;
+  remaining_ -= n;
+  while (n > 0 && iov_first_ < iov_end_) {
+    iovec& v = iov_[iov_first_];
+    if (n >= v.iov_len) {
+      n -= v.iov_len;
+      ++iov_first_;
+    } else {
+      v.iov_base = static_cast<char*>(v.iov_base) + n;
+      v.iov_len -= n;
+      n = 0;
+    }
+  }
+}
+
+void op_base::fail(int negative_errno) noexcept {
+  // -ECANCELED only ever comes from a cancellation: ours (ASYNC_CANCEL) or the
+  // kernel breaking a link after the linked write failed. In both cases Asio
+  // users expect operation_aborted when they asked for it.
+  if (negative_errno == -ECANCELED || (cancel_requested_ && negative_errno == -EINTR))
+    ec_ = boost::asio::error::operation_aborted;
+  else
+    ec_ = boost::system::error_code(-negative_errno, boost::system::system_category());
+}
+
+void op_base::abort() noexcept { ec_ = boost::asio::error::operation_aborted; }
+
+op_step op_base::on_result(int res) noexcept {
+  if (kind_ == op_kind::write_linked_fsync) {
+    // The write half of a linked round: keep it until the fsync's CQE has
+    // come too (-ECANCELED when the link broke); either may arrive first.
+    linked_write_res_ = res;
+    return --cqes_due_ == 0 ? finish_linked_round() : op_step::wait;
+  }
+  cqes_due_ = 0;
+  if (res < 0) {
+    fail(res);
+    return op_step::done;
+  }
+  auto n = static_cast<std::size_t>(res);
+  switch (kind_) {
+    case op_kind::fdatasync:
+    case op_kind::fsync:
+      return op_step::done;
+    case op_kind::read_some:
+      consume(n);
+      if (n == 0 && remaining_ > 0) ec_ = boost::asio::error::eof;
+      return op_step::done;
+    case op_kind::write_some:
+      consume(n);
+      return op_step::done;
+    case op_kind::read_full:
+      consume(n);
+      // 0 bytes means end of file: the read is complete, short.
+      if (n == 0 || remaining_ == 0) return op_step::done;
+      return cancel_requested_ ? (abort(), op_step::done) : op_step::again;
+    case op_kind::write_full:
+      if (n == 0 && remaining_ > 0) {
+        // A regular file never accepts 0 bytes without an error; do not spin.
+        ec_ = boost::system::error_code(EIO, boost::system::system_category());
+        return op_step::done;
+      }
+      consume(n);
+      if (remaining_ == 0) return op_step::done;
+      return cancel_requested_ ? (abort(), op_step::done) : op_step::again;
+    case op_kind::write_linked_fsync:
+      break;
+  }
+  return op_step::done;
+}
+
+op_step op_base::on_linked_fsync_result(int res) noexcept {
+  linked_fsync_res_ = res;
+  return --cqes_due_ == 0 ? finish_linked_round() : op_step::wait;
+}
+
+op_step op_base::finish_linked_round() noexcept {
+  const int wres = linked_write_res_;
+  const int fsync_res = linked_fsync_res_;
+  if (wres < 0) {
+    // The write failed (or was cancelled); the kernel cancelled the fsync.
+    // Nothing new is durable; report the write's error with the bytes of
+    // earlier rounds, which were written *and* synced.
+    fail(wres);
+    return op_step::done;
+  }
+  auto n = static_cast<std::size_t>(wres);
+  if (n == 0 && remaining_ > 0) {
+    ec_ = boost::system::error_code(EIO, boost::system::system_category());
+    return op_step::done;
+  }
+  consume(n);
+  if (remaining_ > 0) {
+    // Short write: the kernel broke the link, so the fsync did not run (or
+    // ran on part of the data). Never report this as success: write the rest
+    // with a new linked fsync, which syncs all of it.
+    return cancel_requested_ ? (abort(), op_step::done) : op_step::again;
+  }
+  // Everything written; durable only if this round's fsync succeeded.
+  if (fsync_res < 0) fail(fsync_res);
+  return op_step::done;
+}
+
+}  // namespace fsys::detail

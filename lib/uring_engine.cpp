@@ -1,0 +1,603 @@
+// The io_uring engine: one ring per io_context, watched through an eventfd.
+//
+// Threading. Every access to the ring (SQ, CQ, enter) happens under `mutex_`.
+// Handlers are never invoked under the lock: reaped operations are collected
+// in a local queue and completed after unlocking. So the engine is correct
+// when several threads run the io_context, and when blocking callers submit
+// from their own threads (`start_now`).
+//
+// Capacity. Each SQE yields exactly one CQE, and the engine never has more
+// SQEs in the kernel than the CQ has entries (`in_kernel_ <= cq_capacity_`),
+// so the CQ cannot overflow; operations beyond that wait in `queued_`.
+//
+// Wake-ups. An eventfd registered with the ring is read by an Asio
+// stream_descriptor (`async_read_some`, which drains the counter). It is armed
+// only while SQEs are in the kernel, so an idle ring does not keep
+// `io_context::run()` from returning; each armed read is satisfied by the next
+// completion, because every CQE signals the eventfd (after reaping, with
+// DEFER_TASKRUN, see `get_events`).
+#include <fsys/detail/engine.hpp>
+#include <fsys/detail/file_handle.hpp>
+#include <fsys/error.hpp>
+#include <fsys/features.hpp>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/detail/scheduler.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+namespace fsys::detail {
+namespace {
+
+// user_data tags: the low bits of an op pointer (ops are at least 8-aligned).
+constexpr std::uint64_t tag_main = 0;
+constexpr std::uint64_t tag_linked_fsync = 1;
+constexpr std::uint64_t tag_mask = 7;
+// CQEs of our own ASYNC_CANCEL requests carry 0 and are only counted.
+constexpr std::uint64_t internal_user_data = 0;
+
+std::uint64_t user_data(op_base* op, std::uint64_t tag) {
+  return reinterpret_cast<std::uintptr_t>(op) | tag;
+}
+
+class uring_engine final : public engine {
+ public:
+  uring_engine(asio::io_context& ctx, const ring_options& opts, std::error_code& ec)
+      : ctx_(ctx), eventfd_(ctx) {
+    const ring_features& f = probe_features();
+    if (!f.available) {
+      ec = f.setup_error;
+      return;
+    }
+    bool single = opts.issuer == issuer_mode::single_thread;
+    if (opts.issuer == issuer_mode::automatic) {
+      // Asio's public API does not expose the concurrency hint; the
+      // scheduler service (which *is* the io_context's implementation) does.
+      single = asio::use_service<asio::detail::scheduler>(ctx).concurrency_hint() == 1;
+    }
+    io_uring_params p;
+    std::memset(&p, 0, sizeof p);
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = opts.queue_depth * 2;
+    if (f.submit_all) p.flags |= IORING_SETUP_SUBMIT_ALL;
+    if (opts.sqpoll && f.sqpoll) {
+      p.flags |= IORING_SETUP_SQPOLL;
+      p.sq_thread_idle = opts.sqpoll_idle_ms;
+    } else if (single && f.defer_taskrun) {
+      // The ring is bound to the thread that enables it: start disabled and
+      // enable on the first submission, which runs on the io_context thread.
+      p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
+      defer_taskrun_ = true;
+    } else if (f.coop_taskrun) {
+      p.flags |= IORING_SETUP_COOP_TASKRUN;
+    }
+    int r = io_uring_queue_init_params(opts.queue_depth, &ring_, &p);
+    if (r < 0) {
+      ec = std::error_code(-r, std::system_category());
+      return;
+    }
+    ring_ok_ = true;
+    flags_ = p.flags & ~IORING_SETUP_R_DISABLED;
+    cq_capacity_ = p.cq_entries;
+    needs_enable_ = p.flags & IORING_SETUP_R_DISABLED;
+
+    int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0) {
+      ec = std::error_code(errno, std::system_category());
+      return;
+    }
+    r = io_uring_register_eventfd(&ring_, efd);
+    if (r < 0) {
+      ::close(efd);
+      ec = std::error_code(-r, std::system_category());
+      return;
+    }
+    boost::system::error_code bec;
+    eventfd_.assign(efd, bec);
+    if (bec) {
+      ::close(efd);
+      ec = bec;
+      return;
+    }
+  }
+
+  ~uring_engine() override {
+    shutdown();
+    boost::system::error_code ignored;
+    eventfd_.close(ignored);
+    if (ring_ok_) io_uring_queue_exit(&ring_);
+  }
+
+  bool usable() const noexcept { return ring_ok_ && eventfd_.is_open(); }
+
+  void start(op_base* op) override {
+    bool post_flush = false;
+    {
+      std::unique_lock lock(mutex_);
+      if (shut_down_) {
+        // Started while the io_context shuts down: like Asio, destroy the
+        // handler without invoking it.
+        lock.unlock();
+        op->complete_(op, false);
+        return;
+      }
+      link_to_file(op);
+      queued_.push_back(op);
+      if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+    }
+    if (post_flush) schedule_flush();
+  }
+
+  bool start_now(op_base* op) override {
+    if (defer_taskrun_) return false;
+    op_queue done;
+    {
+      std::unique_lock lock(mutex_);
+      if (shut_down_) {
+        lock.unlock();
+        op->abort();
+        op->complete_(op, true);
+        return true;
+      }
+      link_to_file(op);
+      queued_.push_back(op);
+      pump(done);
+    }
+    finish(done);
+    return true;
+  }
+
+  void cancel(op_base* op) override {
+    bool post_flush = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+      op->cancel_requested_ = true;
+      // A queued op is completed with operation_aborted at the next pump; an
+      // op in the kernel gets an ASYNC_CANCEL SQE there.
+      if (op->state_ == op_state::in_kernel && !op->cancel_queued_) {
+        op->cancel_queued_ = true;
+        cancels_.push_back(op);  // cancels_ links through cancel_next_
+      }
+      if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+    }
+    if (post_flush) schedule_flush();
+  }
+
+  void cancel_file(file_handle* file) override {
+    bool post_flush = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (shut_down_) return;
+      for (op_base* op = file->ops_; op; op = op->file_next_) {
+        if (op->state_ == op_state::finished || op->cancel_requested_) continue;
+        op->cancel_requested_ = true;
+        if (op->state_ == op_state::in_kernel && !op->cancel_queued_) {
+          op->cancel_queued_ = true;
+          cancels_.push_back(op);
+        }
+        post_flush = true;
+      }
+      if (post_flush && !flush_scheduled_)
+        flush_scheduled_ = true;
+      else
+        post_flush = false;
+    }
+    if (post_flush) schedule_flush();
+  }
+
+  void shutdown() override {
+    std::unique_lock lock(mutex_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    if (!ring_ok_) return;
+    op_queue done;
+    if (in_kernel_ > 0 && !needs_enable_) {
+      // Cancel everything in the kernel and wait until every CQE is back: only
+      // then is no buffer in use, and only then may handlers (which may own
+      // the buffers, e.g. coroutine frames) be destroyed.
+      if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) {
+        io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
+        io_uring_sqe_set_data64(sqe, internal_user_data);
+        ++in_kernel_;
+      }
+      while (in_kernel_ > 0) {
+        int r = io_uring_submit_and_wait(&ring_, 1);
+        if (r == -EINTR || r == -EAGAIN || r == -EBUSY) continue;
+        if (r < 0) {
+          // Only a single-issuer ring destroyed from a thread other than its
+          // submitter gets here (-EEXIST). The kernel may still own buffers:
+          // leak the operations rather than free memory it could write to.
+          for (op_base* op = queued_.pop(); op; op = queued_.pop()) leaked_.push_back(op);
+          return;
+        }
+        reap(done);
+      }
+    }
+    done.splice(queued_);
+    done.splice(finished_);
+    for (op_base* op = done.front(); op; op = op->next_) unlink_from_file(op);
+    lock.unlock();
+    while (op_base* op = done.pop()) op->complete_(op, false);
+  }
+
+  fsys::backend kind() const noexcept override { return backend::io_uring; }
+  std::uint32_t setup_flags() const noexcept override { return flags_; }
+
+  engine_stats stats() const noexcept override {
+    engine_stats s;
+    s.enter_calls = enter_calls_.load(std::memory_order_relaxed);
+    s.sqes_submitted = sqes_submitted_.load(std::memory_order_relaxed);
+    s.cqes_reaped = cqes_reaped_.load(std::memory_order_relaxed);
+    s.ops_completed = ops_completed_.load(std::memory_order_relaxed);
+    s.reactor_wakeups = wakeups_.load(std::memory_order_relaxed);
+    s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+ private:
+  // Cancel requests wait in their own FIFO, linked through a side table so an
+  // op can be queued for cancellation while it sits in no other queue.
+  class cancel_queue {
+   public:
+    void push_back(op_base* op) { ops_.push_back(op); }
+    bool empty() const { return ops_.empty(); }
+    op_base* front() const { return ops_.front(); }
+    void pop() { ops_.pop_front(); }
+
+   private:
+    std::deque<op_base*> ops_;
+  };
+
+  void schedule_flush() {
+    asio::post(ctx_, [this] { flush(); });
+  }
+
+  // One batch: runs on the io_context.
+  void flush() {
+    op_queue done;
+    {
+      std::lock_guard lock(mutex_);
+      flush_scheduled_ = false;
+      if (shut_down_) return;
+      pump(done);
+    }
+    finish(done);
+  }
+
+  void on_wakeup(const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    wakeups_.fetch_add(1, std::memory_order_relaxed);
+    op_queue done;
+    {
+      std::lock_guard lock(mutex_);
+      armed_ = false;
+      if (shut_down_) return;
+      pump(done);
+    }
+    finish(done);
+  }
+
+  // Completes reaped ops outside the lock. If a handler throws, the rest are
+  // completed by a later flush.
+  void finish(op_queue& done) {
+    complete_all(done, [this](op_queue& rest) {
+      bool post_flush = false;
+      {
+        std::lock_guard lock(mutex_);
+        finished_.splice(rest);
+        if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+      }
+      if (post_flush) schedule_flush();
+    });
+  }
+
+  // Moves queued ops and cancel requests into the SQ, submits, reaps, and
+  // repeats while reaping made room or produced resubmissions. Lock held.
+  void pump(op_queue& done) {
+    done.splice(finished_);
+    if (needs_enable_) {
+      // First submission on this thread: bind the single-issuer ring to it.
+      // liburing 2.3 declares io_uring_enable_rings() but does not export it.
+      int r = static_cast<int>(::syscall(__NR_io_uring_register, ring_.ring_fd,
+                                         IORING_REGISTER_ENABLE_RINGS, nullptr, 0));
+      if (r < 0) r = -errno;
+      if (r < 0) {
+        fail_all(done, r);
+        return;
+      }
+      needs_enable_ = false;
+    }
+    for (;;) {
+      fill_sq(done);
+      submit();
+      // Stop when nothing came back (the rest completes through the eventfd)
+      // or nothing is left to submit; otherwise reaping made room or produced
+      // resubmissions, so go again. Every extra pass has reaped something.
+      if (reap(done) == 0 || (queued_.empty() && cancels_.empty())) break;
+    }
+    done.splice(finished_);
+    if (in_kernel_ > 0 && !armed_) arm();
+  }
+
+  void fill_sq(op_queue& done) {
+    while (!cancels_.empty()) {
+      op_base* op = cancels_.front();
+      if (op->state_ != op_state::in_kernel) {
+        // It finished or went back to the queue (short transfer) meanwhile.
+        cancels_.pop();
+        op->cancel_queued_ = false;
+        continue;
+      }
+      if (in_kernel_ + 1 > cq_capacity_) return;
+      io_uring_sqe* sqe = get_sqe();
+      if (!sqe) return;
+      // Cancel every request of this op (a linked pair has two user_data
+      // values; cancelling the write also cancels the linked fsync).
+      io_uring_prep_cancel64(sqe, user_data(op, tag_main), 0);
+      io_uring_sqe_set_data64(sqe, internal_user_data);
+      ++in_kernel_;
+      if (op->kind_ == op_kind::write_linked_fsync) {
+        if (io_uring_sqe* s2 = get_sqe(); s2 && in_kernel_ + 1 <= cq_capacity_) {
+          io_uring_prep_cancel64(s2, user_data(op, tag_linked_fsync), 0);
+          io_uring_sqe_set_data64(s2, internal_user_data);
+          ++in_kernel_;
+        }
+      }
+      cancels_.pop();
+      op->cancel_queued_ = false;
+    }
+    while (op_base* op = queued_.front()) {
+      if (op->cancel_requested_ || op->ec_) {
+        // Cancelled before the kernel saw it, or refused by validate().
+        queued_.pop();
+        if (!op->ec_) op->abort();
+        retire(op, done);
+        continue;
+      }
+      if (op->remaining() == 0 && op->kind_ != op_kind::fdatasync && op->kind_ != op_kind::fsync) {
+        // Nothing to transfer: complete with 0 bytes, as Asio does.
+        queued_.pop();
+        retire(op, done);
+        continue;
+      }
+      unsigned need = op->sqes_per_round();
+      if (in_kernel_ + need > cq_capacity_) {
+        queued_waits_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      if (io_uring_sq_space_left(&ring_) < need) {
+        submit();
+        if (io_uring_sq_space_left(&ring_) < need) return;
+      }
+      queued_.pop();
+      prepare(op);
+      in_kernel_ += need;
+    }
+  }
+
+  io_uring_sqe* get_sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) {
+      submit();
+      sqe = io_uring_get_sqe(&ring_);
+    }
+    return sqe;
+  }
+
+  // Writes the SQE(s) of one round of `op`.
+  //
+  // Why handing these pointers to the kernel is sound: the iovec array lives in
+  // the op, and the buffers it points to are owned by the caller, who by the
+  // API contract keeps them alive until the handler runs. The handler runs
+  // only after the engine has reaped every CQE of the op (`cqes_due_` == 0 and
+  // state `finished`), i.e. after the kernel has let go of the iovecs and the
+  // buffers, whatever the outcome (success, error, cancellation, shutdown).
+  // The fd is held open by `file_handle`'s reference, which the op keeps until
+  // it is freed, so the number cannot be reused while the kernel may issue
+  // the request (a linked fsync is issued only after its write completes).
+  void prepare(op_base* op) {
+    const int fd = op->file_->fd();
+    const unsigned niov = op->iov_count();
+    const iovec* iov = op->iov();
+    const std::uint64_t off = op->next_offset();
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    switch (op->kind_) {
+      case op_kind::read_some:
+      case op_kind::read_full:
+        if (niov == 1)
+          io_uring_prep_read(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)), off);
+        else
+          io_uring_prep_readv(sqe, fd, iov, niov, off);
+        break;
+      case op_kind::write_some:
+      case op_kind::write_full:
+      case op_kind::write_linked_fsync:
+        if (niov == 1)
+          io_uring_prep_write(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)), off);
+        else
+          io_uring_prep_writev(sqe, fd, iov, niov, off);
+        break;
+      case op_kind::fdatasync:
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+        break;
+      case op_kind::fsync:
+        io_uring_prep_fsync(sqe, fd, 0);
+        break;
+    }
+    io_uring_sqe_set_data64(sqe, user_data(op, tag_main));
+    op->cqes_due_ = 1;
+    if (op->kind_ == op_kind::write_linked_fsync) {
+      // IOSQE_IO_LINK: the fsync starts only after the write completed in
+      // full; a short or failed write cancels it (-ECANCELED), which
+      // op_base::finish_linked_round() turns into "write the rest and sync
+      // again", never into success.
+      sqe->flags |= IOSQE_IO_LINK;
+      io_uring_sqe* fs = io_uring_get_sqe(&ring_);
+      io_uring_prep_fsync(fs, fd, IORING_FSYNC_DATASYNC);
+      io_uring_sqe_set_data64(fs, user_data(op, tag_linked_fsync));
+      op->cqes_due_ = 2;
+    }
+    op->state_ = op_state::in_kernel;
+  }
+
+  static std::size_t clamp_len(std::size_t n) {
+    // One read/write SQE carries a 32-bit length; the kernel caps a single
+    // transfer at MAX_RW_COUNT anyway. The rest goes in the next round.
+    constexpr std::size_t max = 0x7ffff000;
+    return n > max ? max : n;
+  }
+
+  // Submits everything in the SQ; returns whether anything was submitted.
+  bool submit() {
+    if (io_uring_sq_ready(&ring_) == 0) {
+      if (defer_taskrun_ && in_kernel_ > 0) {
+        // Run deferred completions so reap() can see them.
+        enter_calls_.fetch_add(1, std::memory_order_relaxed);
+        io_uring_get_events(&ring_);
+      }
+      return false;
+    }
+    for (;;) {
+      enter_calls_.fetch_add(1, std::memory_order_relaxed);
+      int r = defer_taskrun_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
+      if (r >= 0) {
+        sqes_submitted_.fetch_add(static_cast<unsigned>(r), std::memory_order_relaxed);
+        // With SUBMIT_ALL (or SQPOLL) the kernel takes every SQE; otherwise a
+        // failing SQE stops the batch after posting its CQE: submit the rest.
+        if (r == 0 || io_uring_sq_ready(&ring_) == 0 || (flags_ & IORING_SETUP_SQPOLL)) return true;
+        continue;
+      }
+      if (r == -EINTR || r == -EAGAIN) continue;
+      if (r == -EBUSY) {
+        // The kernel wants CQEs reaped first (it cannot happen while
+        // in_kernel_ <= cq_capacity_, but NODROP kernels may still say so).
+        op_queue tmp;
+        reap(tmp);
+        finished_.splice(tmp);
+        continue;
+      }
+      // Anything else means the ring itself is unusable: fail what is in the SQ.
+      return false;
+    }
+  }
+
+  // Reaps every available CQE; finished ops go to `done`, short transfers back
+  // to the front of the queue. Lock held.
+  unsigned reap(op_queue& done) {
+    unsigned head, count = 0;
+    io_uring_cqe* cqe;
+    op_queue again;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++count;
+      --in_kernel_;
+      const std::uint64_t ud = cqe->user_data;
+      if (ud == internal_user_data) continue;
+      auto* op = reinterpret_cast<op_base*>(ud & ~tag_mask);
+      op_step step = (ud & tag_mask) == tag_linked_fsync ? op->on_linked_fsync_result(cqe->res)
+                                                         : op->on_result(cqe->res);
+      if (step == op_step::done)
+        retire(op, done);
+      else if (step == op_step::again) {
+        op->state_ = op_state::queued;
+        again.push_back(op);
+      }
+    }
+    io_uring_cq_advance(&ring_, count);
+    cqes_reaped_.fetch_add(count, std::memory_order_relaxed);
+    again.splice(queued_);
+    queued_.splice(again);
+    return count;
+  }
+
+  void retire(op_base* op, op_queue& done) {
+    op->state_ = op_state::finished;
+    unlink_from_file(op);
+    ops_completed_.fetch_add(1, std::memory_order_relaxed);
+    done.push_back(op);
+  }
+
+  void fail_all(op_queue& done, int negative_errno) {
+    while (op_base* op = queued_.pop()) {
+      op->ec_ = boost::system::error_code(-negative_errno, boost::system::system_category());
+      retire(op, done);
+    }
+  }
+
+  void arm() {
+    armed_ = true;
+    eventfd_.async_read_some(asio::buffer(&eventfd_value_, sizeof eventfd_value_),
+                             [this](const boost::system::error_code& ec, std::size_t) { on_wakeup(ec); });
+  }
+
+  asio::io_context& ctx_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  bool defer_taskrun_ = false;
+  bool needs_enable_ = false;
+  std::uint32_t flags_ = 0;
+  unsigned cq_capacity_ = 0;
+
+  std::mutex mutex_;
+  op_queue queued_;
+  op_queue finished_;  // reaped, to be completed by the next flush
+  op_queue leaked_;
+  cancel_queue cancels_;
+  unsigned in_kernel_ = 0;
+  bool flush_scheduled_ = false;
+  bool armed_ = false;
+  bool shut_down_ = false;
+
+  asio::posix::stream_descriptor eventfd_;
+  std::uint64_t eventfd_value_ = 0;
+
+  std::atomic<std::uint64_t> enter_calls_{0}, sqes_submitted_{0}, cqes_reaped_{0}, ops_completed_{0},
+      wakeups_{0}, queued_waits_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<engine> make_uring_engine(asio::io_context& ctx, const ring_options& options,
+                                          std::error_code& ec) {
+  ec.clear();
+  auto e = std::make_unique<uring_engine>(ctx, options, ec);
+  if (ec || !e->usable()) {
+    if (!ec) ec = make_error_code(errc::io_uring_setup_failed);
+    return nullptr;
+  }
+  return e;
+}
+
+// ---- engine helpers ---------------------------------------------------------
+
+void engine::link_to_file(op_base* op) noexcept {
+  file_handle* f = op->file_;
+  if (!f) return;
+  op->file_prev_ = nullptr;
+  op->file_next_ = f->ops_;
+  if (f->ops_) f->ops_->file_prev_ = op;
+  f->ops_ = op;
+}
+
+void engine::unlink_from_file(op_base* op) noexcept {
+  file_handle* f = op->file_;
+  if (!f) return;
+  if (op->file_prev_)
+    op->file_prev_->file_next_ = op->file_next_;
+  else if (f->ops_ == op)
+    f->ops_ = op->file_next_;
+  if (op->file_next_) op->file_next_->file_prev_ = op->file_prev_;
+  op->file_next_ = op->file_prev_ = nullptr;
+}
+
+}  // namespace fsys::detail

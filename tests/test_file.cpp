@@ -1,0 +1,599 @@
+// Core: fsys::file and the coroutine API on a real ring and real files.
+#include <boost/test/unit_test.hpp>
+
+#include "support/ring_fixture.hpp"
+#include "support/temp_dir.hpp"
+
+#include <fsys/fsys.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_at.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/asio/write_at.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <limits>
+#include <memory>
+#include <random>
+#include <optional>
+#include <thread>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using fsys::test::pattern;
+using fsys::test::read_file;
+using fsys::test::temp_dir;
+
+namespace {
+
+constexpr int rw_create = O_RDWR | O_CREAT;
+
+template <class T>
+T run_coro(asio::io_context& ctx, asio::awaitable<T> aw) {
+  std::optional<T> result;
+  std::exception_ptr err;
+  asio::co_spawn(ctx, std::move(aw), [&](std::exception_ptr e, T v) {
+    err = e;
+    result = std::move(v);
+  });
+  ctx.run();
+  ctx.restart();
+  if (err) std::rethrow_exception(err);
+  BOOST_REQUIRE(result.has_value());
+  return *result;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(backend_is_the_expected_one) {
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  BOOST_TEST((svc.active_backend() == fsys::test::expected_backend()));
+  if (svc.active_backend() == fsys::backend::io_uring) {
+    BOOST_TEST(fsys::probe_features().available);
+    BOOST_TEST(svc.setup_flags() != 0u);
+  } else {
+    BOOST_TEST(static_cast<bool>(svc.fallback_reason()));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(coroutine_round_trip_every_operation) {
+  temp_dir dir;
+  asio::io_context ctx;
+  auto data = pattern(100000, 1);
+  auto path = dir.file("co.dat");
+  auto n = run_coro(ctx, [&]() -> asio::awaitable<std::size_t> {
+    fsys::file f(co_await asio::this_coro::executor, path, rw_create);
+    std::size_t w = co_await fsys::co_write_at(f, 10, asio::buffer(data));
+    BOOST_TEST(w == data.size());
+    co_await fsys::co_fdatasync(f);
+    std::size_t l = co_await fsys::co_write_linked_fsync(f, 10 + data.size(), asio::buffer(data.data(), 5000));
+    BOOST_TEST(l == 5000u);
+    std::vector<std::byte> back(data.size());
+    std::size_t r = co_await fsys::co_read_at(f, 10, asio::buffer(back));
+    BOOST_TEST(r == back.size());
+    BOOST_TEST((back == data));
+    BOOST_TEST(f.size() == 10 + data.size() + 5000);
+    co_return r;
+  }());
+  BOOST_TEST(n == data.size());
+  auto disk = read_file(path);
+  BOOST_REQUIRE_EQUAL(disk.size(), 10 + data.size() + 5000);
+  BOOST_TEST(std::equal(data.begin(), data.end(), disk.begin() + 10));
+  BOOST_TEST(std::equal(data.begin(), data.begin() + 5000, disk.begin() + 10 + data.size()));
+}
+
+BOOST_AUTO_TEST_CASE(callback_tokens_and_handlers_never_run_inline) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::file f(ctx, dir.file("cb.dat"), rw_create);
+  auto data = pattern(4096, 2);
+  bool in_initiation = true;
+  bool done = false;
+  f.async_write_at(0, asio::buffer(data), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!in_initiation);
+    BOOST_TEST(!ec);
+    BOOST_TEST(n == 4096u);
+    f.async_fdatasync([&](error_code ec2) {
+      BOOST_TEST(!ec2);
+      done = true;
+    });
+  });
+  in_initiation = false;
+  ctx.run();
+  BOOST_TEST(done);
+  // An invalid request also completes through the io_context, never inline.
+  fsys::file closed(ctx);
+  bool ran = false;
+  in_initiation = true;
+  std::array<std::byte, 8> b{};
+  closed.async_read_at(0, asio::buffer(b), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!in_initiation);
+    BOOST_TEST((ec == asio::error::bad_descriptor));
+    BOOST_TEST(n == 0u);
+    ran = true;
+  });
+  in_initiation = false;
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST(ran);
+}
+
+BOOST_AUTO_TEST_CASE(deferred_future_as_tuple_redirect_error) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::file f(ctx, dir.file("tokens.dat"), rw_create);
+  auto data = pattern(8192, 3);
+
+  // deferred: nothing starts until the deferred operation is launched.
+  auto op = f.async_write_at(0, asio::buffer(data), asio::deferred);
+  ctx.run();
+  ctx.restart();
+  BOOST_TEST(f.size() == 0u);
+  std::size_t written = 0;
+  std::move(op)([&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    written = n;
+  });
+  ctx.run();
+  ctx.restart();
+  BOOST_TEST(written == data.size());
+
+  // use_future, with the io_context run by another thread.
+  std::vector<std::byte> back(data.size());
+  auto work = asio::make_work_guard(ctx);
+  std::thread runner([&] { ctx.run(); });
+  std::future<std::size_t> fut = f.async_read_at(0, asio::buffer(back), asio::use_future);
+  BOOST_TEST(fut.get() == data.size());
+  BOOST_TEST((back == data));
+  // use_future with an error: the future throws system_error.
+  fsys::file closed(ctx);
+  auto bad = closed.async_read_at(0, asio::buffer(back), asio::use_future);
+  BOOST_CHECK_THROW(bad.get(), boost::system::system_error);
+  std::future<void> sync = f.async_fdatasync(asio::use_future);
+  BOOST_CHECK_NO_THROW(sync.get());
+  work.reset();
+  runner.join();
+  ctx.restart();
+
+  // as_tuple and redirect_error inside a coroutine.
+  run_coro(ctx, [&]() -> asio::awaitable<int> {
+    auto [ec, n] = co_await f.async_read_at(0, asio::buffer(back), asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(!ec);
+    BOOST_TEST(n == data.size());
+    error_code ec2;
+    std::size_t m = co_await f.async_read_some_at(data.size(), asio::buffer(back),
+                                                  asio::redirect_error(asio::use_awaitable, ec2));
+    BOOST_TEST((ec2 == asio::error::eof));
+    BOOST_TEST(m == 0u);
+    co_return 0;
+  }());
+}
+
+BOOST_AUTO_TEST_CASE(several_buffers_use_readv_writev) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::file f(ctx, dir.file("vec.dat"), rw_create);
+  auto a = pattern(1000, 4), b = pattern(3000, 5), c = pattern(17, 6);
+  std::vector<asio::const_buffer> out{asio::buffer(a), asio::buffer(b), asio::buffer(c)};
+  std::size_t w = 0;
+  f.async_write_at(5, out, [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    w = n;
+  });
+  ctx.run();
+  ctx.restart();
+  BOOST_TEST(w == 4017u);
+  std::vector<std::byte> x(17), y(4000);
+  std::array<asio::mutable_buffer, 2> in{asio::buffer(x), asio::buffer(y)};
+  std::size_t r = 0;
+  f.async_read_at(5, in, [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    r = n;
+  });
+  ctx.run();
+  BOOST_TEST(r == 4017u);  // short: end of file after 4017 bytes
+  std::vector<std::byte> all(a);
+  all.insert(all.end(), b.begin(), b.end());
+  all.insert(all.end(), c.begin(), c.end());
+  BOOST_TEST(std::equal(x.begin(), x.end(), all.begin()));
+  BOOST_TEST(std::equal(y.begin(), y.begin() + 4000, all.begin() + 17));
+}
+
+BOOST_AUTO_TEST_CASE(transfer_of_64_mib) {
+  temp_dir dir;
+  asio::io_context ctx;
+  auto data = pattern(64u << 20, 7);
+  auto path = dir.file("big.dat");
+  fsys::file f(ctx, path, rw_create);
+  std::size_t w = 0, r = 0;
+  std::vector<std::byte> back(data.size());
+  f.async_write_linked_fsync(0, asio::buffer(data), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    w = n;
+    f.async_read_at(0, asio::buffer(back), [&](error_code ec2, std::size_t m) {
+      BOOST_TEST(!ec2);
+      r = m;
+    });
+  });
+  ctx.run();
+  BOOST_TEST(w == data.size());
+  BOOST_TEST(r == data.size());
+  BOOST_TEST((back == data));
+  BOOST_TEST((read_file(path) == data));
+}
+
+BOOST_AUTO_TEST_CASE(reads_at_and_past_end_of_file) {
+  temp_dir dir;
+  auto path = dir.file("eof.dat");
+  fsys::test::write_file(path, pattern(100, 8));
+  asio::io_context ctx;
+  fsys::file f(ctx, path, O_RDONLY);
+  std::vector<std::byte> buf(64);
+  std::vector<std::pair<error_code, std::size_t>> results;
+  auto rec = [&](error_code ec, std::size_t n) { results.emplace_back(ec, n); };
+  f.async_read_at(80, asio::buffer(buf), rec);        // short: 20 bytes
+  f.async_read_at(100, asio::buffer(buf), rec);       // at end: 0 bytes, no error
+  f.async_read_at(5000, asio::buffer(buf), rec);      // past end: 0 bytes, no error
+  f.async_read_some_at(100, asio::buffer(buf), rec);  // some at end: eof
+  f.async_read_some_at(90, asio::buffer(buf), rec);   // some short: 10
+  ctx.run();
+  BOOST_REQUIRE_EQUAL(results.size(), 5u);
+  std::sort(results.begin(), results.end(), [](auto& a, auto& b) { return a.second > b.second; });
+  BOOST_TEST(results[0].second == 20u);
+  BOOST_TEST(!results[0].first);
+  BOOST_TEST(results[1].second == 10u);
+  int eofs = 0, clean_zero = 0;
+  for (int i = 2; i < 5; ++i) {
+    BOOST_TEST(results[i].second == 0u);
+    if (results[i].first == asio::error::eof) ++eofs;
+    if (!results[i].first) ++clean_zero;
+  }
+  BOOST_TEST(eofs == 1);
+  BOOST_TEST(clean_zero == 2);
+}
+
+BOOST_AUTO_TEST_CASE(ten_thousand_operations_in_flight) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx, fsys::ring_options{.queue_depth = 64});
+  auto path = dir.file("many.dat");
+  fsys::file f(ctx, path, rw_create);
+  constexpr std::size_t ops = 10000, block = 512;
+  auto data = pattern(ops * block, 9);
+  std::size_t completed = 0, bytes = 0;
+  for (std::size_t i = 0; i < ops; ++i) {
+    f.async_write_at(i * block, asio::buffer(data.data() + i * block, block), [&](error_code ec, std::size_t n) {
+      BOOST_REQUIRE(!ec);
+      ++completed;
+      bytes += n;
+    });
+  }
+  ctx.run();
+  ctx.restart();
+  BOOST_TEST(completed == ops);
+  BOOST_TEST(bytes == data.size());
+  BOOST_TEST((read_file(path) == data));
+
+  std::vector<std::byte> back(data.size());
+  completed = 0;
+  for (std::size_t i = 0; i < ops; ++i) {
+    f.async_read_at(i * block, asio::buffer(back.data() + i * block, block), [&](error_code ec, std::size_t n) {
+      BOOST_REQUIRE(!ec);
+      BOOST_REQUIRE(n == block);
+      ++completed;
+    });
+  }
+  ctx.run();
+  BOOST_TEST(completed == ops);
+  BOOST_TEST((back == data));
+}
+
+BOOST_AUTO_TEST_CASE(bad_inputs_give_error_codes_and_leave_the_file_intact) {
+  temp_dir dir;
+  auto path = dir.file("intact.dat");
+  auto original = pattern(4096, 10);
+  fsys::test::write_file(path, original);
+  asio::io_context ctx;
+  std::vector<std::byte> buf(512);
+
+  // Read-only file written: EBADF from the kernel.
+  fsys::file ro(ctx, path, O_RDONLY);
+  error_code ec_ro;
+  ro.async_write_at(0, asio::buffer(buf), [&](error_code ec, std::size_t n) {
+    ec_ro = ec;
+    BOOST_TEST(n == 0u);
+  });
+  // Offset + size past off_t: refused before submission.
+  error_code ec_ovf;
+  ro.async_read_at(std::numeric_limits<std::uint64_t>::max() - 10, asio::buffer(buf),
+                   [&](error_code ec, std::size_t) { ec_ovf = ec; });
+  error_code ec_ovf2;
+  ro.async_write_linked_fsync(static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()), asio::buffer(buf),
+                              [&](error_code ec, std::size_t) { ec_ovf2 = ec; });
+  // Closed file.
+  fsys::file closed(ctx);
+  error_code ec_closed;
+  closed.async_write_linked_fsync(0, asio::buffer(buf), [&](error_code ec, std::size_t) { ec_closed = ec; });
+  // Invalid fd: a descriptor number that is not open.
+  int dead = ::open(path.c_str(), O_RDONLY);
+  ::close(dead);
+  fsys::file invalid(ctx, dead);
+  error_code ec_invalid;
+  invalid.async_read_at(0, asio::buffer(buf), [&](error_code ec, std::size_t) { ec_invalid = ec; });
+  error_code ec_invalid_sync;
+  invalid.async_fdatasync([&](error_code ec) { ec_invalid_sync = ec; });
+  ctx.run();
+  (void)invalid.release();  // the number is not ours to close
+
+  BOOST_TEST((ec_ro == std::errc::bad_file_descriptor));
+  BOOST_TEST((ec_ovf == fsys::errc::offset_overflow));
+  BOOST_TEST((ec_ovf2 == fsys::errc::offset_overflow));
+  BOOST_TEST((std::error_code(ec_ovf) == std::errc::value_too_large));
+  BOOST_TEST((ec_closed == std::errc::bad_file_descriptor));
+  BOOST_TEST((ec_invalid == std::errc::bad_file_descriptor));
+  BOOST_TEST((ec_invalid_sync == std::errc::bad_file_descriptor));
+  BOOST_TEST((read_file(path) == original));
+
+  // Synchronous members: error_code overloads and throwing overloads.
+  std::error_code sec;
+  BOOST_TEST(closed.size(sec) == 0u);
+  BOOST_TEST((sec == fsys::errc::not_open));
+  BOOST_CHECK_THROW((void)closed.size(), std::system_error);
+  fsys::file missing(ctx);
+  missing.open(dir.file("nope/x"), O_RDONLY, 0, sec);
+  BOOST_TEST((sec == std::errc::no_such_file_or_directory));
+  BOOST_CHECK_THROW(missing.open(dir.file("nope/x"), O_RDONLY), std::system_error);
+  BOOST_CHECK_THROW(fsys::file(ctx, dir.file("nope/y"), O_RDONLY), std::system_error);
+}
+
+BOOST_AUTO_TEST_CASE(file_members_open_close_release_move) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::file f(ctx);
+  BOOST_TEST(!f.is_open());
+  BOOST_TEST(f.native_handle() == -1);
+  f.open(dir.file("m.dat"), rw_create);
+  BOOST_TEST(f.is_open());
+  int fd = f.native_handle();
+  BOOST_TEST(fd >= 0);
+  fsys::file g(std::move(f));
+  BOOST_TEST(!f.is_open());
+  BOOST_TEST(g.native_handle() == fd);
+  int released = g.release();
+  BOOST_TEST(released == fd);
+  BOOST_TEST(!g.is_open());
+  BOOST_TEST(::fcntl(fd, F_GETFD) != -1);  // still open: released, not closed
+  fsys::file h(ctx, released);
+  BOOST_TEST(h.native_handle() == fd);
+  h.close();
+  BOOST_TEST(::fcntl(fd, F_GETFD) == -1);  // closed by the file
+  std::error_code ec;
+  h.close(ec);  // closing twice is harmless
+  BOOST_TEST(!ec);
+}
+
+BOOST_AUTO_TEST_CASE(asio_composed_read_at_and_write_at) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::file f(ctx, dir.file("composed.dat"), rw_create);
+  auto data = pattern(300000, 11);
+  std::vector<std::byte> back(data.size());
+  std::size_t w = 0, r = 0;
+  asio::async_write_at(f, 123, asio::buffer(data), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    w = n;
+    asio::async_read_at(f, 123, asio::buffer(back), [&](error_code ec2, std::size_t m) {
+      BOOST_TEST(!ec2);
+      r = m;
+    });
+  });
+  ctx.run();
+  BOOST_TEST(w == data.size());
+  BOOST_TEST(r == data.size());
+  BOOST_TEST((back == data));
+}
+
+BOOST_AUTO_TEST_CASE(socket_timer_and_file_share_one_io_context) {
+  temp_dir dir;
+  asio::io_context ctx;
+  using asio::ip::tcp;
+  tcp::acceptor acceptor(ctx, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  auto path = dir.file("net.dat");
+  fsys::file f(ctx, path, rw_create);
+  std::string received;
+  bool timer_fired = false;
+  asio::steady_timer timer(ctx, std::chrono::milliseconds(20));
+  timer.async_wait([&](error_code ec) { timer_fired = !ec; });
+
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    tcp::socket s = co_await acceptor.async_accept(asio::use_awaitable);
+    std::array<char, 5> msg;
+    co_await asio::async_read(s, asio::buffer(msg), asio::use_awaitable);
+    co_await fsys::co_write_linked_fsync(f, 0, asio::buffer(msg));
+    co_await asio::async_write(s, asio::buffer("ack", 3), asio::use_awaitable);
+  }, asio::detached);
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    tcp::socket c(ctx);
+    co_await c.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+    co_await asio::async_write(c, asio::buffer("hello", 5), asio::use_awaitable);
+    std::array<char, 3> ack;
+    co_await asio::async_read(c, asio::buffer(ack), asio::use_awaitable);
+    received.assign(ack.data(), 3);
+  }, asio::detached);
+  ctx.run();
+  BOOST_TEST(received == "ack");
+  BOOST_TEST(timer_fired);
+  auto disk = read_file(path);
+  BOOST_TEST(std::string(reinterpret_cast<const char*>(disk.data()), disk.size()) == "hello");
+}
+
+BOOST_AUTO_TEST_CASE(run_from_two_threads) {
+  temp_dir dir;
+  asio::io_context ctx(2);
+  auto path = dir.file("mt.dat");
+  fsys::file f(ctx, path, rw_create);
+  constexpr int coros = 16, per = 200;
+  constexpr std::size_t block = 1024;
+  auto data = pattern(coros * per * block, 12);
+  std::atomic<int> ok{0};
+  for (int c = 0; c < coros; ++c) {
+    asio::co_spawn(ctx, [&, c]() -> asio::awaitable<void> {
+      std::vector<std::byte> back(block);
+      for (int i = 0; i < per; ++i) {
+        std::size_t off = (static_cast<std::size_t>(c) * per + i) * block;
+        co_await fsys::co_write_at(f, off, asio::buffer(data.data() + off, block));
+        co_await fsys::co_read_at(f, off, asio::buffer(back));
+        if (std::equal(back.begin(), back.end(), data.begin() + off)) ok.fetch_add(1);
+      }
+    }, asio::detached);
+  }
+  std::thread t([&] { ctx.run(); });
+  ctx.run();
+  t.join();
+  BOOST_TEST(ok.load() == coros * per);
+  BOOST_TEST((read_file(path) == data));
+}
+
+BOOST_AUTO_TEST_CASE(single_thread_context_uses_defer_taskrun_when_available) {
+  temp_dir dir;
+  asio::io_context ctx(1);
+  auto& svc = fsys::test::make_ring(ctx);
+  if (svc.active_backend() == fsys::backend::io_uring && fsys::probe_features().defer_taskrun) {
+    BOOST_TEST((svc.setup_flags() & (1u << 13)) != 0u);  // IORING_SETUP_DEFER_TASKRUN
+  }
+  // The ring is bound to the thread that first runs the context.
+  std::size_t total = 0;
+  std::thread runner([&] {
+    total = run_coro(ctx, [&]() -> asio::awaitable<std::size_t> {
+      fsys::file f(co_await asio::this_coro::executor, dir.file("st.dat"), rw_create);
+      auto data = pattern(1 << 16, 13);
+      std::size_t n = 0;
+      for (int i = 0; i < 50; ++i) n += co_await fsys::co_write_linked_fsync(f, i * data.size(), asio::buffer(data));
+      std::vector<std::byte> back(data.size());
+      n += co_await fsys::co_read_at(f, 49 * data.size(), asio::buffer(back));
+      BOOST_TEST((back == data));
+      co_return n;
+    }());
+  });
+  runner.join();
+  BOOST_TEST(total == 51u * (1 << 16));
+}
+
+BOOST_AUTO_TEST_CASE(cancellation_of_a_blocked_read) {
+  // A read from an empty pipe stays in the kernel until cancelled.
+  int p[2];
+  BOOST_REQUIRE(::pipe(p) == 0);
+  asio::io_context ctx;
+  fsys::file rd(ctx, p[0]);
+  asio::cancellation_signal sig;
+  std::vector<std::byte> buf(64);
+  error_code got;
+  int calls = 0;
+  rd.async_read_some_at(0, asio::buffer(buf), asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, std::size_t) {
+    got = ec;
+    ++calls;
+  }));
+  asio::steady_timer t(ctx, std::chrono::milliseconds(20));
+  t.async_wait([&](error_code) { sig.emit(asio::cancellation_type::terminal); });
+  ctx.run();
+  BOOST_TEST(calls == 1);
+  BOOST_TEST((got == asio::error::operation_aborted));
+  ::close(p[1]);
+}
+
+BOOST_AUTO_TEST_CASE(destroying_a_file_with_operations_in_flight) {
+  int p[2];
+  BOOST_REQUIRE(::pipe(p) == 0);
+  asio::io_context ctx;
+  std::vector<error_code> results;
+  {
+    fsys::file rd(ctx, p[0]);
+    for (int i = 0; i < 8; ++i) {
+      auto buf = std::make_shared<std::vector<std::byte>>(32);
+      rd.async_read_some_at(0, asio::buffer(*buf), [&, buf](error_code ec, std::size_t) { results.push_back(ec); });
+    }
+    ctx.poll();  // submit them
+  }  // destroyed: cancels, handlers still run once each
+  ctx.run();
+  BOOST_TEST(results.size() == 8u);
+  for (auto& ec : results) BOOST_TEST((ec == asio::error::operation_aborted));
+  // The descriptor was closed once the kernel let go: writing gets EPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+  BOOST_TEST(::write(p[1], "x", 1) == -1);
+  ::close(p[1]);
+}
+
+BOOST_AUTO_TEST_CASE(destroying_the_io_context_with_operations_in_flight) {
+  int p[2];
+  BOOST_REQUIRE(::pipe(p) == 0);
+  auto alive = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = alive;
+  {
+    asio::io_context ctx;
+    fsys::file rd(ctx, p[0]);
+    fsys::file wr(ctx, p[1]);
+    for (int i = 0; i < 100; ++i) {
+      auto buf = std::make_shared<std::vector<std::byte>>(4096);
+      // Handlers own the buffers: destroying the context destroys them only
+      // after the kernel has released the buffers (ASan would see otherwise).
+      rd.async_read_some_at(0, asio::buffer(*buf), [buf, alive](error_code, std::size_t) {});
+    }
+    alive.reset();
+    ctx.poll();
+    rd.release();  // keep the fd out of the file; the context goes first
+    wr.release();
+  }
+  BOOST_TEST(watch.expired());  // every handler was destroyed, none leaked
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
+BOOST_AUTO_TEST_CASE(linked_fsync_short_write_is_never_success) {
+  // RLIMIT_FSIZE makes the kernel write only up to the limit (a short write)
+  // and then fail with EFBIG. Run in a child so the limit stays there.
+  temp_dir dir;
+  auto path = dir.file("fsize.dat");
+  pid_t pid = ::fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    rlimit rl{6000, 6000};
+    ::setrlimit(RLIMIT_FSIZE, &rl);
+    int code = 0;
+    {
+      asio::io_context ctx;
+      fsys::file f(ctx, path, rw_create);
+      auto data = pattern(16384, 14);
+      f.async_write_linked_fsync(0, asio::buffer(data), [&](error_code ec, std::size_t n) {
+        if (!ec) code = 10;                                        // success with fewer bytes: forbidden
+        else if (ec != std::errc::file_too_large) code = 11;
+        else if (n != 6000) code = 12;                             // bytes written before the error
+      });
+      ctx.run();
+    }
+    std::_Exit(code);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);
+  BOOST_TEST(read_file(path).size() == 6000u);
+}
