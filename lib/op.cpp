@@ -82,7 +82,7 @@ unsigned op_base::iov_count() const noexcept {
 
 void op_base::validate() noexcept {
   namespace aerr = boost::asio::error;
-  if (file_ == nullptr || file_->fd() < 0) {
+  if (fd_ < 0) {
     ec_ = aerr::bad_descriptor;
     return;
   }
@@ -91,6 +91,7 @@ void op_base::validate() noexcept {
     ec_ = make_error_code(errc::offset_overflow);
     return;
   }
+  if (!file_) return;  // a borrowed fd (blocking_ring): the kernel checks alignment
   if (std::uint32_t ma = file_->dio_mem_align(), oa = file_->dio_offset_align(); oa != 0) {
     if (kind_ == op_kind::fdatasync || kind_ == op_kind::fsync) return;
     bool ok = offset_ % oa == 0;

@@ -406,8 +406,10 @@ class uring_engine final : public engine {
   // The fd is held open by `file_handle`'s reference, which the op keeps until
   // it is freed, so the number cannot be reused while the kernel may issue
   // the request (a linked fsync is issued only after its write completes).
+  // An op without a file_handle (blocking_ring) borrows the caller's fd, and
+  // the caller is blocked in the call until the op has finished.
   void prepare(op_base* op) {
-    const int fd = op->file_->fd();
+    const int fd = op->fd_;
     const unsigned niov = op->iov_count();
     const iovec* iov = op->iov();
     const std::uint64_t off = op->next_offset();

@@ -363,6 +363,7 @@ class basic_file {
     if (handle_) {
       handle_->add_ref();
       op->file_ = handle_;
+      op->fd_ = handle_->fd();
     }
     op->offset_ = offset;
     op->validate();  // a refused op is queued too, and completes from the io_context

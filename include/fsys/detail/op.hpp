@@ -90,6 +90,10 @@ struct op_base {
   int linked_write_res_ = 0;
   int linked_fsync_res_ = 0;
 
+  /// The descriptor the kernel operates on; -1 refuses the op (EBADF).
+  int fd_ = -1;
+  /// The shared handle keeping `fd_` open, or null when the caller lends the
+  /// fd for the duration of a blocking call. The op holds one reference.
   file_handle* file_ = nullptr;
   std::uint64_t offset_ = 0;
   std::size_t transferred_ = 0;
