@@ -23,6 +23,8 @@ class category final : public std::error_category {
         return "file is not open";
       case errc::unsupported_by_backend:
         return "operation not supported by the active backend";
+      case errc::forked_process:
+        return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
     }
     return "unknown fsys error";
   }

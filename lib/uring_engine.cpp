@@ -28,6 +28,7 @@
 
 #include <liburing.h>
 #include <sys/eventfd.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -53,27 +54,35 @@ std::uint64_t user_data(op_base* op, std::uint64_t tag) {
 class uring_engine final : public engine {
  public:
   uring_engine(asio::io_context& ctx, const ring_options& opts, std::error_code& ec)
-      : ctx_(ctx), eventfd_(ctx) {
+      : ctx_(ctx), opts_(opts), eventfd_(ctx), generation_(fork_generation()) {
     const ring_features& f = probe_features();
     if (!f.available) {
       ec = f.setup_error;
       return;
     }
-    bool single = opts.issuer == issuer_mode::single_thread;
+    single_ = opts.issuer == issuer_mode::single_thread;
     if (opts.issuer == issuer_mode::automatic) {
       // Asio's public API does not expose the concurrency hint; the
       // scheduler service (which *is* the io_context's implementation) does.
-      single = asio::use_service<asio::detail::scheduler>(ctx).concurrency_hint() == 1;
+      single_ = asio::use_service<asio::detail::scheduler>(ctx).concurrency_hint() == 1;
     }
+    ec = setup_ring();
+  }
+
+  // Builds the ring and its eventfd. Used at construction and, in a forked
+  // child, to replace the parent's ring.
+  std::error_code setup_ring() {
+    const ring_features& f = probe_features();
     io_uring_params p;
     std::memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = opts.queue_depth * 2;
+    p.cq_entries = opts_.queue_depth * 2;
     if (f.submit_all) p.flags |= IORING_SETUP_SUBMIT_ALL;
-    if (opts.sqpoll && f.sqpoll) {
+    defer_taskrun_ = false;
+    if (opts_.sqpoll && f.sqpoll) {
       p.flags |= IORING_SETUP_SQPOLL;
-      p.sq_thread_idle = opts.sqpoll_idle_ms;
-    } else if (single && f.defer_taskrun) {
+      p.sq_thread_idle = opts_.sqpoll_idle_ms;
+    } else if (single_ && f.defer_taskrun) {
       // The ring is bound to the thread that enables it: start disabled and
       // enable on the first submission, which runs on the io_context thread.
       p.flags |= IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
@@ -81,33 +90,61 @@ class uring_engine final : public engine {
     } else if (f.coop_taskrun) {
       p.flags |= IORING_SETUP_COOP_TASKRUN;
     }
-    int r = io_uring_queue_init_params(opts.queue_depth, &ring_, &p);
-    if (r < 0) {
-      ec = std::error_code(-r, std::system_category());
-      return;
-    }
+    int r = io_uring_queue_init_params(opts_.queue_depth, &ring_, &p);
+    if (r < 0) return std::error_code(-r, std::system_category());
     ring_ok_ = true;
     flags_ = p.flags & ~IORING_SETUP_R_DISABLED;
     cq_capacity_ = p.cq_entries;
     needs_enable_ = p.flags & IORING_SETUP_R_DISABLED;
 
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd < 0) {
-      ec = std::error_code(errno, std::system_category());
-      return;
-    }
+    if (efd < 0) return std::error_code(errno, std::system_category());
     r = io_uring_register_eventfd(&ring_, efd);
     if (r < 0) {
       ::close(efd);
-      ec = std::error_code(-r, std::system_category());
-      return;
+      return std::error_code(-r, std::system_category());
     }
     boost::system::error_code bec;
     eventfd_.assign(efd, bec);
     if (bec) {
       ::close(efd);
-      ec = bec;
-      return;
+      return bec;
+    }
+    return {};
+  }
+
+  void notify_fork_child() override {
+    op_queue done;
+    {
+      std::lock_guard lock(mutex_);
+      if (!ring_ok_ || shut_down_) return;
+      // The parent's ring and eventfd are shared kernel objects: unmap and
+      // close this process's references without unregistering or cancelling
+      // anything (that would act on the parent's ring).
+      boost::system::error_code ignored;
+      eventfd_.close(ignored);
+      io_uring_queue_exit(&ring_);
+      ring_ok_ = false;
+      armed_ = false;
+      // Operations that were in the parent's ring will never complete here;
+      // the kernel does not write into this process's copy of their buffers.
+      while (op_base* op = kernel_ops_) {
+        unlink_kernel(op);
+        op->ec_ = make_error_code(errc::forked_process);
+        retire(op, done);
+      }
+      cancels_ = cancel_queue{};
+      in_kernel_ = 0;
+      generation_ = fork_generation();
+      if (std::error_code ec = setup_ring()) {
+        // No new ring: fail what is queued; later operations fail the same way.
+        fail_all(done, -(ec.category() == std::system_category() ? ec.value() : ENOMEM));
+      }
+      finished_.splice(done);
+      if (!finished_.empty() || !queued_.empty()) {
+        flush_scheduled_ = true;
+        asio::post(ctx_, [this] { flush(); });
+      }
     }
   }
 
@@ -202,6 +239,15 @@ class uring_engine final : public engine {
     shut_down_ = true;
     if (!ring_ok_) return;
     op_queue done;
+    if (forked()) {
+      // In a child the kernel requests belong to the parent: nothing of
+      // ours is in use by the kernel. Do not cancel the parent's requests.
+      while (op_base* op = kernel_ops_) {
+        unlink_kernel(op);
+        done.push_back(op);
+      }
+      in_kernel_ = 0;
+    }
     if (in_kernel_ > 0 && !needs_enable_) {
       // Cancel everything in the kernel and wait until every CQE is back: only
       // then is no buffer in use, and only then may handlers (which may own
@@ -223,6 +269,10 @@ class uring_engine final : public engine {
         }
         reap(done);
       }
+    }
+    while (op_base* op = kernel_ops_) {
+      // Left only when draining was impossible (see above): leaked on purpose.
+      unlink_kernel(op);
     }
     done.splice(queued_);
     done.splice(finished_);
@@ -306,6 +356,16 @@ class uring_engine final : public engine {
   // repeats while reaping made room or produced resubmissions. Lock held.
   void pump(op_queue& done) {
     done.splice(finished_);
+    if (forked() || !ring_ok_) {
+      // A child that did not call notify_fork(fork_child), or a ring that
+      // could not be rebuilt: never touch the ring; fail what is queued.
+      while (op_base* op = queued_.pop()) {
+        op->ec_ = make_error_code(errc::forked_process);
+        if (!ring_ok_) op->ec_ = make_error_code(errc::io_uring_setup_failed);
+        retire(op, done);
+      }
+      return;
+    }
     if (needs_enable_) {
       // First submission on this thread: bind the single-issuer ring to it.
       // liburing 2.3 declares io_uring_enable_rings() but does not export it.
@@ -451,7 +511,26 @@ class uring_engine final : public engine {
       op->cqes_due_ = 2;
     }
     op->state_ = op_state::in_kernel;
+    link_kernel(op);
   }
+
+  // The ops whose SQEs are in the kernel, so that a forked child can fail them.
+  void link_kernel(op_base* op) noexcept {
+    op->kernel_prev_ = nullptr;
+    op->kernel_next_ = kernel_ops_;
+    if (kernel_ops_) kernel_ops_->kernel_prev_ = op;
+    kernel_ops_ = op;
+  }
+  void unlink_kernel(op_base* op) noexcept {
+    if (op->kernel_prev_)
+      op->kernel_prev_->kernel_next_ = op->kernel_next_;
+    else if (kernel_ops_ == op)
+      kernel_ops_ = op->kernel_next_;
+    if (op->kernel_next_) op->kernel_next_->kernel_prev_ = op->kernel_prev_;
+    op->kernel_next_ = op->kernel_prev_ = nullptr;
+  }
+
+  bool forked() const noexcept { return fork_generation() != generation_; }
 
   static std::size_t clamp_len(std::size_t n) {
     // One read/write SQE carries a 32-bit length; the kernel caps a single
@@ -508,9 +587,11 @@ class uring_engine final : public engine {
       auto* op = reinterpret_cast<op_base*>(ud & ~tag_mask);
       op_step step = (ud & tag_mask) == tag_linked_fsync ? op->on_linked_fsync_result(cqe->res)
                                                          : op->on_result(cqe->res);
-      if (step == op_step::done)
+      if (step == op_step::done) {
+        unlink_kernel(op);
         retire(op, done);
-      else if (step == op_step::again) {
+      } else if (step == op_step::again) {
+        unlink_kernel(op);
         op->state_ = op_state::queued;
         again.push_back(op);
       }
@@ -543,6 +624,8 @@ class uring_engine final : public engine {
   }
 
   asio::io_context& ctx_;
+  ring_options opts_;
+  bool single_ = false;
   io_uring ring_{};
   bool ring_ok_ = false;
   bool defer_taskrun_ = false;
@@ -556,12 +639,14 @@ class uring_engine final : public engine {
   op_queue leaked_;
   cancel_queue cancels_;
   unsigned in_kernel_ = 0;
+  op_base* kernel_ops_ = nullptr;
   bool flush_scheduled_ = false;
   bool armed_ = false;
   bool shut_down_ = false;
 
   asio::posix::stream_descriptor eventfd_;
   std::uint64_t eventfd_value_ = 0;
+  std::uint64_t generation_;
 
   std::atomic<std::uint64_t> enter_calls_{0}, sqes_submitted_{0}, cqes_reaped_{0}, ops_completed_{0},
       wakeups_{0}, queued_waits_{0};
@@ -578,6 +663,19 @@ std::unique_ptr<engine> make_uring_engine(asio::io_context& ctx, const ring_opti
     return nullptr;
   }
   return e;
+}
+
+// ---- fork detection ---------------------------------------------------------
+
+namespace {
+std::atomic<std::uint64_t> fork_counter{0};
+void on_fork_child() { fork_counter.fetch_add(1, std::memory_order_relaxed); }
+const int fork_handler_installed = ::pthread_atfork(nullptr, nullptr, &on_fork_child);
+}  // namespace
+
+std::uint64_t fork_generation() noexcept {
+  (void)fork_handler_installed;
+  return fork_counter.load(std::memory_order_relaxed);
 }
 
 // ---- engine helpers ---------------------------------------------------------

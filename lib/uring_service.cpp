@@ -50,4 +50,8 @@ uring_service::~uring_service() = default;
 
 void uring_service::shutdown() { engine_->shutdown(); }
 
+void uring_service::notify_fork(asio::execution_context::fork_event event) {
+  if (event == asio::execution_context::fork_child) engine_->notify_fork_child();
+}
+
 }  // namespace fsys

@@ -34,6 +34,11 @@ enum class errc {
   would_deadlock,
   /// The file is not open.
   not_open,
+  /// The process forked and this io_context's ring belongs to the parent:
+  /// call `ctx.notify_fork(asio::execution_context::fork_child)` in the
+  /// child to give it a ring of its own. Also reported, in the child, for
+  /// operations that were in the parent's ring at the time of the fork.
+  forked_process,
   /// The operation needs an io_uring feature this ring does not have (for
   /// example registered buffers on the pread/pwrite backend).
   unsupported_by_backend,

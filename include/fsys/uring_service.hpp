@@ -57,6 +57,11 @@ class uring_service : public asio::execution_context::service {
   /// Counters: io_uring_enter calls, SQEs, CQEs, completions.
   detail::engine_stats stats() const noexcept { return engine_->stats(); }
 
+  /// Asio's fork notification: in the child (`fork_child`), the service
+  /// leaves the parent's ring alone and builds its own, so files keep working.
+  /// Without it, a child's new operations fail with `errc::forked_process`.
+  void notify_fork(asio::execution_context::fork_event event) override;
+
   /// @private The engine that runs operations.
   detail::engine& engine() noexcept { return *engine_; }
 

@@ -54,6 +54,11 @@ class engine {
   /// operation's buffers.
   virtual void shutdown() = 0;
 
+  /// In a child process after fork(): stop using the parent's ring (without
+  /// touching it), fail the operations that were in it with
+  /// `errc::forked_process`, and build a new ring for this process.
+  virtual void notify_fork_child() {}
+
   virtual fsys::backend kind() const noexcept = 0;
   /// IORING_SETUP_* flags of the ring (0 for psync).
   virtual std::uint32_t setup_flags() const noexcept { return 0; }
@@ -85,6 +90,10 @@ void engine::complete_all(op_queue& q, Requeue&& on_throw) {
 }  // namespace fsys::detail
 
 namespace fsys::detail {
+
+/// Incremented in every child process created by fork() (pthread_atfork), so
+/// an engine can tell, with one relaxed load, that it runs in a child.
+std::uint64_t fork_generation() noexcept;
 
 /// Builds the io_uring engine for `ctx`; on failure returns null and sets
 /// `ec` to the kernel's error.

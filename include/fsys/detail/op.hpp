@@ -100,6 +100,8 @@ struct op_base {
   boost::system::error_code ec_;
 
   op_base* next_ = nullptr;       ///< engine queue link
+  op_base* kernel_next_ = nullptr;  ///< io_uring engine: list of ops in the kernel
+  op_base* kernel_prev_ = nullptr;
   op_base* file_next_ = nullptr;  ///< per-file list of unfinished ops
   op_base* file_prev_ = nullptr;
 
