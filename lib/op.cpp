@@ -185,8 +185,9 @@ op_step op_base::finish_linked_round() noexcept {
   const int fsync_res = linked_fsync_res_;
   if (wres < 0) {
     // The write failed (or was cancelled); the kernel cancelled the fsync.
-    // Nothing new is durable; report the write's error with the bytes of
-    // earlier rounds, which were written *and* synced.
+    // Report the write's error with the bytes written by earlier rounds. An
+    // earlier round only exists after a short write, whose fsync the kernel
+    // cancelled: none of these bytes is known to be durable.
     fail(wres);
     return op_step::done;
   }

@@ -281,6 +281,23 @@ class uring_engine final : public engine {
     while (op_base* op = done.pop()) op->complete_(op, false);
   }
 
+  // Registration quiesces the ring in the kernel; holding the lock keeps
+  // our own submissions out meanwhile. On a single-issuer ring only the
+  // ring's thread may register (the kernel answers -EEXIST otherwise).
+  std::error_code register_buffers(const iovec* iov, unsigned n) override {
+    std::lock_guard lock(mutex_);
+    if (!ring_ok_ || forked()) return make_error_code(errc::forked_process);
+    int r = io_uring_register_buffers(&ring_, iov, n);
+    return r < 0 ? std::error_code(-r, std::system_category()) : std::error_code{};
+  }
+
+  std::error_code unregister_buffers() override {
+    std::lock_guard lock(mutex_);
+    if (!ring_ok_ || forked()) return make_error_code(errc::forked_process);
+    int r = io_uring_unregister_buffers(&ring_);
+    return r < 0 ? std::error_code(-r, std::system_category()) : std::error_code{};
+  }
+
   fsys::backend kind() const noexcept override { return backend::io_uring; }
   std::uint32_t setup_flags() const noexcept override { return flags_; }
 
@@ -477,7 +494,10 @@ class uring_engine final : public engine {
     switch (op->kind_) {
       case op_kind::read_some:
       case op_kind::read_full:
-        if (niov == 1)
+        if (op->buf_index_ >= 0 && niov == 1)
+          io_uring_prep_read_fixed(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)),
+                                   off, op->buf_index_);
+        else if (niov == 1)
           io_uring_prep_read(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)), off);
         else
           io_uring_prep_readv(sqe, fd, iov, niov, off);
@@ -485,7 +505,10 @@ class uring_engine final : public engine {
       case op_kind::write_some:
       case op_kind::write_full:
       case op_kind::write_linked_fsync:
-        if (niov == 1)
+        if (op->buf_index_ >= 0 && niov == 1)
+          io_uring_prep_write_fixed(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)),
+                                    off, op->buf_index_);
+        else if (niov == 1)
           io_uring_prep_write(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)), off);
         else
           io_uring_prep_writev(sqe, fd, iov, niov, off);

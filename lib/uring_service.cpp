@@ -5,6 +5,7 @@
 #include <boost/asio/detail/scheduler.hpp>
 
 #include <stdexcept>
+#include <vector>
 
 namespace fsys {
 namespace {
@@ -49,6 +50,27 @@ uring_service::uring_service(asio::execution_context& ctx, ring_options options)
 uring_service::~uring_service() = default;
 
 void uring_service::shutdown() { engine_->shutdown(); }
+
+void uring_service::register_buffers(std::span<const asio::mutable_buffer> buffers, std::error_code& ec) {
+  std::vector<iovec> iov;
+  iov.reserve(buffers.size());
+  for (const auto& b : buffers) iov.push_back(iovec{b.data(), b.size()});
+  ec = engine_->register_buffers(iov.data(), static_cast<unsigned>(iov.size()));
+}
+
+void uring_service::register_buffers(std::span<const asio::mutable_buffer> buffers) {
+  std::error_code ec;
+  register_buffers(buffers, ec);
+  if (ec) throw std::system_error(ec, "fsys::uring_service::register_buffers");
+}
+
+void uring_service::unregister_buffers(std::error_code& ec) { ec = engine_->unregister_buffers(); }
+
+void uring_service::unregister_buffers() {
+  std::error_code ec;
+  unregister_buffers(ec);
+  if (ec) throw std::system_error(ec, "fsys::uring_service::unregister_buffers");
+}
 
 void uring_service::notify_fork(asio::execution_context::fork_event event) {
   if (event == asio::execution_context::fork_child) engine_->notify_fork_child();

@@ -20,28 +20,28 @@ struct ring_features {
   bool disabled_by_environment = false;
 
   /// Setup flags the kernel accepts.
-  bool coop_taskrun = false;
-  bool taskrun_flag = false;
-  bool single_issuer = false;
+  bool coop_taskrun = false;   ///< IORING_SETUP_COOP_TASKRUN
+  bool taskrun_flag = false;   ///< IORING_SETUP_TASKRUN_FLAG
+  bool single_issuer = false;  ///< IORING_SETUP_SINGLE_ISSUER
   bool defer_taskrun = false;  ///< accepted together with SINGLE_ISSUER
-  bool submit_all = false;
-  bool sqpoll = false;
+  bool submit_all = false;  ///< IORING_SETUP_SUBMIT_ALL
+  bool sqpoll = false;      ///< IORING_SETUP_SQPOLL
 
   /// `io_uring_params::features` of the probe ring (IORING_FEAT_* bits).
   std::uint32_t kernel_features = 0;
   bool nodrop = false;  ///< IORING_FEAT_NODROP: completions are never dropped
 
   /// Opcodes the kernel supports.
-  bool op_read = false;
-  bool op_write = false;
-  bool op_readv = false;
-  bool op_writev = false;
-  bool op_read_fixed = false;
-  bool op_write_fixed = false;
-  bool op_fsync = false;
-  bool op_async_cancel = false;
-  bool op_link_timeout = false;
-  bool op_uring_cmd = false;
+  bool op_read = false;          ///< IORING_OP_READ
+  bool op_write = false;         ///< IORING_OP_WRITE
+  bool op_readv = false;         ///< IORING_OP_READV
+  bool op_writev = false;        ///< IORING_OP_WRITEV
+  bool op_read_fixed = false;    ///< IORING_OP_READ_FIXED
+  bool op_write_fixed = false;   ///< IORING_OP_WRITE_FIXED
+  bool op_fsync = false;         ///< IORING_OP_FSYNC
+  bool op_async_cancel = false;  ///< IORING_OP_ASYNC_CANCEL
+  bool op_link_timeout = false;  ///< IORING_OP_LINK_TIMEOUT
+  bool op_uring_cmd = false;     ///< IORING_OP_URING_CMD (NVMe passthrough)
 
   /// A one-line human-readable summary.
   std::string summary() const;

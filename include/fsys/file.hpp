@@ -55,12 +55,15 @@ namespace fsys {
 template <class Executor = asio::any_io_executor>
 class basic_file {
  public:
+  /// The executor the file's operations are associated with.
   using executor_type = Executor;
+  /// A POSIX file descriptor.
   using native_handle_type = int;
 
   /// Rebinds the file to another executor type.
   template <class Executor1>
   struct rebind_executor {
+    /// The file type when rebound to `Executor1`.
     using other = basic_file<Executor1>;
   };
 
@@ -80,6 +83,7 @@ class basic_file {
     open(path, flags, mode);
   }
 
+  /// Opens `path` for operations on `ctx`. Throws `std::system_error` on failure.
   template <class ExecutionContext>
     requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
   basic_file(ExecutionContext& ctx, const std::filesystem::path& path, int flags, mode_t mode = 0644)
@@ -88,14 +92,18 @@ class basic_file {
   /// Adopts an open descriptor, which the file then owns and closes.
   basic_file(const executor_type& ex, native_handle_type fd) : basic_file(ex) { adopt(fd); }
 
+  /// Adopts an open descriptor for operations on `ctx`; the file owns and closes it.
   template <class ExecutionContext>
     requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
   basic_file(ExecutionContext& ctx, native_handle_type fd)
       : basic_file(executor_type(ctx.get_executor()), fd) {}
 
+  /// Takes `other`'s descriptor and outstanding operations; `other` is closed.
   basic_file(basic_file&& other) noexcept
       : ex_(other.ex_), service_(other.service_), handle_(std::exchange(other.handle_, nullptr)) {}
 
+  /// Closes this file (see `close`, errors ignored), then takes `other`'s
+  /// descriptor and executor; `other` is closed.
   basic_file& operator=(basic_file&& other) noexcept {
     if (this != &other) {
       std::error_code ignored;
@@ -116,6 +124,7 @@ class basic_file {
     close(ignored);
   }
 
+  /// The executor handlers run on unless they have an associated executor.
   executor_type get_executor() noexcept { return ex_; }
   /// The service running this file's operations.
   uring_service& service() noexcept { return *service_; }
@@ -126,6 +135,8 @@ class basic_file {
     open(path, flags, mode, ec);
     if (ec) throw std::system_error(ec, "fsys::basic_file::open " + path.string());
   }
+  /// As above; sets `ec` (`open(2)`'s errno, or `device_or_resource_busy`
+  /// when the file is already open) instead of throwing.
   void open(const std::filesystem::path& path, int flags, mode_t mode, std::error_code& ec) noexcept {
     if (handle_) {
       ec = std::make_error_code(std::errc::device_or_resource_busy);
@@ -145,6 +156,8 @@ class basic_file {
     adopt(fd, ec);
     if (ec) throw std::system_error(ec, "fsys::basic_file::adopt");
   }
+  /// As above; sets `ec` (`device_or_resource_busy` when already open,
+  /// `bad_file_descriptor` for a negative fd) instead of throwing.
   void adopt(native_handle_type fd, std::error_code& ec) noexcept {
     ec.clear();
     if (handle_) {
@@ -162,6 +175,7 @@ class basic_file {
     }
   }
 
+  /// True when the file holds a descriptor.
   bool is_open() const noexcept { return handle_ != nullptr; }
 
   /// The descriptor, or -1 when closed.
@@ -176,6 +190,7 @@ class basic_file {
     close(ec);
     if (ec) throw std::system_error(ec, "fsys::basic_file::close");
   }
+  /// As above; sets `ec` to `close(2)`'s errno instead of throwing.
   void close(std::error_code& ec) noexcept {
     ec.clear();
     if (!handle_) return;
@@ -192,6 +207,7 @@ class basic_file {
     if (ec) throw std::system_error(ec, "fsys::basic_file::release");
     return fd;
   }
+  /// As above; sets `ec` to `errc::not_open` (and returns -1) when closed.
   native_handle_type release(std::error_code& ec) noexcept {
     if (!handle_) {
       ec = make_error_code(errc::not_open);
@@ -217,6 +233,7 @@ class basic_file {
     if (ec) throw std::system_error(ec, "fsys::basic_file::size");
     return n;
   }
+  /// As above; sets `ec` (`errc::not_open`, or `fstat`'s errno) and returns 0.
   std::uint64_t size(std::error_code& ec) const noexcept {
     if (!handle_) {
       ec = make_error_code(errc::not_open);
@@ -236,6 +253,15 @@ class basic_file {
   /// Reads at `offset` into `buffers` with one kernel operation (readv for
   /// several buffers). Completes with `(error_code, bytes)`; may read less
   /// than asked; at end of file completes with `asio::error::eof` and 0 bytes.
+  ///
+  /// Completion: the handler runs once, after the kernel has finished with
+  /// `buffers`, on its associated executor (default: the file's), never
+  /// inside this call. Cancellation: per-operation terminal/partial/total
+  /// cancellation, `cancel()` and `close()` complete it with
+  /// `asio::error::operation_aborted` if the kernel had not done the work,
+  /// otherwise with the real result. Errors: the kernel's errno (system
+  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class MutableBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
                 Token = asio::default_completion_token_t<executor_type>>
@@ -246,6 +272,15 @@ class basic_file {
 
   /// Writes `buffers` at `offset` with one kernel operation (writev for
   /// several buffers). Completes with `(error_code, bytes)`; may write less.
+  ///
+  /// Completion: the handler runs once, after the kernel has finished with
+  /// `buffers`, on its associated executor (default: the file's), never
+  /// inside this call. Cancellation: per-operation terminal/partial/total
+  /// cancellation, `cancel()` and `close()` complete it with
+  /// `asio::error::operation_aborted` if the kernel had not done the work,
+  /// otherwise with the real result. Errors: the kernel's errno (system
+  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class ConstBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
                 Token = asio::default_completion_token_t<executor_type>>
@@ -258,6 +293,15 @@ class basic_file {
   /// `(error_code, bytes)`; fewer bytes than asked, without error, means end
   /// of file was reached (0 when `offset` is at or past it). On error, bytes
   /// is what was read before it.
+  ///
+  /// Completion: the handler runs once, after the kernel has finished with
+  /// `buffers`, on its associated executor (default: the file's), never
+  /// inside this call. Cancellation: per-operation terminal/partial/total
+  /// cancellation, `cancel()` and `close()` complete it with
+  /// `asio::error::operation_aborted` if the kernel had not done the work,
+  /// otherwise with the real result. Errors: the kernel's errno (system
+  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class MutableBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
                 Token = asio::default_completion_token_t<executor_type>>
@@ -269,6 +313,15 @@ class basic_file {
   /// Writes all of `buffers` at `offset`, continuing after short writes.
   /// Completes with `(error_code, bytes)`; on error, bytes is what was
   /// written before it (ENOSPC, EDQUOT, EFBIG, EIO come back as they are).
+  ///
+  /// Completion: the handler runs once, after the kernel has finished with
+  /// `buffers`, on its associated executor (default: the file's), never
+  /// inside this call. Cancellation: per-operation terminal/partial/total
+  /// cancellation, `cancel()` and `close()` complete it with
+  /// `asio::error::operation_aborted` if the kernel had not done the work,
+  /// otherwise with the real result. Errors: the kernel's errno (system
+  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class ConstBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
                 Token = asio::default_completion_token_t<executor_type>>
@@ -289,6 +342,15 @@ class basic_file {
   /// failed fsync is never retried into success. Cancellation: if the write
   /// or the fsync is cancelled before it ran, the handler gets
   /// `operation_aborted` (not durable); if both had run, the real result.
+  ///
+  /// Completion: the handler runs once, after the kernel has finished with
+  /// `buffers`, on its associated executor (default: the file's), never
+  /// inside this call. Cancellation: per-operation terminal/partial/total
+  /// cancellation, `cancel()` and `close()` complete it with
+  /// `asio::error::operation_aborted` if the kernel had not done the work,
+  /// otherwise with the real result. Errors: the kernel's errno (system
+  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class ConstBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
                 Token = asio::default_completion_token_t<executor_type>>
@@ -298,7 +360,36 @@ class basic_file {
                              std::forward<Token>(token));
   }
 
+  /// Like `async_read_at`, into a buffer registered with
+  /// `uring_service::register_buffers` (IORING_OP_READ_FIXED on io_uring).
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_read_fixed_at(std::uint64_t offset, fixed_buffer buffer,
+                           Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        transfer_initiation{this, buffer.index}, token, detail::op_kind::read_full, offset,
+        asio::mutable_buffer(buffer.data));
+  }
+
+  /// Like `async_write_at`, from a buffer registered with
+  /// `uring_service::register_buffers` (IORING_OP_WRITE_FIXED on io_uring).
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_write_fixed_at(std::uint64_t offset, fixed_buffer buffer,
+                            Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        transfer_initiation{this, buffer.index}, token, detail::op_kind::write_full, offset,
+        asio::const_buffer(buffer.data));
+  }
+
   /// fdatasync(2) through the ring: completes with `(error_code)`.
+  ///
+  /// Completion: the handler runs once, on its associated executor (default:
+  /// the file's), never inside this call. Cancellation: as for the transfers;
+  /// a sync the kernel has started runs to its end and reports its real
+  /// result. Errors: the kernel's errno (EIO, ENOSPC, ...; see
+  /// docs/durability.md: a failed sync is final), `asio::error::bad_descriptor`
+  /// when the file is not open.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
   auto async_fdatasync(Token&& token = asio::default_completion_token_t<executor_type>()) {
@@ -306,6 +397,13 @@ class basic_file {
   }
 
   /// fsync(2) through the ring: completes with `(error_code)`.
+  ///
+  /// Completion: the handler runs once, on its associated executor (default:
+  /// the file's), never inside this call. Cancellation: as for the transfers;
+  /// a sync the kernel has started runs to its end and reports its real
+  /// result. Errors: the kernel's errno (EIO, ENOSPC, ...; see
+  /// docs/durability.md: a failed sync is final), `asio::error::bad_descriptor`
+  /// when the file is not open.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
   auto async_fsync(Token&& token = asio::default_completion_token_t<executor_type>()) {
@@ -317,6 +415,7 @@ class basic_file {
   // `deferred`); they only queue the operation, never complete it.
   struct transfer_initiation {
     basic_file* self_;
+    int buf_index_ = -1;  // registered buffer, for the fixed variants
     using executor_type = Executor;
     executor_type get_executor() const noexcept { return self_->ex_; }
 
@@ -327,6 +426,7 @@ class basic_file {
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
       try {
         op->set_buffers(asio::buffer_sequence_begin(buffers), asio::buffer_sequence_end(buffers));
+        op->buf_index_ = buf_index_;
       } catch (...) {
         op->destroy();
         throw;

@@ -7,7 +7,10 @@
 
 #include <boost/asio/execution_context.hpp>
 
+#include <boost/asio/buffer.hpp>
+
 #include <memory>
+#include <span>
 #include <system_error>
 
 namespace fsys {
@@ -32,6 +35,13 @@ namespace fsys {
 /// @endcode
 /// Otherwise the first file created on the context makes the service with
 /// default options.
+/// A buffer inside the set registered with `uring_service::register_buffers`:
+/// `index` names the registered buffer, `data` any range within it.
+struct fixed_buffer {
+  asio::mutable_buffer data;
+  std::uint16_t index = 0;
+};
+
 class uring_service : public asio::execution_context::service {
  public:
   /// Asio's service identity.
@@ -56,6 +66,19 @@ class uring_service : public asio::execution_context::service {
   std::error_code fallback_reason() const noexcept { return fallback_reason_; }
   /// Counters: io_uring_enter calls, SQEs, CQEs, completions.
   detail::engine_stats stats() const noexcept { return engine_->stats(); }
+
+  /// Registers `buffers` with the ring (IORING_REGISTER_BUFFERS), so that
+  /// `basic_file::async_read_fixed_at` / `async_write_fixed_at` can use
+  /// READ_FIXED/WRITE_FIXED and skip the kernel's per-operation page pinning.
+  /// The memory must stay valid until `unregister_buffers` or the context's
+  /// destruction. One set at a time (EBUSY otherwise). On a single-thread
+  /// ring, call it before the first operation or from the io_context's
+  /// thread. On the psync backend it succeeds and changes nothing.
+  void register_buffers(std::span<const asio::mutable_buffer> buffers, std::error_code& ec);
+  void register_buffers(std::span<const asio::mutable_buffer> buffers);
+  /// Drops the registered buffers; no fixed operation may be in flight.
+  void unregister_buffers(std::error_code& ec);
+  void unregister_buffers();
 
   /// Asio's fork notification: in the child (`fork_child`), the service
   /// leaves the parent's ring alone and builds its own, so files keep working.

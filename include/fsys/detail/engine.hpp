@@ -59,6 +59,11 @@ class engine {
   /// `errc::forked_process`, and build a new ring for this process.
   virtual void notify_fork_child() {}
 
+  /// Registers buffers with the ring (IORING_REGISTER_BUFFERS) for
+  /// READ_FIXED/WRITE_FIXED. The psync backend accepts and ignores them.
+  virtual std::error_code register_buffers(const iovec*, unsigned) { return {}; }
+  virtual std::error_code unregister_buffers() { return {}; }
+
   virtual fsys::backend kind() const noexcept = 0;
   /// IORING_SETUP_* flags of the ring (0 for psync).
   virtual std::uint32_t setup_flags() const noexcept { return 0; }

@@ -96,6 +96,9 @@ struct op_base {
   /// fd for the duration of a blocking call. The op holds one reference.
   file_handle* file_ = nullptr;
   std::uint64_t offset_ = 0;
+  /// Index of the registered buffer holding the (single) buffer, or -1. The
+  /// io_uring engine then uses READ_FIXED/WRITE_FIXED; psync ignores it.
+  int buf_index_ = -1;
   std::size_t transferred_ = 0;
   boost::system::error_code ec_;
 
