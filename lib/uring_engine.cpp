@@ -170,7 +170,10 @@ class uring_engine final : public engine {
       }
       link_to_file(op);
       queued_.push_back(op);
-      if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+      if (finishing_ == this)
+        batch_pending_ = true;  // finish() submits it after the current handlers
+      else if (!flush_scheduled_)
+        flush_scheduled_ = post_flush = true;
     }
     if (post_flush) schedule_flush();
   }
@@ -357,16 +360,45 @@ class uring_engine final : public engine {
 
   // Completes reaped ops outside the lock. If a handler throws, the rest are
   // completed by a later flush.
+  //
+  // Operations that these handlers start (a coroutine resumed here usually
+  // starts its next one at once) are not posted for a later flush: `start`
+  // sees `finishing_` and only queues them, and they are submitted here after
+  // the handlers, in one batch. After `max_inline_passes` such passes the
+  // rest goes through a posted flush, so a stream of operations that all
+  // complete inline cannot starve the io_context's other handlers.
   void finish(op_queue& done) {
-    complete_all(done, [this](op_queue& rest) {
-      bool post_flush = false;
+    if (done.empty()) return;
+    uring_engine* const outer = finishing_;
+    finishing_ = this;
+    bool post_flush = false;
+    try {
+      for (int pass = 0;; ++pass) {
+        complete_all(done, [](op_queue&) {});
+        std::lock_guard lock(mutex_);
+        if (!batch_pending_) break;
+        batch_pending_ = false;
+        if (pass == max_inline_passes || shut_down_) {
+          if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+          break;
+        }
+        pump(done);
+      }
+    } catch (...) {
+      // A handler threw (Asio lets that propagate out of run()): the ops not
+      // yet completed, and the ones started meanwhile, go to a posted flush.
       {
         std::lock_guard lock(mutex_);
-        finished_.splice(rest);
+        finished_.splice(done);
+        batch_pending_ = false;
         if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
       }
+      finishing_ = outer;
       if (post_flush) schedule_flush();
-    });
+      throw;
+    }
+    finishing_ = outer;
+    if (post_flush) schedule_flush();
   }
 
   // Moves queued ops and cancel requests into the SQ, submits, reaps, and
@@ -663,6 +695,10 @@ class uring_engine final : public engine {
   cancel_queue cancels_;
   unsigned in_kernel_ = 0;
   op_base* kernel_ops_ = nullptr;
+  bool batch_pending_ = false;  // ops queued by handlers that finish() runs
+  static constexpr int max_inline_passes = 16;
+  // The engine whose completions this thread is running in finish(), if any.
+  static thread_local uring_engine* finishing_;
   bool flush_scheduled_ = false;
   bool armed_ = false;
   bool shut_down_ = false;
@@ -674,6 +710,8 @@ class uring_engine final : public engine {
   std::atomic<std::uint64_t> enter_calls_{0}, sqes_submitted_{0}, cqes_reaped_{0}, ops_completed_{0},
       wakeups_{0}, queued_waits_{0};
 };
+
+thread_local uring_engine* uring_engine::finishing_ = nullptr;
 
 }  // namespace
 
