@@ -597,3 +597,48 @@ BOOST_AUTO_TEST_CASE(linked_fsync_short_write_is_never_success) {
   BOOST_TEST(WEXITSTATUS(status) == 0);
   BOOST_TEST(read_file(path).size() == 6000u);
 }
+
+BOOST_AUTO_TEST_CASE(registered_buffers_read_and_write_fixed) {
+  temp_dir dir;
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  std::vector<std::byte> a(64 * 1024), b(64 * 1024);
+  std::array<asio::mutable_buffer, 2> regs{asio::buffer(a), asio::buffer(b)};
+  svc.register_buffers(regs);
+  std::error_code again;
+  svc.register_buffers(regs, again);  // one set at a time
+  if (svc.active_backend() == fsys::backend::io_uring) BOOST_TEST((again == std::errc::device_or_resource_busy));
+
+  auto data = pattern(a.size(), 15);
+  std::copy(data.begin(), data.end(), a.begin());
+  auto path = dir.file("fixed.dat");
+  fsys::file f(ctx, path, rw_create);
+  std::size_t w = 0, r = 0;
+  f.async_write_fixed_at(100, fsys::fixed_buffer{asio::buffer(a), 0}, [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    w = n;
+    // Read it back into the middle of the second registered buffer.
+    f.async_read_fixed_at(100, fsys::fixed_buffer{asio::buffer(b.data() + 4096, 32768), 1},
+                          [&](error_code ec2, std::size_t m) {
+                            BOOST_TEST(!ec2);
+                            r = m;
+                          });
+  });
+  ctx.run();
+  BOOST_TEST(w == a.size());
+  BOOST_TEST(r == 32768u);
+  BOOST_TEST(std::equal(b.begin() + 4096, b.begin() + 4096 + 32768, data.begin()));
+  auto disk = read_file(path);
+  BOOST_TEST(std::equal(data.begin(), data.end(), disk.begin() + 100));
+
+  if (svc.active_backend() == fsys::backend::io_uring) {
+    // A buffer outside the registered one is refused by the kernel (EFAULT).
+    std::vector<std::byte> other(4096);
+    error_code bad;
+    f.async_read_fixed_at(0, fsys::fixed_buffer{asio::buffer(other), 0}, [&](error_code ec, std::size_t) { bad = ec; });
+    ctx.restart();
+    ctx.run();
+    BOOST_TEST((bad == std::errc::bad_address));
+  }
+  svc.unregister_buffers();
+}
