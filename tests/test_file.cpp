@@ -642,3 +642,62 @@ BOOST_AUTO_TEST_CASE(registered_buffers_read_and_write_fixed) {
   }
   svc.unregister_buffers();
 }
+
+BOOST_AUTO_TEST_CASE(o_direct_alignment_is_checked_before_submission) {
+  // O_DIRECT needs a real block-device filesystem; /var/tmp is on the disk here.
+  fsys::test::temp_dir_on_disk dir;
+  if (!dir.ok()) {
+    BOOST_TEST_MESSAGE("skip: no disk-backed directory accepts O_DIRECT here");
+    return;
+  }
+  auto path = dir.file("direct.dat");
+  asio::io_context ctx;
+  fsys::file f(ctx);
+  std::error_code oec;
+  f.open(path, O_RDWR | O_CREAT | O_DIRECT, 0644, oec);
+  if (oec) {
+    BOOST_TEST_MESSAGE("skip: O_DIRECT refused: " << oec.message());
+    return;
+  }
+  auto info = fsys::probe_drive(f.native_handle());
+  if (!info.dio_offset_align || *info.dio_offset_align == 0) {
+    BOOST_TEST_MESSAGE("skip: the kernel reports no O_DIRECT alignment for this file");
+    return;
+  }
+  const std::size_t align = fsys::direct_io_alignment(info);
+  fsys::aligned_buffer buf(info, 4 * align);
+  auto data = pattern(buf.size(), 16);
+  std::copy(data.begin(), data.end(), buf.data());
+
+  std::vector<error_code> errs;
+  auto rec = [&](error_code ec, std::size_t) { errs.push_back(ec); };
+  f.async_write_at(1, asio::buffer(buf.data(), buf.size()), rec);                   // offset
+  f.async_write_at(0, asio::buffer(buf.data() + 1, buf.size() - align), rec);       // address
+  f.async_write_at(0, asio::buffer(buf.data(), align + 100), rec);                  // length
+  f.async_read_at(0, asio::buffer(buf.data() + 1, align), rec);                     // read address
+  ctx.run();
+  ctx.restart();
+  BOOST_REQUIRE_EQUAL(errs.size(), 4u);
+  for (auto& ec : errs) {
+    BOOST_TEST((ec == fsys::errc::misaligned_direct_io));
+    BOOST_TEST((std::error_code(ec) == std::errc::invalid_argument));
+  }
+  BOOST_TEST(f.size() == 0u);  // nothing reached the file
+
+  std::size_t w = 0, r = 0;
+  f.async_write_linked_fsync(0, asio::buffer(buf.data(), buf.size()), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    w = n;
+  });
+  ctx.run();
+  ctx.restart();
+  fsys::aligned_buffer back(info, buf.size());
+  f.async_read_at(0, asio::buffer(back.data(), back.size()), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    r = n;
+  });
+  ctx.run();
+  BOOST_TEST(w == buf.size());
+  BOOST_TEST(r == buf.size());
+  BOOST_TEST(std::equal(back.data(), back.data() + back.size(), data.begin()));
+}

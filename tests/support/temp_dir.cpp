@@ -1,6 +1,8 @@
 #include "temp_dir.hpp"
 
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +20,28 @@ temp_dir::temp_dir() {
 }
 
 temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+temp_dir_on_disk::temp_dir_on_disk() {
+  std::vector<std::string> candidates;
+  if (const char* d = std::getenv("FSYS_TEST_DISK_DIR"); d && *d) candidates.emplace_back(d);
+  candidates.emplace_back("/var/tmp");
+  candidates.push_back(std::filesystem::current_path().string());
+  for (const auto& base : candidates) {
+    struct statfs sfs;
+    if (::statfs(base.c_str(), &sfs) != 0 || sfs.f_type == TMPFS_MAGIC) continue;
+    std::string tmpl = base + "/fsys-test-XXXXXX";
+    if (::mkdtemp(tmpl.data())) {
+      path_ = tmpl;
+      return;
+    }
+  }
+}
+
+temp_dir_on_disk::~temp_dir_on_disk() {
+  if (path_.empty()) return;
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
 }

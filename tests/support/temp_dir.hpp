@@ -26,6 +26,24 @@ class temp_dir {
   std::filesystem::path path_;
 };
 
+/// A fresh directory on a disk-backed filesystem (not tmpfs), for O_DIRECT:
+/// the first of $FSYS_TEST_DISK_DIR, /var/tmp, the working directory that is
+/// not tmpfs. `ok()` is false when there is none.
+class temp_dir_on_disk {
+ public:
+  temp_dir_on_disk();
+  ~temp_dir_on_disk();
+  temp_dir_on_disk(const temp_dir_on_disk&) = delete;
+  temp_dir_on_disk& operator=(const temp_dir_on_disk&) = delete;
+
+  bool ok() const noexcept { return !path_.empty(); }
+  const std::filesystem::path& path() const noexcept { return path_; }
+  std::filesystem::path file(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
 /// Reads a whole file with plain POSIX calls (not through fsys).
 std::vector<std::byte> read_file(const std::filesystem::path& p);
 
