@@ -1,14 +1,591 @@
-// Placeholder until the psync backend lands: no fallback engine yet.
+// The psync engine: preadv/pwritev/fdatasync on a small pool of worker threads,
+// for kernels or sandboxes that refuse io_uring.
+//
+// Same contract as the io_uring engine. Operations are queued by `start` and
+// picked up by a worker, which runs every round of the operation (short
+// transfers continue, a linked write is followed by fdatasync) and feeds each
+// result through `op_base::on_result` / `on_linked_fsync_result`, so both
+// backends apply exactly the same transfer rules and error codes.
+//
+// Threading. `mutex_` guards the queues, the runners and every op field the
+// engine or `op_base`'s rules touch after `start` (state, cancellation flag,
+// progress). Syscalls run without the lock. Workers never complete an
+// operation themselves: they move it to `finished_` and post one drain to the
+// io_context, which calls `complete_` on a thread running the context. That
+// keeps handlers, the clearing of their cancellation slots and the freeing of
+// operations on the io_context, as with the io_uring engine, so a
+// cancellation signal emitted from the context never races with a worker.
+//
+// Cancellation. An op still queued is taken out of the queue and completed
+// with operation_aborted at once (through the drain). A running op is marked;
+// a full transfer stops at its next round with the bytes so far. Reads and
+// writes on stream descriptors (pipes, sockets: preadv fails with ESPIPE) use
+// the position-less path the kernel takes for them under io_uring, waiting in
+// poll(2) on the descriptor and on the runner's eventfd, so a cancellation or
+// shutdown wakes a worker blocked there. A regular-file syscall is never
+// interrupted; the handler runs once, after it has returned.
 #include <fsys/detail/engine.hpp>
+#include <fsys/detail/file_handle.hpp>
 #include <fsys/error.hpp>
 
-#include <system_error>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <thread>
+#include <new>
+#include <optional>
+#include <vector>
 
 namespace fsys::detail {
+namespace {
 
-std::unique_ptr<engine> make_psync_engine(asio::io_context&, const ring_options&) {
-  throw std::system_error(make_error_code(errc::io_uring_setup_failed),
-                          "io_uring unavailable and the psync backend is not built yet");
+// The kernel caps one read or write at MAX_RW_COUNT; the rest goes in the
+// next round, as with the io_uring engine.
+constexpr std::size_t max_rw_count = 0x7ffff000;
+
+// A thread running operations: a pool worker, or a caller of `start_now`.
+struct runner {
+  op_base* current_ = nullptr;  ///< the op it runs (guarded by the engine mutex)
+  int wake_fd_ = -1;            ///< eventfd for stream waits, made on first use
+  runner* next_ = nullptr;      ///< engine's list of runners
+  runner* prev_ = nullptr;
+};
+
+struct worker {
+  runner runner_;
+  std::thread thread_;
+};
+
+int retry_eintr(int (*fn)(int), int fd) {
+  for (;;) {
+    if (fn(fd) == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
+}
+
+class psync_engine final : public engine {
+ public:
+  psync_engine(asio::io_context& ctx, const ring_options& opts)
+      : ctx_(ctx), max_threads_(opts.psync_threads == 0 ? 1 : opts.psync_threads) {}
+
+  ~psync_engine() override {
+    shutdown();
+    for (auto& w : workers_)
+      if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
+  }
+
+  void start(op_base* op) override {
+    std::unique_lock lock = lock_engine();
+    if (shut_down_) {
+      // Started while the io_context shuts down: like Asio, destroy the
+      // handler without invoking it.
+      lock.unlock();
+      op->complete_(op, false);
+      return;
+    }
+    link_to_file(op);
+    hold_work();
+    if (op->ec_ || nothing_to_do(op)) {
+      // Refused by validate(), or an empty transfer (0 bytes, as Asio does):
+      // complete from the io_context without touching the fd.
+      retire(op);
+      schedule_drain();
+      return;
+    }
+    queued_.push_back(op);
+    ++queued_count_;
+    if (queued_count_ > idle_) {
+      // Every worker is busy: start another one, or wait for one to be free.
+      if (workers_.size() < max_threads_)
+        spawn_worker();
+      else
+        queued_waits_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (workers_.empty()) {
+      // Not a single thread could be started: the op cannot run.
+      remove_from_queue(op);
+      op->ec_ = boost::system::error_code(EAGAIN, boost::system::system_category());
+      retire(op);
+      schedule_drain();
+      return;
+    }
+    if (idle_ > 0) work_cv_.notify_one();
+  }
+
+  bool start_now(op_base* op) override {
+    runner self;
+    {
+      std::unique_lock lock = lock_engine();
+      if (shut_down_) {
+        lock.unlock();
+        op->abort();
+        op->complete_(op, true);
+        return true;
+      }
+      link_to_file(op);
+      if (op->ec_ || nothing_to_do(op)) {
+        op->state_ = op_state::finished;
+        unlink_from_file(op);
+        ops_completed_.fetch_add(1, std::memory_order_relaxed);
+        lock.unlock();
+        op->complete_(op, true);
+        return true;
+      }
+      begin_run(op, self);
+    }
+    execute(op, self);
+    {
+      std::lock_guard lock(mutex_);
+      end_run(self);
+      op->state_ = op_state::finished;
+      unlink_from_file(op);
+      ops_completed_.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (self.wake_fd_ >= 0) ::close(self.wake_fd_);
+    op->complete_(op, true);
+    return true;
+  }
+
+  void cancel(op_base* op) override {
+    std::unique_lock lock = lock_engine();
+    if (shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+    op->cancel_requested_ = true;
+    if (op->state_ == op_state::queued) {
+      remove_from_queue(op);
+      op->abort();
+      retire(op);
+      schedule_drain();
+    } else {
+      wake_runner_of(op);
+    }
+  }
+
+  void cancel_file(file_handle* file) override {
+    std::unique_lock lock = lock_engine();
+    if (shut_down_) return;
+    bool any_queued = false;
+    for (op_base* op = file->ops_; op; op = op->file_next_) {
+      if (op->state_ == op_state::finished || op->cancel_requested_) continue;
+      op->cancel_requested_ = true;
+      if (op->state_ == op_state::queued)
+        any_queued = true;
+      else
+        wake_runner_of(op);
+    }
+    if (!any_queued) return;
+    // Take every cancelled op out of the queue (the list above is changed by
+    // retire(), so this is a second pass over the queue).
+    op_queue keep;
+    while (op_base* op = queued_.pop()) {
+      if (op->cancel_requested_) {
+        --queued_count_;
+        op->abort();
+        retire(op);
+      } else {
+        keep.push_back(op);
+      }
+    }
+    queued_.splice(keep);
+    schedule_drain();
+  }
+
+  void shutdown() override {
+    std::unique_lock lock = lock_engine();
+    if (shut_down_) return;
+    shut_down_ = true;
+    // Running ops: stop at the next round, and wake those waiting on a
+    // stream descriptor. Their handlers are destroyed below, uninvoked.
+    for (runner* r = runners_; r; r = r->next_) {
+      if (r->current_) r->current_->cancel_requested_ = true;
+      wake(*r);
+    }
+    work_cv_.notify_all();
+    // Only when every syscall has returned is no buffer in use any more.
+    idle_cv_.wait(lock, [this] { return running_ == 0; });
+    op_queue done;
+    done.splice(queued_);
+    done.splice(finished_);
+    queued_count_ = 0;
+    for (op_base* op = done.front(); op; op = op->next_) unlink_from_file(op);
+    outstanding_ = 0;
+    work_.reset();
+    std::vector<std::thread> threads;
+    for (auto& w : workers_) threads.push_back(std::move(w->thread_));
+    lock.unlock();
+    for (auto& t : threads)
+      if (t.joinable()) t.join();
+    while (op_base* op = done.pop()) op->complete_(op, false);
+  }
+
+  // After fork(): forget the parent's threads now (lock_engine() also does it
+  // on the next call, so a child that never calls notify_fork works too).
+  void notify_fork_child() override { static_cast<void>(lock_engine()); }
+
+  fsys::backend kind() const noexcept override { return backend::psync; }
+
+  engine_stats stats() const noexcept override {
+    engine_stats s;
+    s.ops_completed = ops_completed_.load(std::memory_order_relaxed);
+    s.reactor_wakeups = drains_.load(std::memory_order_relaxed);
+    s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
+    return s;
+  }
+
+ private:
+  static bool nothing_to_do(const op_base* op) noexcept {
+    return op->remaining() == 0 && op->kind_ != op_kind::fdatasync && op->kind_ != op_kind::fsync;
+  }
+
+  // Takes the engine lock. In a child process after fork(), first forgets
+  // the parent's threads (only the forking thread exists in the child): the
+  // ops they were running fail with errc::forked_process, queued ops stay
+  // queued for new workers. So a child works without notify_fork too.
+  std::unique_lock<std::mutex> lock_engine() {
+    const std::uint64_t generation = fork_generation();
+    if (generation_.load(std::memory_order_relaxed) == generation) return std::unique_lock(mutex_);
+    // First call in a child (made before other threads of the child use the
+    // engine, as with Asio's notify_fork). The parent's workers may have
+    // held the mutex or waited on the condition variables at the fork: start
+    // them afresh without destroying them (glibc's pthread_cond_destroy
+    // would wait for the vanished waiters).
+    ::new (static_cast<void*>(&mutex_)) std::mutex;
+    ::new (static_cast<void*>(&work_cv_)) std::condition_variable;
+    ::new (static_cast<void*>(&idle_cv_)) std::condition_variable;
+    generation_.store(generation, std::memory_order_relaxed);
+    std::unique_lock lock(mutex_);
+    for (auto& w : workers_) {
+      if (op_base* op = w->runner_.current_) {
+        op->ec_ = make_error_code(errc::forked_process);
+        retire(op);
+      }
+      // The std::thread names a thread of the parent: never join or detach it
+      // (glibc has reclaimed its descriptor in the child); keep the handle
+      // where it is never destroyed.
+      static auto* parents_threads = new std::vector<std::thread>;
+      parents_threads->push_back(std::move(w->thread_));
+      if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
+    }
+    workers_.clear();
+    // start_now callers were other threads of the parent, gone as well.
+    runners_ = nullptr;
+    running_ = 0;
+    idle_ = 0;
+    if (shut_down_) return lock;
+    for (std::size_t i = 0; i < queued_count_ && workers_.size() < max_threads_; ++i) spawn_worker();
+    drain_scheduled_ = false;
+    schedule_drain();
+    return lock;
+  }
+
+  // Lock held. While operations started with `start` are unfinished, the
+  // io_context has work: its run() must not return while a worker runs one,
+  // even when the handler's own executor (which the op's tracked work keeps
+  // busy) belongs to another context. The io_uring engine gets the same from
+  // its armed eventfd read.
+  void hold_work() {
+    if (outstanding_++ == 0) work_.emplace(ctx_.get_executor());
+  }
+  void release_work() {
+    if (--outstanding_ == 0) work_.reset();
+  }
+
+  // Lock held. Marks `op` final and queues it for the drain.
+  void retire(op_base* op) {
+    op->state_ = op_state::finished;
+    unlink_from_file(op);
+    ops_completed_.fetch_add(1, std::memory_order_relaxed);
+    finished_.push_back(op);
+  }
+
+  // Lock held. Takes a queued op out of the FIFO (a linear scan: cancelling
+  // single queued ops is rare and the queue is short in practice).
+  void remove_from_queue(op_base* target) {
+    op_queue keep;
+    while (op_base* op = queued_.pop()) {
+      if (op == target)
+        --queued_count_;
+      else
+        keep.push_back(op);
+    }
+    queued_.splice(keep);
+  }
+
+  // Lock held. Posts one drain to the io_context unless one is pending
+  // already. Posting under the lock is fine: the scheduler never calls back
+  // into the engine from post().
+  void schedule_drain() {
+    if (drain_scheduled_ || shut_down_ || finished_.empty()) return;
+    drain_scheduled_ = true;
+    asio::post(ctx_, [this] { drain(); });
+  }
+
+  // Runs on the io_context: completes every finished op there.
+  void drain() {
+    op_queue done;
+    {
+      std::lock_guard lock(mutex_);
+      drain_scheduled_ = false;
+      if (shut_down_) return;
+      done.splice(finished_);
+      // This drain is itself work on the io_context, so run() stays busy
+      // until the handlers below have run.
+      for (op_base* op = done.front(); op; op = op->next_) release_work();
+    }
+    drains_.fetch_add(1, std::memory_order_relaxed);
+    complete_all(done, [this](op_queue& rest) {
+      // A handler threw: complete the rest in a later drain.
+      std::unique_lock lock(mutex_);
+      for (op_base* op = rest.front(); op; op = op->next_) hold_work();
+      rest.splice(finished_);
+      finished_.splice(rest);
+      schedule_drain();
+    });
+  }
+
+  // Lock held. Starts one more worker, with every signal blocked so that the
+  // application's signals keep going to its own threads.
+  void spawn_worker() {
+    auto w = std::make_unique<worker>();
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      w->thread_ = std::thread([this, r = &w->runner_] { work(*r); });
+    } catch (...) {
+      // No thread now; the ops wait for an existing worker (or fail if none).
+      ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      return;
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    workers_.push_back(std::move(w));
+  }
+
+  void work(runner& self) {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      while (queued_.empty() && !shut_down_) {
+        ++idle_;
+        work_cv_.wait(lock);
+        --idle_;
+      }
+      if (shut_down_) return;
+      op_base* op = queued_.pop();
+      --queued_count_;
+      begin_run(op, self);
+      lock.unlock();
+      execute(op, self);
+      lock.lock();
+      end_run(self);
+      retire(op);
+      if (shut_down_) {
+        idle_cv_.notify_all();
+        continue;
+      }
+      schedule_drain();
+    }
+  }
+
+  // Lock held.
+  void begin_run(op_base* op, runner& self) {
+    op->state_ = op_state::in_kernel;
+    self.current_ = op;
+    self.prev_ = nullptr;
+    self.next_ = runners_;
+    if (runners_) runners_->prev_ = &self;
+    runners_ = &self;
+    ++running_;
+  }
+
+  // Lock held.
+  void end_run(runner& self) {
+    self.current_ = nullptr;
+    if (self.prev_)
+      self.prev_->next_ = self.next_;
+    else
+      runners_ = self.next_;
+    if (self.next_) self.next_->prev_ = self.prev_;
+    self.next_ = self.prev_ = nullptr;
+    if (--running_ == 0 && shut_down_) idle_cv_.notify_all();
+  }
+
+  // Lock held.
+  void wake_runner_of(op_base* op) {
+    for (runner* r = runners_; r; r = r->next_)
+      if (r->current_ == op) wake(*r);
+  }
+
+  // Lock held.
+  static void wake(runner& r) {
+    if (r.wake_fd_ >= 0) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(r.wake_fd_, &one, sizeof one);
+    }
+  }
+
+  // Runs every round of `op` on the calling thread, without the lock except
+  // to account results. Returns when the op's result is final.
+  //
+  // Why handing the buffers to preadv/pwritev is sound: the iovec array lives
+  // in the op, which only this thread changes while the op runs (through
+  // on_result, after the syscall returned), and the buffers it points to are
+  // owned by the caller, who by the API contract keeps them alive until the
+  // handler runs. The handler runs only after this function has returned,
+  // i.e. after the last syscall using them has returned, whatever the outcome
+  // (success, error, cancellation, shutdown: shutdown waits for it). The fd is
+  // held open by the op's `file_handle` reference until the op is freed; a
+  // borrowed fd (blocking callers) stays open because its owner is blocked in
+  // the call until the op has finished.
+  void execute(op_base* op, runner& self) {
+    const int fd = op->fd_;
+    for (;;) {
+      op_step step;
+      switch (op->kind_) {
+        case op_kind::fdatasync:
+        case op_kind::fsync: {
+          int r = retry_eintr(op->kind_ == op_kind::fsync ? ::fsync : ::fdatasync, fd);
+          std::lock_guard lock(mutex_);
+          step = op->on_result(r);
+          break;
+        }
+        case op_kind::read_some:
+        case op_kind::read_full:
+        case op_kind::write_some:
+        case op_kind::write_full: {
+          int r = transfer(op, self, op->kind_ == op_kind::write_some || op->kind_ == op_kind::write_full);
+          std::lock_guard lock(mutex_);
+          step = op->on_result(r);
+          break;
+        }
+        case op_kind::write_linked_fsync: {
+          const std::size_t round = round_length(op);
+          const int w = transfer(op, self, true);
+          bool cancelled;
+          {
+            std::lock_guard lock(mutex_);
+            cancelled = op->cancel_requested_;
+          }
+          // As the kernel does with IOSQE_IO_LINK: the fdatasync runs only
+          // after the write completed in full; a short or failed write (or a
+          // cancellation before the fdatasync started) cancels it.
+          const int f = (w >= 0 && static_cast<std::size_t>(w) == round && !cancelled)
+                            ? retry_eintr(::fdatasync, fd)
+                            : -ECANCELED;
+          std::lock_guard lock(mutex_);
+          op->cqes_due_ = 2;
+          step = op->on_result(w);
+          if (step == op_step::wait) step = op->on_linked_fsync_result(f);
+          break;
+        }
+        default:
+          return;
+      }
+      if (step != op_step::again) return;
+    }
+  }
+
+  static std::size_t round_length(const op_base* op) noexcept {
+    std::size_t n = 0;
+    const iovec* iov = op->iov();
+    for (unsigned i = 0, c = op->iov_count(); i < c; ++i) n += iov[i].iov_len;
+    return n > max_rw_count ? max_rw_count : n;
+  }
+
+  // One read or write at the op's position; bytes or -errno.
+  int transfer(op_base* op, runner& self, bool write) {
+    const int fd = op->fd_;
+    const iovec* iov = op->iov();
+    const int n = static_cast<int>(op->iov_count());
+    const auto off = static_cast<off_t>(op->next_offset());
+    for (;;) {
+      ssize_t r = write ? ::pwritev(fd, iov, n, off) : ::preadv(fd, iov, n, off);
+      if (r >= 0) return static_cast<int>(r);
+      if (errno == EINTR) continue;
+      if (errno == ESPIPE) return stream_transfer(op, self, write);
+      return -errno;
+    }
+  }
+
+  // A read or write on a descriptor without a position (pipe, socket, FIFO,
+  // character device): io_uring ignores the offset there, and so do we. Waits
+  // for readiness in poll(2) together with the runner's eventfd, so that
+  // cancel() and shutdown() can wake it.
+  int stream_transfer(op_base* op, runner& self, bool write) {
+    if (self.wake_fd_ < 0) {
+      int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (efd < 0) return -errno;
+      // Published under the lock: a cancel() that comes after this sees the
+      // fd and wakes us; one that came before has set the flag checked below.
+      std::lock_guard lock(mutex_);
+      self.wake_fd_ = efd;
+    }
+    const int fd = op->fd_;
+    const iovec* iov = op->iov();
+    const int n = static_cast<int>(op->iov_count());
+    bool nowait = true;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (op->cancel_requested_) return -ECANCELED;
+      }
+      ssize_t r;
+      if (nowait)
+        r = write ? ::pwritev2(fd, iov, n, -1, RWF_NOWAIT) : ::preadv2(fd, iov, n, -1, RWF_NOWAIT);
+      else
+        r = write ? ::writev(fd, iov, n) : ::readv(fd, iov, n);
+      if (r >= 0) return static_cast<int>(r);
+      if (errno == EINTR) continue;
+      if (errno == EOPNOTSUPP && nowait) {
+        // No RWF_NOWAIT for this file: wait for readiness, then a plain call.
+        nowait = false;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        return -errno;
+      }
+      pollfd pfd[2] = {{fd, static_cast<short>(write ? POLLOUT : POLLIN), 0}, {self.wake_fd_, POLLIN, 0}};
+      if (::poll(pfd, 2, -1) < 0 && errno != EINTR) return -errno;
+      if (pfd[1].revents & POLLIN) {
+        std::uint64_t v;
+        [[maybe_unused]] auto m = ::read(self.wake_fd_, &v, sizeof v);
+      }
+    }
+  }
+
+  asio::io_context& ctx_;
+  const std::size_t max_threads_;
+
+  std::mutex mutex_;
+  std::condition_variable work_cv_;  // workers wait here for ops
+  std::condition_variable idle_cv_;  // shutdown waits here for running syscalls
+  op_queue queued_;
+  std::size_t queued_count_ = 0;
+  op_queue finished_;  // final, to be completed by the next drain
+  std::vector<std::unique_ptr<worker>> workers_;
+  runner* runners_ = nullptr;  // threads running an op now
+  std::size_t idle_ = 0;       // workers waiting for an op
+  std::size_t running_ = 0;    // ops inside execute()
+  std::size_t outstanding_ = 0;  // ops from start() not yet completed
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  bool drain_scheduled_ = false;
+  bool shut_down_ = false;
+  std::atomic<std::uint64_t> generation_{fork_generation()};  // fork() generation of the threads
+
+  std::atomic<std::uint64_t> ops_completed_{0}, drains_{0}, queued_waits_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<engine> make_psync_engine(asio::io_context& ctx, const ring_options& options) {
+  return std::make_unique<psync_engine>(ctx, options);
 }
 
 }  // namespace fsys::detail

@@ -8,7 +8,9 @@
 //
 // Capacity. Each SQE yields exactly one CQE, and the engine never has more
 // SQEs in the kernel than the CQ has entries (`in_kernel_ <= cq_capacity_`),
-// so the CQ cannot overflow; operations beyond that wait in `queued_`.
+// so the CQ cannot overflow. Operations take at most half of it (the SQ
+// depth); the other half is kept for ASYNC_CANCEL requests, which need at most
+// one SQE per operation SQE. Operations beyond that wait in `queued_`.
 //
 // Wake-ups. An eventfd registered with the ring is read by an Asio
 // stream_descriptor (`async_read_some`, which drains the counter). It is armed
@@ -29,13 +31,13 @@
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <pthread.h>
+#include <csignal>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <deque>
 
 namespace fsys::detail {
 namespace {
@@ -95,6 +97,7 @@ class uring_engine final : public engine {
     ring_ok_ = true;
     flags_ = p.flags & ~IORING_SETUP_R_DISABLED;
     cq_capacity_ = p.cq_entries;
+    op_capacity_ = cq_capacity_ / 2;
     needs_enable_ = p.flags & IORING_SETUP_R_DISABLED;
 
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -133,7 +136,7 @@ class uring_engine final : public engine {
         op->ec_ = make_error_code(errc::forked_process);
         retire(op, done);
       }
-      cancels_ = cancel_queue{};
+      cancels_.clear();
       in_kernel_ = 0;
       generation_ = fork_generation();
       if (std::error_code ec = setup_ring()) {
@@ -205,10 +208,7 @@ class uring_engine final : public engine {
       op->cancel_requested_ = true;
       // A queued op is completed with operation_aborted at the next pump; an
       // op in the kernel gets an ASYNC_CANCEL SQE there.
-      if (op->state_ == op_state::in_kernel && !op->cancel_queued_) {
-        op->cancel_queued_ = true;
-        cancels_.push_back(op);  // cancels_ links through cancel_next_
-      }
+      if (op->state_ == op_state::in_kernel && !op->cancel_queued_) cancels_.push_back(op);
       if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
     }
     if (post_flush) schedule_flush();
@@ -222,10 +222,7 @@ class uring_engine final : public engine {
       for (op_base* op = file->ops_; op; op = op->file_next_) {
         if (op->state_ == op_state::finished || op->cancel_requested_) continue;
         op->cancel_requested_ = true;
-        if (op->state_ == op_state::in_kernel && !op->cancel_queued_) {
-          op->cancel_queued_ = true;
-          cancels_.push_back(op);
-        }
+        if (op->state_ == op_state::in_kernel && !op->cancel_queued_) cancels_.push_back(op);
         post_flush = true;
       }
       if (post_flush && !flush_scheduled_)
@@ -316,17 +313,37 @@ class uring_engine final : public engine {
   }
 
  private:
-  // Cancel requests wait in their own FIFO, linked through a side table so an
-  // op can be queued for cancellation while it sits in no other queue.
+  // Ops in the kernel waiting for an ASYNC_CANCEL SQE, in an intrusive
+  // list: an op that finishes before its cancel is sent leaves the list in
+  // retire(), so the list never holds an op that may be freed.
   class cancel_queue {
    public:
-    void push_back(op_base* op) { ops_.push_back(op); }
-    bool empty() const { return ops_.empty(); }
-    op_base* front() const { return ops_.front(); }
-    void pop() { ops_.pop_front(); }
+    bool empty() const noexcept { return head_ == nullptr; }
+    op_base* front() const noexcept { return head_; }
+    void push_back(op_base* op) noexcept {
+      op->cancel_queued_ = true;
+      op->cancel_next_ = nullptr;
+      op->cancel_prev_ = tail_;
+      if (tail_)
+        tail_->cancel_next_ = op;
+      else
+        head_ = op;
+      tail_ = op;
+    }
+    void remove(op_base* op) noexcept {
+      if (!op->cancel_queued_) return;
+      op->cancel_queued_ = false;
+      (op->cancel_prev_ ? op->cancel_prev_->cancel_next_ : head_) = op->cancel_next_;
+      (op->cancel_next_ ? op->cancel_next_->cancel_prev_ : tail_) = op->cancel_prev_;
+      op->cancel_next_ = op->cancel_prev_ = nullptr;
+    }
+    void clear() noexcept {
+      while (head_) remove(head_);
+    }
 
    private:
-    std::deque<op_base*> ops_;
+    op_base* head_ = nullptr;
+    op_base* tail_ = nullptr;
   };
 
   void schedule_flush() {
@@ -440,31 +457,29 @@ class uring_engine final : public engine {
   }
 
   void fill_sq(op_queue& done) {
-    while (!cancels_.empty()) {
-      op_base* op = cancels_.front();
-      if (op->state_ != op_state::in_kernel) {
-        // It finished or went back to the queue (short transfer) meanwhile.
-        cancels_.pop();
-        op->cancel_queued_ = false;
+    // Cancels may use the whole CQ; operations only half of it (see
+    // op_capacity_), so a ring full of requests that only a cancel ends
+    // (reads on an idle pipe) can always take the cancels.
+    while (op_base* op = cancels_.front()) {
+      if (in_kernel_ + op->sqes_per_round() > cq_capacity_) return;
+      if (io_uring_sq_space_left(&ring_) < op->sqes_per_round()) {
+        submit();  // may reap, and so retire `op` (which unlinks it)
+        if (io_uring_sq_space_left(&ring_) < op->sqes_per_round()) return;
         continue;
       }
-      if (in_kernel_ + 1 > cq_capacity_) return;
-      io_uring_sqe* sqe = get_sqe();
-      if (!sqe) return;
+      cancels_.remove(op);
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
       // Cancel every request of this op (a linked pair has two user_data
       // values; cancelling the write also cancels the linked fsync).
       io_uring_prep_cancel64(sqe, user_data(op, tag_main), 0);
       io_uring_sqe_set_data64(sqe, internal_user_data);
       ++in_kernel_;
       if (op->kind_ == op_kind::write_linked_fsync) {
-        if (io_uring_sqe* s2 = get_sqe(); s2 && in_kernel_ + 1 <= cq_capacity_) {
-          io_uring_prep_cancel64(s2, user_data(op, tag_linked_fsync), 0);
-          io_uring_sqe_set_data64(s2, internal_user_data);
-          ++in_kernel_;
-        }
+        io_uring_sqe* s2 = io_uring_get_sqe(&ring_);
+        io_uring_prep_cancel64(s2, user_data(op, tag_linked_fsync), 0);
+        io_uring_sqe_set_data64(s2, internal_user_data);
+        ++in_kernel_;
       }
-      cancels_.pop();
-      op->cancel_queued_ = false;
     }
     while (op_base* op = queued_.front()) {
       if (op->cancel_requested_ || op->ec_) {
@@ -481,7 +496,7 @@ class uring_engine final : public engine {
         continue;
       }
       unsigned need = op->sqes_per_round();
-      if (in_kernel_ + need > cq_capacity_) {
+      if (in_kernel_ + need > op_capacity_) {
         queued_waits_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
@@ -594,24 +609,46 @@ class uring_engine final : public engine {
     return n > max ? max : n;
   }
 
+  // DEFER_TASKRUN: runs every pending deferred task-work item, so that the
+  // completions they produce reach the CQ. GETEVENTS with min_complete = the
+  // number of requests in the kernel makes the kernel run up to that many
+  // items; the zero timeout returns at once instead of waiting for them.
+  void run_deferred_work() {
+    __kernel_timespec ts{};
+    io_uring_getevents_arg arg{};
+    arg.sigmask = 0;
+    arg.sigmask_sz = _NSIG / 8;
+    arg.ts = reinterpret_cast<std::uint64_t>(&ts);
+    enter_calls_.fetch_add(1, std::memory_order_relaxed);
+    ::syscall(__NR_io_uring_enter, ring_.ring_fd, 0, in_kernel_,
+              IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
+  }
+
   // Submits everything in the SQ; returns whether anything was submitted.
   bool submit() {
     if (io_uring_sq_ready(&ring_) == 0) {
-      if (defer_taskrun_ && in_kernel_ > 0) {
-        // Run deferred completions so reap() can see them.
-        enter_calls_.fetch_add(1, std::memory_order_relaxed);
-        io_uring_get_events(&ring_);
-      }
+      if (defer_taskrun_ && in_kernel_ > 0) run_deferred_work();
       return false;
     }
+    // DEFER_TASKRUN: one GETEVENTS enter runs at most a batch of 20 deferred
+    // task-work items (IO_LOCAL_TW_DEFAULT_MAX) and keeps the rest without
+    // signalling the eventfd again; items that post no CQE (a pipe read
+    // re-arming its poll) would then be stranded. Each request in the kernel
+    // has at most one pending item, so with up to 16 requests in flight the
+    // combined submit+getevents enter runs them all; beyond that, a separate
+    // enter asks for all of them.
+    const bool getevents_in_submit = defer_taskrun_ && in_kernel_ <= 16;
     for (;;) {
       enter_calls_.fetch_add(1, std::memory_order_relaxed);
-      int r = defer_taskrun_ ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
+      int r = getevents_in_submit ? io_uring_submit_and_get_events(&ring_) : io_uring_submit(&ring_);
       if (r >= 0) {
         sqes_submitted_.fetch_add(static_cast<unsigned>(r), std::memory_order_relaxed);
         // With SUBMIT_ALL (or SQPOLL) the kernel takes every SQE; otherwise a
         // failing SQE stops the batch after posting its CQE: submit the rest.
-        if (r == 0 || io_uring_sq_ready(&ring_) == 0 || (flags_ & IORING_SETUP_SQPOLL)) return true;
+        if (r == 0 || io_uring_sq_ready(&ring_) == 0 || (flags_ & IORING_SETUP_SQPOLL)) {
+          if (defer_taskrun_ && !getevents_in_submit) run_deferred_work();
+          return true;
+        }
         continue;
       }
       if (r == -EINTR || r == -EAGAIN) continue;
@@ -647,6 +684,7 @@ class uring_engine final : public engine {
         retire(op, done);
       } else if (step == op_step::again) {
         unlink_kernel(op);
+        cancels_.remove(op);  // back in the queue: a cancel request aborts it there
         op->state_ = op_state::queued;
         again.push_back(op);
       }
@@ -659,6 +697,7 @@ class uring_engine final : public engine {
   }
 
   void retire(op_base* op, op_queue& done) {
+    cancels_.remove(op);
     op->state_ = op_state::finished;
     unlink_from_file(op);
     ops_completed_.fetch_add(1, std::memory_order_relaxed);
@@ -687,6 +726,7 @@ class uring_engine final : public engine {
   bool needs_enable_ = false;
   std::uint32_t flags_ = 0;
   unsigned cq_capacity_ = 0;
+  unsigned op_capacity_ = 0;  // SQEs of operations in the kernel at most
 
   std::mutex mutex_;
   op_queue queued_;

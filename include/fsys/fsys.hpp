@@ -7,9 +7,7 @@
 #include <fsys/uring_service.hpp>
 #include <fsys/file.hpp>
 #include <fsys/co.hpp>
-#if __has_include(<fsys/blocking_ring.hpp>)
+#include <fsys/timeout.hpp>
 #include <fsys/blocking_ring.hpp>
-#endif
-#if __has_include(<fsys/drive.hpp>)
 #include <fsys/drive.hpp>
-#endif
+#include <fsys/aligned_buffer.hpp>

@@ -1,0 +1,212 @@
+// faultfs — a passthrough FUSE filesystem that injects faults on demand, for
+// fsys's fault tests (this machine has no device-mapper error/flakey target).
+//
+// Usage: faultfs <backing-dir> <mountpoint> [fuse options, e.g. -f -s]
+//
+// Every file of <backing-dir> appears under <mountpoint>. The special file
+// `/.faultctl` controls the faults: write one command per write(2), read it
+// to get the counters.
+//   reset                 no faults, counters kept
+//   fsync_eio <n>         the next n fsync/fdatasync calls fail with EIO
+//                         (-1: all of them); the data is not synced
+//   short <n>             every write accepts at most n bytes (0: off)
+//   write_budget <n> <e>  n more bytes are accepted, then writes fail with
+//                         errno e (a write straddling the budget is short)
+//   off                   write_budget off
+// Reading `/.faultctl` returns
+//   "writes=W bytes=B fsyncs=F fsync_failed=X dirty=D"
+// where dirty=1 means a write reached the backing file after the last
+// successful fsync (so the filesystem has not made it durable).
+//
+// Run single-threaded (-s): the fault state needs no locking then.
+#define FUSE_USE_VERSION 35
+#include <fuse3/fuse.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace {
+
+constexpr const char* ctl_name = "/.faultctl";
+
+std::string backing;
+
+struct faults {
+  long fsync_eio = 0;        // fsyncs still to fail (-1: all)
+  long short_max = 0;        // max bytes per write (0: unlimited)
+  long budget = -1;          // bytes still accepted (-1: unlimited)
+  int budget_errno = EIO;
+  unsigned long writes = 0, bytes = 0, fsyncs = 0, fsync_failed = 0;
+  bool dirty = false;
+} st;
+
+std::string real(const char* path) { return backing + path; }
+bool is_ctl(const char* path) { return std::strcmp(path, ctl_name) == 0; }
+
+int ff_getattr(const char* path, struct stat* sb, fuse_file_info*) {
+  if (is_ctl(path)) {
+    std::memset(sb, 0, sizeof *sb);
+    sb->st_mode = S_IFREG | 0666;
+    sb->st_nlink = 1;
+    sb->st_size = 4096;
+    return 0;
+  }
+  return ::lstat(real(path).c_str(), sb) == 0 ? 0 : -errno;
+}
+
+int ff_readdir(const char* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
+  DIR* d = ::opendir(real(path).c_str());
+  if (!d) return -errno;
+  while (dirent* e = ::readdir(d)) fill(buf, e->d_name, nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
+  ::closedir(d);
+  return 0;
+}
+
+int ff_open(const char* path, fuse_file_info* fi) {
+  if (is_ctl(path)) {
+    fi->fh = static_cast<uint64_t>(-1);
+    fi->direct_io = 1;  // every read of the counters reaches the daemon
+    return 0;
+  }
+  int fd = ::open(real(path).c_str(), fi->flags & ~(O_APPEND));
+  if (fd < 0) return -errno;
+  fi->fh = static_cast<uint64_t>(fd);
+  return 0;
+}
+
+int ff_create(const char* path, mode_t mode, fuse_file_info* fi) {
+  int fd = ::open(real(path).c_str(), fi->flags | O_CREAT, mode);
+  if (fd < 0) return -errno;
+  fi->fh = static_cast<uint64_t>(fd);
+  return 0;
+}
+
+int ff_read(const char* path, char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  if (is_ctl(path)) {
+    char text[256];
+    int n = std::snprintf(text, sizeof text, "writes=%lu bytes=%lu fsyncs=%lu fsync_failed=%lu dirty=%d\n",
+                          st.writes, st.bytes, st.fsyncs, st.fsync_failed, st.dirty ? 1 : 0);
+    if (off >= n) return 0;
+    size_t len = std::min(size, static_cast<size_t>(n - off));
+    std::memcpy(buf, text + off, len);
+    return static_cast<int>(len);
+  }
+  ssize_t r = ::pread(static_cast<int>(fi->fh), buf, size, off);
+  return r < 0 ? -errno : static_cast<int>(r);
+}
+
+int control(const char* buf, size_t size) {
+  std::string cmd(buf, size);
+  long a = 0, b = 0;
+  if (cmd.rfind("reset", 0) == 0) {
+    st.fsync_eio = 0;
+    st.short_max = 0;
+    st.budget = -1;
+  } else if (std::sscanf(cmd.c_str(), "fsync_eio %ld", &a) == 1) {
+    st.fsync_eio = a;
+  } else if (std::sscanf(cmd.c_str(), "short %ld", &a) == 1) {
+    st.short_max = a;
+  } else if (std::sscanf(cmd.c_str(), "write_budget %ld %ld", &a, &b) == 2) {
+    st.budget = a;
+    st.budget_errno = static_cast<int>(b);
+  } else if (cmd.rfind("off", 0) == 0) {
+    st.budget = -1;
+  } else {
+    return -EINVAL;
+  }
+  return static_cast<int>(size);
+}
+
+int ff_write(const char* path, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  if (is_ctl(path)) return control(buf, size);
+  if (st.short_max > 0 && size > static_cast<size_t>(st.short_max)) size = static_cast<size_t>(st.short_max);
+  if (st.budget >= 0) {
+    if (st.budget == 0) return -st.budget_errno;
+    if (size > static_cast<size_t>(st.budget)) size = static_cast<size_t>(st.budget);
+  }
+  ssize_t r = ::pwrite(static_cast<int>(fi->fh), buf, size, off);
+  if (r < 0) return -errno;
+  if (st.budget >= 0) st.budget -= r;
+  ++st.writes;
+  st.bytes += static_cast<unsigned long>(r);
+  if (r > 0) st.dirty = true;
+  return static_cast<int>(r);
+}
+
+int ff_fsync(const char* path, int datasync, fuse_file_info* fi) {
+  if (is_ctl(path)) return 0;
+  ++st.fsyncs;
+  if (st.fsync_eio != 0) {
+    if (st.fsync_eio > 0) --st.fsync_eio;
+    ++st.fsync_failed;
+    return -EIO;
+  }
+  int fd = static_cast<int>(fi->fh);
+  if ((datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0) return -errno;
+  st.dirty = false;
+  return 0;
+}
+
+int ff_release(const char* path, fuse_file_info* fi) {
+  if (!is_ctl(path)) ::close(static_cast<int>(fi->fh));
+  return 0;
+}
+
+int ff_flush(const char*, fuse_file_info*) { return 0; }
+
+int ff_truncate(const char* path, off_t size, fuse_file_info* fi) {
+  if (is_ctl(path)) return 0;
+  int r = fi ? ::ftruncate(static_cast<int>(fi->fh), size) : ::truncate(real(path).c_str(), size);
+  return r == 0 ? 0 : -errno;
+}
+
+int ff_unlink(const char* path) { return ::unlink(real(path).c_str()) == 0 ? 0 : -errno; }
+
+int ff_statfs(const char* path, struct statvfs* sv) {
+  return ::statvfs(real(path).c_str(), sv) == 0 ? 0 : -errno;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: %s <backing-dir> <mountpoint> [fuse options]\n", argv[0]);
+    return 2;
+  }
+  char* resolved = ::realpath(argv[1], nullptr);
+  if (!resolved) {
+    std::perror("faultfs: backing dir");
+    return 2;
+  }
+  backing = resolved;
+  std::free(resolved);
+
+  fuse_operations ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.getattr = ff_getattr;
+  ops.readdir = ff_readdir;
+  ops.open = ff_open;
+  ops.create = ff_create;
+  ops.read = ff_read;
+  ops.write = ff_write;
+  ops.fsync = ff_fsync;
+  ops.release = ff_release;
+  ops.flush = ff_flush;
+  ops.truncate = ff_truncate;
+  ops.unlink = ff_unlink;
+  ops.statfs = ff_statfs;
+
+  // fuse_main gets argv without the backing directory.
+  argv[1] = argv[0];
+  return fuse_main(argc - 1, argv + 1, &ops, nullptr);
+}
