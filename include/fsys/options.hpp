@@ -41,7 +41,9 @@ enum class issuer_mode {
 
 /// Options for `uring_service` (through `asio::make_service`) and `blocking_ring`.
 struct ring_options {
-  /// Submission queue entries. The completion queue gets twice as many. Any
+  /// Submission queue entries: at most this many operation SQEs are in the
+  /// kernel at once. The completion queue gets twice as many, the second half
+  /// kept for cancel requests. Any
   /// number of operations may be started; the ones beyond what the ring holds
   /// wait in a queue inside fsys.
   std::uint32_t queue_depth = 256;
