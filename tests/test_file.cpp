@@ -701,3 +701,34 @@ BOOST_AUTO_TEST_CASE(o_direct_alignment_is_checked_before_submission) {
   BOOST_TEST(r == buf.size());
   BOOST_TEST(std::equal(back.data(), back.data() + back.size(), data.begin()));
 }
+
+BOOST_AUTO_TEST_CASE(sqpoll_ring_round_trip) {
+  temp_dir dir;
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx, {.queue_depth = 32, .sqpoll = true, .sqpoll_idle_ms = 50});
+  if (svc.active_backend() == fsys::backend::io_uring) {
+    if (!fsys::probe_features().sqpoll) {
+      BOOST_TEST_MESSAGE("skip: the kernel refuses IORING_SETUP_SQPOLL");
+      return;
+    }
+    BOOST_TEST((svc.setup_flags() & 2u) != 0u);  // IORING_SETUP_SQPOLL
+  }
+  auto path = dir.file("sqpoll.dat");
+  auto data = pattern(1 << 20, 17);
+  std::size_t n = run_coro(ctx, [&]() -> asio::awaitable<std::size_t> {
+    fsys::file f(co_await asio::this_coro::executor, path, rw_create);
+    std::size_t total = 0;
+    for (std::size_t off = 0; off < data.size(); off += 65536)
+      total += co_await fsys::co_write_at(f, off, asio::buffer(data.data() + off, 65536));
+    co_await fsys::co_fdatasync(f);
+    // Let the SQPOLL thread go idle, then submit again (it must be woken).
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(120));
+    co_await t.async_wait(asio::use_awaitable);
+    std::vector<std::byte> back(data.size());
+    total += co_await fsys::co_read_at(f, 0, asio::buffer(back));
+    BOOST_TEST((back == data));
+    co_return total;
+  }());
+  BOOST_TEST(n == 2 * data.size());
+  BOOST_TEST((read_file(path) == data));
+}
