@@ -24,6 +24,11 @@
 // poll(2) on the descriptor and on the runner's eventfd, so a cancellation or
 // shutdown wakes a worker blocked there. A regular-file syscall is never
 // interrupted; the handler runs once, after it has returned.
+//
+// Work. While operations from `start` are unfinished the engine holds work on
+// its io_context, as the io_uring engine's armed eventfd read does, so run()
+// does not return while a worker still runs one (the op's own tracked work is
+// on the handler's executor, which may belong to another context).
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/error.hpp>
@@ -42,9 +47,9 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
-#include <thread>
 #include <new>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace fsys::detail {
