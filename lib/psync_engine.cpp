@@ -242,7 +242,7 @@ class psync_engine final : public engine {
   engine_stats stats() const noexcept override {
     engine_stats s;
     s.ops_completed = ops_completed_.load(std::memory_order_relaxed);
-    s.reactor_wakeups = drains_.load(std::memory_order_relaxed);
+    s.reactor_wakeups = drains_.load(std::memory_order_relaxed);  // io_context wake-ups: drains run
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
     return s;
   }

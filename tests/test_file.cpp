@@ -246,14 +246,15 @@ BOOST_AUTO_TEST_CASE(reads_at_and_past_end_of_file) {
   fsys::test::write_file(path, pattern(100, 8));
   asio::io_context ctx;
   fsys::file f(ctx, path, O_RDONLY);
-  std::vector<std::byte> buf(64);
+  // One buffer per read: the reads run concurrently (on psync, in threads).
+  std::vector<std::vector<std::byte>> buf(5, std::vector<std::byte>(64));
   std::vector<std::pair<error_code, std::size_t>> results;
   auto rec = [&](error_code ec, std::size_t n) { results.emplace_back(ec, n); };
-  f.async_read_at(80, asio::buffer(buf), rec);        // short: 20 bytes
-  f.async_read_at(100, asio::buffer(buf), rec);       // at end: 0 bytes, no error
-  f.async_read_at(5000, asio::buffer(buf), rec);      // past end: 0 bytes, no error
-  f.async_read_some_at(100, asio::buffer(buf), rec);  // some at end: eof
-  f.async_read_some_at(90, asio::buffer(buf), rec);   // some short: 10
+  f.async_read_at(80, asio::buffer(buf[0]), rec);        // short: 20 bytes
+  f.async_read_at(100, asio::buffer(buf[1]), rec);       // at end: 0 bytes, no error
+  f.async_read_at(5000, asio::buffer(buf[2]), rec);      // past end: 0 bytes, no error
+  f.async_read_some_at(100, asio::buffer(buf[3]), rec);  // some at end: eof
+  f.async_read_some_at(90, asio::buffer(buf[4]), rec);   // some short: 10
   ctx.run();
   BOOST_REQUIRE_EQUAL(results.size(), 5u);
   std::sort(results.begin(), results.end(), [](auto& a, auto& b) { return a.second > b.second; });
