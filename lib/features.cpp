@@ -1,6 +1,8 @@
 #include <fsys/error.hpp>
 #include <fsys/features.hpp>
 
+#include "ring_mapping.hpp"
+
 #include <liburing.h>
 
 #include <cerrno>
@@ -17,10 +19,10 @@ int try_setup(unsigned flags, io_uring_params* out = nullptr) {
   std::memset(&p, 0, sizeof p);
   p.flags = flags;
   if (flags & IORING_SETUP_SQPOLL) p.sq_thread_idle = 10;
-  int r = io_uring_queue_init_params(8, &ring, &p);
+  int r = detail::ring_init(8, &ring, &p);
   if (r < 0) return r;
   if (out) *out = p;
-  io_uring_queue_exit(&ring);
+  detail::ring_exit(&ring);
   return 0;
 }
 

@@ -28,6 +28,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include "ring_mapping.hpp"
+
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <pthread.h>
@@ -92,7 +94,7 @@ class uring_engine final : public engine {
     } else if (f.coop_taskrun) {
       p.flags |= IORING_SETUP_COOP_TASKRUN;
     }
-    int r = io_uring_queue_init_params(opts_.queue_depth, &ring_, &p);
+    int r = ring_init(opts_.queue_depth, &ring_, &p);
     if (r < 0) return std::error_code(-r, std::system_category());
     ring_ok_ = true;
     flags_ = p.flags & ~IORING_SETUP_R_DISABLED;
@@ -126,7 +128,7 @@ class uring_engine final : public engine {
       // anything (that would act on the parent's ring).
       boost::system::error_code ignored;
       eventfd_.close(ignored);
-      io_uring_queue_exit(&ring_);
+      ring_exit(&ring_);
       ring_ok_ = false;
       armed_ = false;
       // Operations that were in the parent's ring will never complete here;
@@ -155,7 +157,7 @@ class uring_engine final : public engine {
     shutdown();
     boost::system::error_code ignored;
     eventfd_.close(ignored);
-    if (ring_ok_) io_uring_queue_exit(&ring_);
+    if (ring_ok_) ring_exit(&ring_);
   }
 
   bool usable() const noexcept { return ring_ok_ && eventfd_.is_open(); }
