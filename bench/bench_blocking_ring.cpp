@@ -16,9 +16,10 @@
 namespace bench {
 namespace {
 
-std::unique_ptr<fsys::blocking_ring> make_ring(benchmark::State& st, bool psync) {
+std::unique_ptr<fsys::blocking_ring> make_ring(benchmark::State& st, bool psync, bool fast_path = true) {
   fsys::ring_options o;
   if (psync) o.fallback = fsys::fallback_policy::force_psync;
+  o.caller_thread_fast_path = fast_path;
   std::unique_ptr<fsys::blocking_ring> ring;
   try {
     ring = std::make_unique<fsys::blocking_ring>(o);
@@ -41,11 +42,19 @@ long as_result(std::size_t n, const std::error_code& ec) {
 void register_blocking_ring_benchmarks() {
   for (op_kind kind : {op_kind::read, op_kind::write}) {
     for (unsigned threads : blocking_threads) {
-      for (bool psync : {false, true}) {
-        const std::string name =
-            blocking_case_name(kind, threads) + (psync ? "/blocking_ring_psync" : "/blocking_ring");
-        add(name, [kind, threads, psync](benchmark::State& st) {
-          auto ring = make_ring(st, psync);
+      // The default (caller-thread fast path on), every request through the
+      // ring, and the psync backend.
+      struct variant {
+        const char* suffix;
+        bool psync;
+        bool fast_path;
+      };
+      for (variant v : {variant{"/blocking_ring", false, true}, variant{"/blocking_ring_ring_only", false, false},
+                        variant{"/blocking_ring_psync", true, true}}) {
+        const bool psync = v.psync;
+        const std::string name = blocking_case_name(kind, threads) + v.suffix;
+        add(name, [kind, threads, psync, fast_path = v.fast_path](benchmark::State& st) {
+          auto ring = make_ring(st, psync, fast_path);
           if (!ring) return;
           run_result r;
           for (auto _ : st) {
@@ -61,7 +70,7 @@ void register_blocking_ring_benchmarks() {
                                                   : ring->write_at(fd, {buf, block_size}, off, ec);
                               return as_result(n, ec);
                             },
-                            psync ? "blocking_ring (psync)" : "blocking_ring");
+                            psync ? "blocking_ring (psync)" : fast_path ? "blocking_ring" : "blocking_ring (ring only)");
             r.enters = psync ? -1.0 : static_cast<double>(ring->stats().enter_calls - e0);
           }
           report(st, r);

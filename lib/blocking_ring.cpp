@@ -21,7 +21,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include <linux/futex.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -99,6 +101,56 @@ struct blocking_call final : detail::op_base {
   std::atomic<int> word_{pending};
 };
 
+bool is_regular_file(int fd) noexcept {
+  struct stat st;
+  return ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/// The caller-thread fast path of `read_at` / `write_at` (see
+/// `ring_options::caller_thread_fast_path`). Returns true when the call is
+/// complete (`op.ec_`, `op.transferred_` final); false when the ring must
+/// take the rest of the transfer, from `op.next_offset()` on.
+///
+/// Why this is sound: the buffer and fd are used only during the system
+/// calls below, made by the blocked caller itself, so the ownership rules of
+/// the ring path are not involved. A `RWF_NOWAIT` attempt that fails for any
+/// reason leaves the request to the ring, which gives the authoritative
+/// result (a failed attempt transferred nothing); partial progress is kept
+/// in the op, so the ring continues exactly where the attempt stopped.
+bool run_in_caller(blocking_call& op) noexcept {
+  const bool read = op.kind_ == detail::op_kind::read_full;
+  if (!read && op.kind_ != detail::op_kind::write_full) return false;
+  int flags = RWF_NOWAIT;
+  while (op.remaining() > 0) {
+    const auto off = static_cast<off_t>(op.next_offset());
+    const ssize_t n = read ? ::preadv2(op.fd_, op.iov(), static_cast<int>(op.iov_count()), off, flags)
+                           : ::pwritev2(op.fd_, op.iov(), static_cast<int>(op.iov_count()), off, flags);
+    if (n > 0) {
+      op.consume(static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n == 0) return read;  // end of file; a write of 0 bytes: ask the ring
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (flags == 0) {
+      // A blocking call on a regular file (below): its result is final.
+      op.ec_ = boost::system::error_code(err, boost::system::system_category());
+      return true;
+    }
+    // The filesystem cannot do this without blocking at all. On a regular
+    // file io_uring would hand it to a kernel worker and the caller would
+    // sleep until it is done: do the same work here, without the hand-offs.
+    // (Not for pipes, sockets or devices: a blocking call there could wait
+    // forever, where the ring can cancel the request at shutdown.)
+    if (err == EOPNOTSUPP && is_regular_file(op.fd_)) {
+      flags = 0;
+      continue;
+    }
+    return false;  // EAGAIN (it would wait) or any error: the ring decides
+  }
+  return true;
+}
+
 // impl::calls_: the number of calls inside the ring, plus this bit once
 // shutdown has begun. One word, so that a call learns both in one atomic step.
 constexpr int closing_bit = 1 << 30;
@@ -107,7 +159,8 @@ constexpr int closing_bit = 1 << 30;
 
 struct blocking_ring::impl {
   explicit impl(ring_options options)
-      : service_(asio::make_service<uring_service>(ctx_, with_any_issuer(options))),
+      : fast_path_(options.caller_thread_fast_path),
+        service_(asio::make_service<uring_service>(ctx_, with_any_issuer(options))),
         engine_(service_.engine()),
         work_(asio::make_work_guard(ctx_)),
         owner_([this] { ctx_.run(); }) {}
@@ -135,6 +188,11 @@ struct blocking_ring::impl {
     // If the engine shuts down before the op reaches it, the engine completes
     // the op at once (aborted); if after, the engine's shutdown completes it.
     op.validate();
+    if (!op.ec_ && fast_path_ && run_in_caller(op)) {
+      leave();
+      ec = op.ec_;
+      return op.transferred_;
+    }
     // Why lending the fd and buffer to the engine is sound: see blocking_call.
     // If the engine threw here it might hold the op already; unwinding would
     // free the frame under it, so `noexcept` terminates instead.
@@ -173,6 +231,7 @@ struct blocking_ring::impl {
     }
   }
 
+  const bool fast_path_;
   asio::io_context ctx_;
   uring_service& service_;
   detail::engine& engine_;

@@ -47,6 +47,13 @@ std::span<const std::byte> cspan(const std::vector<std::byte>& v) { return {v.da
 
 const std::error_code ebadf(EBADF, std::system_category());
 
+/// Options with the caller-thread fast path on or off.
+fsys::ring_options with_fast_path(bool on) {
+  fsys::ring_options o;
+  o.caller_thread_fast_path = on;
+  return o;
+}
+
 bool is_cancelled(const std::error_code& ec) { return ec == std::errc::operation_canceled; }
 
 /// Waits (up to 10 s) until `pred()` holds.
@@ -104,9 +111,11 @@ BOOST_AUTO_TEST_CASE(require_io_uring_gives_io_uring_or_throws) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(every_operation_with_both_overloads) {
+// With the fast path, reads and writes of a regular file may complete in the
+// calling thread; without it every call goes through the engine.
+void every_operation_with_both_overloads(bool fast_path) {
   temp_dir dir;
-  fsys::blocking_ring ring;
+  fsys::blocking_ring ring(with_fast_path(fast_path));
   fd_guard f(open_rw(dir.file("ops")));
   const auto before = ring.stats().ops_completed;
 
@@ -151,7 +160,16 @@ BOOST_AUTO_TEST_CASE(every_operation_with_both_overloads) {
   // Empty buffers complete at once with 0 bytes.
   BOOST_TEST(ring.write_at(f.fd, {}, 5) == 0u);
   BOOST_TEST(ring.read_at(f.fd, {}, 5) == 0u);
-  BOOST_TEST(ring.stats().ops_completed - before >= 8u);
+  // Two fdatasync and two linked writes always use the engine.
+  BOOST_TEST(ring.stats().ops_completed - before >= (fast_path ? 4u : 8u));
+}
+
+BOOST_AUTO_TEST_CASE(every_operation_with_both_overloads_through_the_ring) {
+  every_operation_with_both_overloads(false);
+}
+
+BOOST_AUTO_TEST_CASE(every_operation_with_both_overloads_fast_path) {
+  every_operation_with_both_overloads(true);
 }
 
 BOOST_AUTO_TEST_CASE(large_transfer_round_trip) {
@@ -232,12 +250,12 @@ BOOST_AUTO_TEST_CASE(invalid_fd_is_ebadf) {
   BOOST_TEST((ec == fsys::errc::offset_overflow), ec.message());
 }
 
-BOOST_AUTO_TEST_CASE(sixteen_threads_mixed_operations_on_disjoint_ranges) {
+void sixteen_threads_mixed_operations(bool fast_path) {
   constexpr int threads = 16;
   constexpr int ops_per_thread = 2000;
   constexpr std::size_t range = 32768;  // bytes each thread owns
   temp_dir dir;
-  fsys::blocking_ring ring;
+  fsys::blocking_ring ring(with_fast_path(fast_path));
   fd_guard f(open_rw(dir.file("shared")));
   const auto before = ring.stats();
 
@@ -297,10 +315,90 @@ BOOST_AUTO_TEST_CASE(sixteen_threads_mixed_operations_on_disjoint_ranges) {
                           file.begin() + static_cast<std::ptrdiff_t>(t * range)),
                "thread " << t << "'s range differs");
   const auto after = ring.stats();
-  BOOST_TEST(after.ops_completed - before.ops_completed >= std::uint64_t{threads} * ops_per_thread);
+  if (fast_path)
+    BOOST_TEST(after.ops_completed - before.ops_completed >= std::uint64_t(counts[2] + counts[3]));
+  else
+    BOOST_TEST(after.ops_completed - before.ops_completed >= std::uint64_t{threads} * ops_per_thread);
   BOOST_TEST_MESSAGE("io_uring_enter calls " << after.enter_calls - before.enter_calls << ", SQEs "
                                              << after.sqes_submitted - before.sqes_submitted << ", wake-ups "
                                              << after.reactor_wakeups - before.reactor_wakeups);
+}
+
+// The caller-thread fast path (on by default): what the kernel can do
+// without waiting runs in the calling thread and never reaches the engine;
+// what has to wait goes to the ring, which continues a partial transfer
+// where the calling thread stopped.
+BOOST_AUTO_TEST_CASE(sixteen_threads_mixed_operations_on_disjoint_ranges_through_the_ring) {
+  sixteen_threads_mixed_operations(false);
+}
+
+BOOST_AUTO_TEST_CASE(sixteen_threads_mixed_operations_on_disjoint_ranges_fast_path) {
+  sixteen_threads_mixed_operations(true);
+}
+
+BOOST_AUTO_TEST_CASE(caller_thread_fast_path_and_its_hand_over_to_the_ring) {
+  fsys::test::temp_dir_on_disk dir;
+  if (!dir.ok()) {
+    BOOST_TEST_MESSAGE("skipped: no directory on a disk filesystem (page-cache eviction needs one)");
+    return;
+  }
+  fsys::blocking_ring ring;
+  constexpr std::size_t size = 8u << 20;
+  auto data = pattern(size, 21);
+  fd_guard f(open_rw(dir.file("cached")));
+  const auto ops = [&] { return ring.stats().ops_completed; };
+
+  // Writes to a regular file and reads of cached pages: no engine operation.
+  auto before = ops();
+  BOOST_TEST(ring.write_at(f.fd, cspan(data), 0) == size);
+  std::vector<std::byte> back(size);
+  BOOST_TEST(ring.read_at(f.fd, back, 0) == size);
+  BOOST_TEST((back == data));
+  BOOST_TEST(ring.read_at(f.fd, back, size - 100) == 100u);  // end of file, also in the caller
+  BOOST_TEST(ring.read_at(f.fd, back, size) == 0u);
+  BOOST_TEST(ops() == before);
+
+  // Drop the file from the page cache, then cache only its first 4 KiB (no
+  // readahead): a 64 KiB read gets 4 KiB in the calling thread, finds the
+  // rest uncached (RWF_NOWAIT gives EAGAIN) and leaves it to the ring.
+  BOOST_REQUIRE(::fdatasync(f.fd) == 0);
+  BOOST_REQUIRE(::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  BOOST_REQUIRE(::posix_fadvise(f.fd, 0, 0, POSIX_FADV_RANDOM) == 0);
+  char first[4096];
+  BOOST_REQUIRE(::pread(f.fd, first, sizeof first, 0) == static_cast<ssize_t>(sizeof first));
+  std::vector<std::byte> part(65536, std::byte{0x5a});
+  before = ops();
+  std::error_code ec;
+  BOOST_TEST(ring.read_at(f.fd, part, 0, ec) == part.size());
+  BOOST_TEST(!ec);
+  BOOST_TEST(std::equal(part.begin(), part.end(), data.begin()));
+  BOOST_TEST(ops() - before == 1u, "the uncached part should have gone to the ring");
+
+  // The same uncached read with the fast path off: the engine does it all.
+  fsys::blocking_ring ring_only(with_fast_path(false));
+  BOOST_REQUIRE(::posix_fadvise(f.fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  before = ring_only.stats().ops_completed;
+  std::fill(part.begin(), part.end(), std::byte{0x5a});
+  BOOST_TEST(ring_only.read_at(f.fd, part, size / 2) == part.size());
+  BOOST_TEST(std::equal(part.begin(), part.end(), data.begin() + size / 2));
+  BOOST_TEST(ring_only.stats().ops_completed - before == 1u);
+
+  // An empty pipe would make the caller wait: the read goes to the ring and
+  // returns what is written later.
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  before = ops();
+  std::thread writer([&] {
+    std::this_thread::sleep_for(50ms);
+    BOOST_REQUIRE(::write(p[1], "late", 4) == 4);
+  });
+  std::vector<std::byte> pbuf(4);
+  BOOST_TEST(ring.read_at(p[0], pbuf, 0) == 4u);
+  writer.join();
+  BOOST_TEST(std::memcmp(pbuf.data(), "late", 4) == 0);
+  BOOST_TEST(ops() - before == 1u);
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 BOOST_AUTO_TEST_CASE(calls_of_several_threads_are_in_flight_together) {

@@ -57,6 +57,19 @@ struct ring_options {
   std::uint32_t sqpoll_idle_ms = 1000;
   /// Worker threads of the psync backend.
   std::uint32_t psync_threads = 4;
+  /// `blocking_ring` only: run a read or write in the calling thread when
+  /// the kernel can finish it there without a hand-off. Each `read_at` /
+  /// `write_at` first tries `preadv2`/`pwritev2` with `RWF_NOWAIT`, which
+  /// succeeds when no waiting is needed (a page-cache hit, an O_DIRECT read)
+  /// and is the attempt io_uring itself makes at submission, minus one
+  /// `io_uring_enter`. On a regular file whose filesystem cannot do
+  /// non-blocking IO at all (`EOPNOTSUPP`: buffered writes on ext4, tmpfs)
+  /// io_uring would run the request in a kernel worker thread while the
+  /// caller sleeps; the call runs it in the calling thread instead. Whatever
+  /// has to wait (an uncached read, an empty pipe) goes to the ring, as do
+  /// `fdatasync` and `write_at_linked_fsync` always. `false` sends every
+  /// request to the ring (or the psync workers).
+  bool caller_thread_fast_path = true;
 };
 
 }  // namespace fsys
