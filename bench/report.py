@@ -370,7 +370,10 @@ def main():
     ap.add_argument("--bench-dir", required=True)
     ap.add_argument("--elapsed", type=float, default=0)
     ap.add_argument("--load-start", default="")
+    ap.add_argument("--load-end", default="")
     ap.add_argument("--notes", default="")
+    ap.add_argument("--appendix", action="append", default=[],
+                    help="hand-written markdown appended verbatim (measurements made outside this suite)")
     ap.add_argument("results", nargs="+")
     a = ap.parse_args()
     res = load(a.results)
@@ -396,9 +399,9 @@ def main():
       "for `build-bench/bench/fsys-bench-asio`" + (f" (whole run: {a.elapsed:.0f} s)" if a.elapsed else ""))
     if a.load_start:
         w(f"- Load average (1, 5, 15 min) when the run started: {a.load_start}; when it ended: "
-          f"{' '.join(open('/proc/loadavg').read().split()[:3])}. The VM has 2 CPUs: a load far above 2 means other "
-          "processes (compilers, tests) shared the CPUs with the benchmark, which lowers and blurs every "
-          "number, thread hand-offs most.")
+          f"{a.load_end or ' '.join(open('/proc/loadavg').read().split()[:3])}. The VM has 2 CPUs; the benchmark itself runs up to 32 "
+          "threads, which raises the value at the end. A load far above 2 at the start means other processes "
+          "(compilers, tests) shared the CPUs, which lowers and blurs every number, thread hand-offs most.")
     w("")
     w("![fsys benchmarks](benchmarks.png)\n")
     w("## How to read this\n")
@@ -460,6 +463,9 @@ def main():
     w("4 KiB random buffered writes:\n")
     w(blocking_table(res, "write"))
     w("")
+    for path in a.appendix:
+        with open(path) as f:
+            w(f.read().rstrip() + "\n")
     with open(a.out_md, "w") as f:
         f.write("\n".join(md) + "\n")
 

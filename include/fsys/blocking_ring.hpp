@@ -30,10 +30,19 @@ namespace fsys {
 /// different threads are in flight together, and whichever thread enters the
 /// kernel next also reaps the others' completions; no lock is held while an
 /// operation is in the kernel. A request the kernel finishes during
-/// submission (for example a read served from the page cache) returns
-/// without waking any other thread. The ring's owner thread runs an
-/// `asio::io_context` that only collects the completions nobody else has
-/// reaped and wakes their callers.
+/// submission returns without waking any other thread. The ring's owner
+/// thread runs an `asio::io_context` that only collects the completions
+/// nobody else has reaped and wakes their callers.
+///
+/// Fast path (`ring_options::caller_thread_fast_path`, on by default).
+/// `read_at` and `write_at` first try `preadv2`/`pwritev2` with
+/// `RWF_NOWAIT` in the calling thread: a page-cache hit costs one system
+/// call, as `pread` does. On a regular file whose filesystem cannot do the
+/// request without blocking (`EOPNOTSUPP`: buffered writes on ext4, tmpfs)
+/// the calling thread does the blocking call itself, the work io_uring would
+/// hand to a kernel worker while the caller sleeps. What has to wait goes to
+/// the ring (a partial transfer continues there), as do `fdatasync` and
+/// `write_at_linked_fsync` always.
 ///
 /// Calls from the owner thread (from work posted to `get_executor()`) would
 /// wait for the thread they run on: they fail at once with
