@@ -322,12 +322,14 @@ def chart(res, png):
         f.write('"durable, 32 writers" ' + " ".join(vals) + "\n")
     bottom = os.path.join(tmp, "blocking.dat")
     with open(bottom, "w") as f:
-        f.write('case "fsys blocking_ring" "seed owner thread" "plain pread/pwrite" "blocking_ring (psync backend)"\n')
+        f.write('case "fsys blocking_ring" "blocking_ring, ring only" "seed owner thread" "plain pread/pwrite" '
+                '"blocking_ring (psync backend)"\n')
         for kind, prefix, plain in (("read", "blocking_randread_cache_", "pread"),
                                     ("write", "blocking_randwrite_buffered_", "pwrite")):
             for t in (1, 4, 16):
                 c = f"{prefix}{t}t"
-                vals = [get(res, c, i) for i in ("blocking_ring", "seed_owner_thread", plain, "blocking_ring_psync")]
+                vals = [get(res, c, i) for i in ("blocking_ring", "blocking_ring_ring_only", "seed_owner_thread", plain,
+                                                 "blocking_ring_psync")]
                 f.write(f'"{kind}, {t} thr" ' + " ".join("NaN" if v is None else f"{v / 1000:.2f}" for v in vals) + "\n")
     gp = os.path.join(tmp, "plot.gp")
     with open(gp, "w") as f:
@@ -338,7 +340,7 @@ set datafile missing "NaN"
 set termoption noenhanced
 set multiplot layout 2,1 title "fsys benchmarks (4 KiB operations; medians of 3 runs; this machine)" font ",14"
 colors = "#404040 #9a9a9a #1f5fbf #7fb2ef #2e9e3e #98d98e #f08c00 #d62728 #8e44ad"
-colors2 = "#1f5fbf #d62728 #8e44ad #f08c00"
+colors2 = "#1f5fbf #7fb2ef #d62728 #8e44ad #f08c00"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -353,7 +355,7 @@ plot for [i=2:{len(impls) + 1}] "{top}" using i:xtic(1) title columnheader(i) lc
 unset arrow
 set title "Blocking callers (issue 3): thousands of 4 KiB operations per second, cached reads and buffered writes"
 set ylabel "k ops/s (higher is better)"
-plot for [i=2:5] "{bottom}" using i:xtic(1) title columnheader(i) lc rgb word(colors2, i - 1)
+plot for [i=2:6] "{bottom}" using i:xtic(1) title columnheader(i) lc rgb word(colors2, i - 1)
 unset multiplot
 """)
     r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
