@@ -1,5 +1,9 @@
 // fsys::blocking_ring: blocking calls submitted from the caller's thread.
 //
+// A read or write first tries the caller-thread fast path (`run_in_caller`):
+// what the kernel can do without waiting is done by the caller's own
+// `preadv2`/`pwritev2`, and only the rest reaches the engine.
+//
 // A call builds its operation on its own stack (no allocation), hands it to
 // the engine with `start_now` (submitted from the calling thread, so an
 // operation the kernel finishes inline costs no thread hand-off), and sleeps
