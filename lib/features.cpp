@@ -18,7 +18,10 @@ int try_setup(unsigned flags, io_uring_params* out = nullptr) {
   io_uring_params p;
   std::memset(&p, 0, sizeof p);
   p.flags = flags;
-  if (flags & IORING_SETUP_SQPOLL) p.sq_thread_idle = 10;
+  // The probe's SQPOLL thread polls until the ring is torn down (which the
+  // kernel finishes asynchronously) or it has been idle this long: keep the
+  // busy-polling at process start short.
+  if (flags & IORING_SETUP_SQPOLL) p.sq_thread_idle = 1;
   int r = detail::ring_init(8, &ring, &p);
   if (r < 0) return r;
   if (out) *out = p;
