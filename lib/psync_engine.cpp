@@ -91,6 +91,7 @@ class psync_engine final : public engine {
   }
 
   void start(op_base* op) override {
+    ops_started_.fetch_add(1, std::memory_order_relaxed);
     std::unique_lock lock = lock_engine();
     if (shut_down_) {
       // Started while the io_context shuts down: like Asio, destroy the
@@ -129,6 +130,7 @@ class psync_engine final : public engine {
   }
 
   bool start_now(op_base* op) override {
+    ops_started_.fetch_add(1, std::memory_order_relaxed);
     runner self;
     {
       std::unique_lock lock = lock_engine();
@@ -241,6 +243,7 @@ class psync_engine final : public engine {
 
   engine_stats stats() const noexcept override {
     engine_stats s;
+    s.ops_started = ops_started_.load(std::memory_order_relaxed);
     s.ops_completed = ops_completed_.load(std::memory_order_relaxed);
     s.reactor_wakeups = drains_.load(std::memory_order_relaxed);  // io_context wake-ups: drains run
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
@@ -584,7 +587,7 @@ class psync_engine final : public engine {
   bool shut_down_ = false;
   std::atomic<std::uint64_t> generation_{fork_generation()};  // fork() generation of the threads
 
-  std::atomic<std::uint64_t> ops_completed_{0}, drains_{0}, queued_waits_{0};
+  std::atomic<std::uint64_t> ops_started_{0}, ops_completed_{0}, drains_{0}, queued_waits_{0};
 };
 
 }  // namespace

@@ -163,6 +163,7 @@ class uring_engine final : public engine {
   bool usable() const noexcept { return ring_ok_ && eventfd_.is_open(); }
 
   void start(op_base* op) override {
+    ops_started_.fetch_add(1, std::memory_order_relaxed);
     bool post_flush = false;
     {
       std::unique_lock lock(mutex_);
@@ -185,6 +186,7 @@ class uring_engine final : public engine {
 
   bool start_now(op_base* op) override {
     if (defer_taskrun_) return false;
+    ops_started_.fetch_add(1, std::memory_order_relaxed);
     op_queue done;
     {
       std::unique_lock lock(mutex_);
@@ -305,6 +307,7 @@ class uring_engine final : public engine {
 
   engine_stats stats() const noexcept override {
     engine_stats s;
+    s.ops_started = ops_started_.load(std::memory_order_relaxed);
     s.enter_calls = enter_calls_.load(std::memory_order_relaxed);
     s.sqes_submitted = sqes_submitted_.load(std::memory_order_relaxed);
     s.cqes_reaped = cqes_reaped_.load(std::memory_order_relaxed);
@@ -749,7 +752,7 @@ class uring_engine final : public engine {
   std::uint64_t eventfd_value_ = 0;
   std::uint64_t generation_;
 
-  std::atomic<std::uint64_t> enter_calls_{0}, sqes_submitted_{0}, cqes_reaped_{0}, ops_completed_{0},
+  std::atomic<std::uint64_t> ops_started_{0}, enter_calls_{0}, sqes_submitted_{0}, cqes_reaped_{0}, ops_completed_{0},
       wakeups_{0}, queued_waits_{0};
 };
 

@@ -373,9 +373,12 @@ BOOST_AUTO_TEST_CASE(caller_thread_fast_path_and_its_hand_over_to_the_ring) {
 
   // Drop the file from the page cache, then cache only its first 4 KiB (no
   // readahead): a 64 KiB read gets 4 KiB in the calling thread, finds the
-  // rest uncached (RWF_NOWAIT gives EAGAIN) and leaves it to the ring.
-  // Eviction is checked with mincore(2): pages still sitting in another
-  // CPU's LRU batch cannot be dropped at once, so it is retried.
+  // rest uncached (RWF_NOWAIT gives EAGAIN) and leaves it to the ring, which
+  // must continue at 4 KiB. (The failed attempt itself starts reading those
+  // pages, so a thread preempted before its next attempt may find them
+  // cached and finish in the caller: the path is reported, the bytes are
+  // checked either way.) Eviction is checked with mincore(2): pages still in
+  // another CPU's LRU batch are not dropped at once, so it is retried.
   BOOST_REQUIRE(::fdatasync(f.fd) == 0);
   BOOST_REQUIRE(::posix_fadvise(f.fd, 0, 0, POSIX_FADV_RANDOM) == 0);
   constexpr std::size_t span = 65536;
@@ -395,7 +398,8 @@ BOOST_AUTO_TEST_CASE(caller_thread_fast_path_and_its_hand_over_to_the_ring) {
   BOOST_TEST(ring.read_at(f.fd, part, 0, ec) == part.size());
   BOOST_TEST(!ec);
   BOOST_TEST(std::equal(part.begin(), part.end(), data.begin()));
-  BOOST_TEST(ops() - before == 1u, "the uncached part should have gone to the ring");
+  BOOST_TEST(ops() - before <= 1u);
+  BOOST_TEST_MESSAGE("partially cached read: " << (ops() - before == 1 ? "finished by the ring" : "all in the caller"));
 
   // The same uncached read with the fast path off: the engine does it all.
   fsys::blocking_ring ring_only(with_fast_path(false));
@@ -405,9 +409,34 @@ BOOST_AUTO_TEST_CASE(caller_thread_fast_path_and_its_hand_over_to_the_ring) {
   BOOST_TEST(ring_only.read_at(f.fd, part, size / 2) == part.size());
   BOOST_TEST(std::equal(part.begin(), part.end(), data.begin() + size / 2));
   BOOST_TEST(ring_only.stats().ops_completed - before == 1u);
-  // Requests that wait (reads of empty pipes) going to the ring with the fast
-  // path on, and being cancellable there, are checked by the two tests below,
-  // which run with the default options.
+
+  // A read that has to wait (a pipe holding half of what is asked) goes to
+  // the ring, which returns once the rest arrives. The rest is written only
+  // after the engine has the request, so the path is deterministic.
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  BOOST_REQUIRE(::write(p[1], "half", 4) == 4);
+  const auto started = ring.stats().ops_started;
+  before = ops();
+  std::vector<std::byte> pbuf(8);
+  std::size_t got = 0;
+  std::error_code pec;
+  std::atomic<bool> returned{false};
+  std::thread reader([&] {
+    got = ring.read_at(p[0], pbuf, 0, pec);
+    returned = true;
+  });
+  BOOST_TEST(eventually([&] { return ring.stats().ops_started > started; }));
+  std::this_thread::sleep_for(20ms);
+  BOOST_TEST(!returned.load());
+  BOOST_REQUIRE(::write(p[1], "more", 4) == 4);
+  reader.join();
+  BOOST_TEST(!pec, pec.message());
+  BOOST_TEST(got == 8u);
+  BOOST_TEST(std::memcmp(pbuf.data(), "halfmore", 8) == 0);
+  BOOST_TEST(ops() - before == 1u);
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 BOOST_AUTO_TEST_CASE(calls_of_several_threads_are_in_flight_together) {

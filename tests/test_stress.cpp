@@ -22,6 +22,8 @@
 #include <memory>
 #include <random>
 #include <thread>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -76,12 +78,17 @@ BOOST_AUTO_TEST_CASE(hundred_thousand_operations_in_flight_on_queue_depth_64) {
 
   std::vector<std::uint8_t> calls(ops, 0);
   std::size_t bad = 0;
+  std::map<std::string, std::size_t> failures;  // "error: bytes" → count, printed on failure
+  auto note = [&](error_code ec, std::size_t n) {
+    ++bad;
+    ++failures[ec.message() + ": " + std::to_string(n) + " bytes"];
+  };
   for (std::size_t i = 0; i < ops; ++i) {
     // Why the buffer is sound: `data` outlives the run.
     auto buf = asio::buffer(data.data() + i * block, block);
     auto h = [&, i](error_code ec, std::size_t n) {
       ++calls[i];
-      if (ec || n != block) ++bad;
+      if (ec || n != block) note(ec, n);
     };
     if (i % 1000 == 0)
       f.async_write_linked_fsync(i * block, buf, h);
@@ -91,19 +98,23 @@ BOOST_AUTO_TEST_CASE(hundred_thousand_operations_in_flight_on_queue_depth_64) {
   ctx.run();
   ctx.restart();
   BOOST_TEST(bad == 0u);
+  for (const auto& [what, count] : failures) BOOST_TEST_MESSAGE("write failed " << count << "×: " << what);
   BOOST_TEST(std::count(calls.begin(), calls.end(), 1) == static_cast<std::ptrdiff_t>(ops));
   BOOST_TEST((read_file(path) == data));
+  bad = 0;
+  failures.clear();
 
   std::vector<std::byte> back(ops * block);
   std::fill(calls.begin(), calls.end(), 0);
   for (std::size_t i = 0; i < ops; ++i) {
     f.async_read_at(i * block, asio::buffer(back.data() + i * block, block), [&, i](error_code ec, std::size_t n) {
       ++calls[i];
-      if (ec || n != block) ++bad;
+      if (ec || n != block) note(ec, n);
     });
   }
   ctx.run();
   BOOST_TEST(bad == 0u);
+  for (const auto& [what, count] : failures) BOOST_TEST_MESSAGE("read failed " << count << "×: " << what);
   BOOST_TEST(std::count(calls.begin(), calls.end(), 1) == static_cast<std::ptrdiff_t>(ops));
   BOOST_TEST((back == data));
   auto s = svc.stats();

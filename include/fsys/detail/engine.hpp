@@ -16,6 +16,7 @@ class file_handle;
 
 /// Counters for benchmarks and tests (monotonic, relaxed).
 struct engine_stats {
+  std::uint64_t ops_started = 0;      ///< operations handed to the engine
   std::uint64_t enter_calls = 0;      ///< io_uring_enter(2) calls (submits and waits)
   std::uint64_t sqes_submitted = 0;
   std::uint64_t cqes_reaped = 0;
