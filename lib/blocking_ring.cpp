@@ -148,17 +148,14 @@ bool run_in_caller(blocking_call& op) noexcept {
     const auto off = static_cast<off_t>(op.next_offset());
     const ssize_t n = read ? ::preadv2(op.fd_, op.iov(), static_cast<int>(op.iov_count()), off, flags)
                            : ::pwritev2(op.fd_, op.iov(), static_cast<int>(op.iov_count()), off, flags);
-    if (n > 0) {
-      op.consume(static_cast<std::size_t>(n));
-      continue;
-    }
-    if (n == 0) return read;  // end of file; a write of 0 bytes: ask the ring
-    const int err = errno;
+    const int err = n < 0 ? errno : 0;
     if (err == EINTR) continue;
-    if (flags == 0) {
-      // A blocking call on a regular file (below): its result is final.
-      op.ec_ = boost::system::error_code(err, boost::system::system_category());
-      return true;
+    if (n >= 0 || flags == 0) {
+      // The op's own transfer rules, as both engines apply them: a short
+      // transfer continues, 0 bytes ends a read (end of file), and the
+      // result of a blocking call (below) is final, errors included.
+      if (op.on_result(n >= 0 ? static_cast<int>(n) : -err) == detail::op_step::done) return true;
+      continue;
     }
     // The filesystem cannot do this without blocking at all. On a regular
     // file io_uring would hand it to a kernel worker and the caller would

@@ -75,8 +75,6 @@ struct op_base {
   op_step on_result(int res) noexcept;
   /// Accounts the linked fsync's result of a write_linked_fsync round.
   op_step on_linked_fsync_result(int res) noexcept;
-  /// Accounts `n` bytes transferred: advances the iovecs and the offset.
-  void consume(std::size_t n) noexcept;
   /// Marks the operation aborted before the kernel saw it.
   void abort() noexcept;
 
@@ -114,6 +112,7 @@ struct op_base {
 
  private:
   void push_iov(void* data, std::size_t size);
+  void consume(std::size_t n) noexcept;
   void fail(int negative_errno) noexcept;
   op_step finish_linked_round() noexcept;
 
