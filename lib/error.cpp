@@ -23,6 +23,12 @@ class category final : public std::error_category {
         return "file is not open";
       case errc::unsupported_by_backend:
         return "operation not supported by the active backend";
+      case errc::already_open:
+        return "file is already open";
+      case errc::kernel_worker_unavailable:
+        return "the kernel could not start a worker for the request (process or thread limit); nothing was done";
+      case errc::wrong_issuer_thread:
+        return "a single_thread ring was used from a thread other than its issuer thread";
       case errc::forked_process:
         return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
     }
@@ -41,6 +47,12 @@ class category final : public std::error_category {
         return std::errc::bad_file_descriptor;
       case errc::unsupported_by_backend:
         return std::errc::operation_not_supported;
+      case errc::already_open:
+        return std::errc::device_or_resource_busy;
+      case errc::kernel_worker_unavailable:
+        return std::errc::resource_unavailable_try_again;
+      case errc::wrong_issuer_thread:
+        return std::errc::operation_not_permitted;
       default:
         return {value, *this};
     }

@@ -42,6 +42,17 @@ enum class errc {
   /// The operation needs an io_uring feature this ring does not have (for
   /// example registered buffers on the pread/pwrite backend).
   unsupported_by_backend,
+  /// The file already holds a descriptor (`open`, `adopt`, `async_open` on an
+  /// open file): close it first.
+  already_open,
+  /// The kernel could not run the request (it cancelled work it had not
+  /// started because no io-wq worker could be created: RLIMIT_NPROC, a
+  /// container's pids limit), and retrying did not help. Nothing was done.
+  kernel_worker_unavailable,
+  /// A ring built with `issuer_mode::single_thread` was used from a thread
+  /// other than the one that first submitted to it. Such a ring accepts
+  /// submissions only from that one thread.
+  wrong_issuer_thread,
 };
 
 /// The category of `fsys::errc`; its name is "fsys".
