@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -106,12 +107,46 @@ struct blocking_call final : detail::op_base {
   std::atomic<int> word_{pending};
 };
 
-bool is_regular_file(int fd) noexcept {
-  // statx asking for the type only: measurably cheaper here than fstat,
-  // which fills (and has the filesystem compute) every field.
+// A descriptor without a position: pipe, socket, character device.
+bool is_stream_fd(int fd) noexcept {
   struct statx stx;
   return ::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) == 0 && (stx.stx_mask & STATX_TYPE) &&
-         S_ISREG(stx.stx_mode);
+         !S_ISREG(stx.stx_mode) && !S_ISBLK(stx.stx_mode) && !S_ISDIR(stx.stx_mode);
+}
+
+// Filesystems whose buffered IO waits for nothing but local memory and
+// local block devices, so that a blocking call in the caller ends on its
+// own (and io_uring would only hand it to a kernel worker).
+bool is_local_filesystem(long type) noexcept {
+  switch (static_cast<unsigned long>(type)) {
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // XFS
+    case 0x9123683E:  // btrfs
+    case 0x01021994:  // tmpfs
+    case 0xF2F52010:  // f2fs
+      return true;
+    default:
+      return false;  // FUSE, NFS, SMB, CephFS...: may wait on a network or a daemon
+  }
+}
+
+// A regular file on a local filesystem (see above). The filesystem is looked
+// up once per device and thread: statx gives the device with the type.
+bool may_block_in_caller(int fd) noexcept {
+  struct statx stx;
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) != 0 || !(stx.stx_mask & STATX_TYPE) ||
+      !S_ISREG(stx.stx_mode))
+    return false;
+  const std::uint64_t dev = (std::uint64_t{stx.stx_dev_major} << 32) | stx.stx_dev_minor;
+  thread_local std::uint64_t known_dev = ~std::uint64_t{0};
+  thread_local bool known_local = false;
+  if (dev != known_dev) {
+    struct statfs sfs;
+    if (::fstatfs(fd, &sfs) != 0) return false;
+    known_dev = dev;
+    known_local = is_local_filesystem(sfs.f_type);
+  }
+  return known_local;
 }
 
 /// The caller-thread fast path of `read_at` / `write_at` (see
@@ -130,7 +165,7 @@ bool is_regular_file(int fd) noexcept {
 /// with `EOPNOTSUPP` on a regular file, and goes straight to the blocking call
 /// for it next time: on ext4 this saves a system call per buffered write. The
 /// fd number may have been reused since; that only decides whether the
-/// `RWF_NOWAIT` attempt is skipped, while `is_regular_file` still guards
+/// `RWF_NOWAIT` attempt is skipped, while `may_block_in_caller` still guards
 /// every blocking call.
 bool run_in_caller(blocking_call& op) noexcept {
   const bool read = op.kind_ == detail::op_kind::read_full;
@@ -139,7 +174,7 @@ bool run_in_caller(blocking_call& op) noexcept {
   int& refused = nowait_refused_fd[read ? 0 : 1];
   int flags = RWF_NOWAIT;
   if (op.fd_ == refused) {
-    if (is_regular_file(op.fd_))
+    if (may_block_in_caller(op.fd_))
       flags = 0;
     else
       refused = -1;
@@ -161,8 +196,10 @@ bool run_in_caller(blocking_call& op) noexcept {
     // file io_uring would hand it to a kernel worker and the caller would
     // sleep until it is done: do the same work here, without the hand-offs.
     // (Not for pipes, sockets or devices: a blocking call there could wait
-    // forever, where the ring can cancel the request at shutdown.)
-    if (err == EOPNOTSUPP && is_regular_file(op.fd_)) {
+    // forever, where the ring can cancel the request at shutdown; nor on
+    // FUSE or network filesystems, where it could wait for a daemon or the
+    // network and shutdown() could not interrupt it.)
+    if (err == EOPNOTSUPP && may_block_in_caller(op.fd_)) {
       refused = op.fd_;
       flags = 0;
       continue;
@@ -214,6 +251,10 @@ struct blocking_ring::impl {
       ec = op.ec_;
       return op.transferred_;
     }
+    // Reads and writes of pipes and sockets may wait indefinitely: the
+    // engines keep them out of the capacity file IO needs.
+    if (op.kind_ != detail::op_kind::fdatasync && op.kind_ != detail::op_kind::fsync)
+      op.stream_ = !op.ec_ && is_stream_fd(op.fd_);
     // Why lending the fd and buffer to the engine is sound: see blocking_call.
     // If the engine threw here it might hold the op already; unwinding would
     // free the frame under it, so `noexcept` terminates instead.

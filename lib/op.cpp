@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +23,9 @@ namespace fsys::detail {
 
 file_handle* file_handle::create(int fd, bool owns_fd) {
   auto* h = new file_handle(fd, owns_fd);
+  struct statx type;
+  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &type) == 0 && (type.stx_mask & STATX_TYPE))
+    h->stream_ = !S_ISREG(type.stx_mode) && !S_ISBLK(type.stx_mode) && !S_ISDIR(type.stx_mode);
   int fl = ::fcntl(fd, F_GETFL);
   if (fl >= 0 && (fl & O_DIRECT)) {
     // Ask the kernel which alignment O_DIRECT needs for this file (memory
@@ -120,13 +124,29 @@ void op_base::consume(std::size_t n) noexcept {
 }
 
 void op_base::fail(int negative_errno) noexcept {
-  // -ECANCELED only ever comes from a cancellation: ours (ASYNC_CANCEL) or the
-  // kernel breaking a link after the linked write failed. In both cases Asio
-  // users expect operation_aborted when they asked for it.
-  if (negative_errno == -ECANCELED || (cancel_requested_ && negative_errno == -EINTR))
+  // operation_aborted means one thing: the user asked for cancellation
+  // (a cancellation slot, cancel(), close()) and the work was not done. A
+  // -ECANCELED nobody asked for (io-wq could not create a worker, the
+  // submitting thread exited) reaches here only after its retries, and is
+  // reported as what it is.
+  if (negative_errno == -ECANCELED && !cancel_requested_)
+    ec_ = make_error_code(errc::kernel_worker_unavailable);
+  else if (negative_errno == -ECANCELED || (cancel_requested_ && negative_errno == -EINTR))
     ec_ = boost::asio::error::operation_aborted;
   else
     ec_ = boost::system::error_code(-negative_errno, boost::system::system_category());
+}
+
+bool op_base::retry_unrequested(int negative_errno) noexcept {
+  if (cancel_requested_ || kernel_retries_ >= max_kernel_retries) return false;
+  // -ECANCELED without a request: the kernel cancelled work it never ran
+  // (io-wq worker creation failed, or the submitting thread exited). Any
+  // other failure right after a submitting thread exited may be that
+  // thread's teardown (buffered reads come back -EFAULT): one more try tells.
+  const bool submitter_left = submitter_exits() != submit_epoch_;
+  if (negative_errno != -ECANCELED && !(submitter_left && negative_errno == -EFAULT)) return false;
+  ++kernel_retries_;
+  return true;
 }
 
 void op_base::abort() noexcept { ec_ = boost::asio::error::operation_aborted; }
@@ -140,7 +160,9 @@ op_step op_base::on_result(int res) noexcept {
   }
   cqes_due_ = 0;
   if (res < 0) {
+    if (retry_unrequested(res)) return op_step::again;
     fail(res);
+    if (kind_ == op_kind::fdatasync || kind_ == op_kind::fsync) sync_failed_ = !cancel_requested_ && res != -ECANCELED;
     return op_step::done;
   }
   auto n = static_cast<std::size_t>(res);
@@ -183,6 +205,7 @@ op_step op_base::on_linked_fsync_result(int res) noexcept {
 op_step op_base::finish_linked_round() noexcept {
   const int wres = linked_write_res_;
   const int fsync_res = linked_fsync_res_;
+  if (wres < 0 && retry_unrequested(wres)) return op_step::again;
   if (wres < 0) {
     // The write failed (or was cancelled); the kernel cancelled the fsync.
     // Report the write's error with the bytes written by earlier rounds. An
@@ -203,9 +226,31 @@ op_step op_base::finish_linked_round() noexcept {
     // with a new linked fsync, which syncs all of it.
     return cancel_requested_ ? (abort(), op_step::done) : op_step::again;
   }
-  // Everything written; durable only if this round's fsync succeeded.
-  if (fsync_res < 0) fail(fsync_res);
+  // Everything written; durable only if this round's fsync succeeded. An
+  // fsync the kernel cancelled without a request (it never ran) runs again
+  // on its own (the engines send only the fsync when nothing is left to write).
+  if (fsync_res < 0 && retry_unrequested(fsync_res)) return op_step::again;
+  if (fsync_res < 0) {
+    fail(fsync_res);
+    sync_failed_ = !cancel_requested_ && fsync_res != -ECANCELED;
+  }
   return op_step::done;
+}
+
+namespace {
+std::atomic<std::uint64_t> submitter_exit_count{0};
+struct submitter_mark {
+  ~submitter_mark() { submitter_exit_count.fetch_add(1, std::memory_order_release); }
+};
+}  // namespace
+
+std::uint64_t submitter_exits() noexcept { return submitter_exit_count.load(std::memory_order_acquire); }
+
+void note_submitter_thread() noexcept {
+  // A thread_local with a destructor: constructed on first use in each
+  // thread that submits, counted when that thread exits.
+  thread_local submitter_mark mark;
+  (void)mark;
 }
 
 }  // namespace fsys::detail

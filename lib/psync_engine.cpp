@@ -25,6 +25,11 @@
 // shutdown wakes a worker blocked there. A regular-file syscall is never
 // interrupted; the handler runs once, after it has returned.
 //
+// Pools. Operations on descriptors without a position (pipes, sockets) may
+// wait in poll(2) indefinitely, so they have their own queue and workers
+// (`streams_`, up to `stream_threads` of them): idle pipe reads never hold
+// the workers that file IO needs (`files_`, `psync_threads`).
+//
 // Work. While operations from `start` are unfinished the engine holds work on
 // its io_context, as the io_uring engine's armed eventfd read does, so run()
 // does not return while a worker still runs one (the op's own tracked work is
@@ -72,6 +77,20 @@ struct worker {
   std::thread thread_;
 };
 
+// A queue of operations and the workers that serve it.
+struct pool {
+  explicit pool(std::size_t max) : max_threads(max == 0 ? 1 : max) {}
+  op_queue queued;
+  std::size_t queued_count = 0;
+  std::size_t idle = 0;  // workers waiting for an op
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<worker>> workers;
+  const std::size_t max_threads;
+};
+
+// Workers for stream operations, each of which may wait for its peer.
+constexpr std::size_t stream_threads = 64;
+
 int retry_eintr(int (*fn)(int), int fd) {
   for (;;) {
     if (fn(fd) == 0) return 0;
@@ -82,12 +101,13 @@ int retry_eintr(int (*fn)(int), int fd) {
 class psync_engine final : public engine {
  public:
   psync_engine(asio::io_context& ctx, const ring_options& opts)
-      : ctx_(ctx), max_threads_(opts.psync_threads == 0 ? 1 : opts.psync_threads) {}
+      : ctx_(ctx), files_(opts.psync_threads), streams_(stream_threads) {}
 
   ~psync_engine() override {
     shutdown();
-    for (auto& w : workers_)
-      if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
+    for (pool* p : {&files_, &streams_})
+      for (auto& w : p->workers)
+        if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
   }
 
   void start(op_base* op) override {
@@ -102,23 +122,24 @@ class psync_engine final : public engine {
     }
     link_to_file(op);
     hold_work();
-    if (op->ec_ || nothing_to_do(op)) {
+    if (op->ec_ || op->is_empty_transfer()) {
       // Refused by validate(), or an empty transfer (0 bytes, as Asio does):
       // complete from the io_context without touching the fd.
       retire(op);
       schedule_drain();
       return;
     }
-    queued_.push_back(op);
-    ++queued_count_;
-    if (queued_count_ > idle_) {
+    pool& p = pool_of(op);
+    p.queued.push_back(op);
+    ++p.queued_count;
+    if (p.queued_count > p.idle) {
       // Every worker is busy: start another one, or wait for one to be free.
-      if (workers_.size() < max_threads_)
-        spawn_worker();
+      if (p.workers.size() < p.max_threads)
+        spawn_worker(p);
       else
         queued_waits_.fetch_add(1, std::memory_order_relaxed);
     }
-    if (workers_.empty()) {
+    if (p.workers.empty()) {
       // Not a single thread could be started: the op cannot run.
       remove_from_queue(op);
       op->ec_ = boost::system::error_code(EAGAIN, boost::system::system_category());
@@ -126,7 +147,7 @@ class psync_engine final : public engine {
       schedule_drain();
       return;
     }
-    if (idle_ > 0) work_cv_.notify_one();
+    if (p.idle > 0) p.cv.notify_one();
   }
 
   bool start_now(op_base* op) override {
@@ -141,32 +162,36 @@ class psync_engine final : public engine {
         return true;
       }
       link_to_file(op);
-      if (op->ec_ || nothing_to_do(op)) {
-        op->state_ = op_state::finished;
-        unlink_from_file(op);
+      if (op->ec_ || op->is_empty_transfer()) {
+        op_queue done;
         ops_completed_.fetch_add(1, std::memory_order_relaxed);
+        settle(op, done);
         lock.unlock();
-        op->complete_(op, true);
+        while (op_base* d = done.pop()) d->complete_(d, true);
         return true;
       }
       begin_run(op, self);
     }
     execute(op, self);
+    op_queue done;
     {
       std::lock_guard lock(mutex_);
       end_run(self);
-      op->state_ = op_state::finished;
-      unlink_from_file(op);
       ops_completed_.fetch_add(1, std::memory_order_relaxed);
+      settle(op, done);
     }
     if (self.wake_fd_ >= 0) ::close(self.wake_fd_);
-    op->complete_(op, true);
+    // Held syncs of other callers released by this one complete here too
+    // (blocking callers' ops have no file, so in practice only `op`).
+    while (op_base* d = done.pop()) d->complete_(d, true);
     return true;
   }
 
-  void cancel(op_base* op) override {
+  void cancel(cancel_link& link, unsigned type) override {
     std::unique_lock lock = lock_engine();
-    if (shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+    op_base* op = link.op_;  // null once the op's result is final
+    if (!op || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+    if (!cancel_applies(op, type)) return;
     op->cancel_requested_ = true;
     if (op->state_ == op_state::queued) {
       remove_from_queue(op);
@@ -193,17 +218,19 @@ class psync_engine final : public engine {
     if (!any_queued) return;
     // Take every cancelled op out of the queue (the list above is changed by
     // retire(), so this is a second pass over the queue).
-    op_queue keep;
-    while (op_base* op = queued_.pop()) {
-      if (op->cancel_requested_) {
-        --queued_count_;
-        op->abort();
-        retire(op);
-      } else {
-        keep.push_back(op);
+    for (pool* p : {&files_, &streams_}) {
+      op_queue keep;
+      while (op_base* op = p->queued.pop()) {
+        if (op->cancel_requested_) {
+          --p->queued_count;
+          op->abort();
+          retire(op);
+        } else {
+          keep.push_back(op);
+        }
       }
+      p->queued.splice(keep);
     }
-    queued_.splice(keep);
     schedule_drain();
   }
 
@@ -217,18 +244,22 @@ class psync_engine final : public engine {
       if (r->current_) r->current_->cancel_requested_ = true;
       wake(*r);
     }
-    work_cv_.notify_all();
+    files_.cv.notify_all();
+    streams_.cv.notify_all();
     // Only when every syscall has returned is no buffer in use any more.
     idle_cv_.wait(lock, [this] { return running_ == 0; });
     op_queue done;
-    done.splice(queued_);
+    done.splice(files_.queued);
+    done.splice(streams_.queued);
     done.splice(finished_);
-    queued_count_ = 0;
+    files_.queued_count = streams_.queued_count = 0;
     for (op_base* op = done.front(); op; op = op->next_) unlink_from_file(op);
+    take_held(done);
     outstanding_ = 0;
     work_.reset();
     std::vector<std::thread> threads;
-    for (auto& w : workers_) threads.push_back(std::move(w->thread_));
+    for (pool* p : {&files_, &streams_})
+      for (auto& w : p->workers) threads.push_back(std::move(w->thread_));
     lock.unlock();
     for (auto& t : threads)
       if (t.joinable()) t.join();
@@ -251,9 +282,7 @@ class psync_engine final : public engine {
   }
 
  private:
-  static bool nothing_to_do(const op_base* op) noexcept {
-    return op->remaining() == 0 && op->kind_ != op_kind::fdatasync && op->kind_ != op_kind::fsync;
-  }
+  pool& pool_of(const op_base* op) noexcept { return op->stream_ ? streams_ : files_; }
 
   // Takes the engine lock. In a child process after fork(), first forgets
   // the parent's threads (only the forking thread exists in the child): the
@@ -268,29 +297,33 @@ class psync_engine final : public engine {
     // them afresh without destroying them (glibc's pthread_cond_destroy
     // would wait for the vanished waiters).
     ::new (static_cast<void*>(&mutex_)) std::mutex;
-    ::new (static_cast<void*>(&work_cv_)) std::condition_variable;
+    ::new (static_cast<void*>(&files_.cv)) std::condition_variable;
+    ::new (static_cast<void*>(&streams_.cv)) std::condition_variable;
     ::new (static_cast<void*>(&idle_cv_)) std::condition_variable;
     generation_.store(generation, std::memory_order_relaxed);
     std::unique_lock lock(mutex_);
-    for (auto& w : workers_) {
-      if (op_base* op = w->runner_.current_) {
-        op->ec_ = make_error_code(errc::forked_process);
-        retire(op);
+    for (pool* p : {&files_, &streams_}) {
+      for (auto& w : p->workers) {
+        if (op_base* op = w->runner_.current_) {
+          op->ec_ = make_error_code(errc::forked_process);
+          retire(op);
+        }
+        // The std::thread names a thread of the parent: never join or detach it
+        // (glibc has reclaimed its descriptor in the child); keep the handle
+        // where it is never destroyed.
+        static auto* parents_threads = new std::vector<std::thread>;
+        parents_threads->push_back(std::move(w->thread_));
+        if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
       }
-      // The std::thread names a thread of the parent: never join or detach it
-      // (glibc has reclaimed its descriptor in the child); keep the handle
-      // where it is never destroyed.
-      static auto* parents_threads = new std::vector<std::thread>;
-      parents_threads->push_back(std::move(w->thread_));
-      if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
+      p->workers.clear();
+      p->idle = 0;
     }
-    workers_.clear();
     // start_now callers were other threads of the parent, gone as well.
     runners_ = nullptr;
     running_ = 0;
-    idle_ = 0;
     if (shut_down_) return lock;
-    for (std::size_t i = 0; i < queued_count_ && workers_.size() < max_threads_; ++i) spawn_worker();
+    for (pool* p : {&files_, &streams_})
+      for (std::size_t i = 0; i < p->queued_count && p->workers.size() < p->max_threads; ++i) spawn_worker(*p);
     drain_scheduled_ = false;
     schedule_drain();
     return lock;
@@ -308,25 +341,25 @@ class psync_engine final : public engine {
     if (--outstanding_ == 0) work_.reset();
   }
 
-  // Lock held. Marks `op` final and queues it for the drain.
+  // Lock held. Marks `op` final and queues it (and the syncs it releases)
+  // for the drain.
   void retire(op_base* op) {
-    op->state_ = op_state::finished;
-    unlink_from_file(op);
     ops_completed_.fetch_add(1, std::memory_order_relaxed);
-    finished_.push_back(op);
+    settle(op, finished_);
   }
 
   // Lock held. Takes a queued op out of the FIFO (a linear scan: cancelling
   // single queued ops is rare and the queue is short in practice).
   void remove_from_queue(op_base* target) {
+    pool& p = pool_of(target);
     op_queue keep;
-    while (op_base* op = queued_.pop()) {
+    while (op_base* op = p.queued.pop()) {
       if (op == target)
-        --queued_count_;
+        --p.queued_count;
       else
         keep.push_back(op);
     }
-    queued_.splice(keep);
+    p.queued.splice(keep);
   }
 
   // Lock held. Posts one drain to the io_context unless one is pending
@@ -363,33 +396,33 @@ class psync_engine final : public engine {
 
   // Lock held. Starts one more worker, with every signal blocked so that the
   // application's signals keep going to its own threads.
-  void spawn_worker() {
+  void spawn_worker(pool& p) {
     auto w = std::make_unique<worker>();
     sigset_t all, old;
     ::sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     try {
-      w->thread_ = std::thread([this, r = &w->runner_] { work(*r); });
+      w->thread_ = std::thread([this, &p, r = &w->runner_] { work(p, *r); });
     } catch (...) {
       // No thread now; the ops wait for an existing worker (or fail if none).
       ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
       return;
     }
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    workers_.push_back(std::move(w));
+    p.workers.push_back(std::move(w));
   }
 
-  void work(runner& self) {
+  void work(pool& p, runner& self) {
     std::unique_lock lock(mutex_);
     for (;;) {
-      while (queued_.empty() && !shut_down_) {
-        ++idle_;
-        work_cv_.wait(lock);
-        --idle_;
+      while (p.queued.empty() && !shut_down_) {
+        ++p.idle;
+        p.cv.wait(lock);
+        --p.idle;
       }
       if (shut_down_) return;
-      op_base* op = queued_.pop();
-      --queued_count_;
+      op_base* op = p.queued.pop();
+      --p.queued_count;
       begin_run(op, self);
       lock.unlock();
       execute(op, self);
@@ -569,17 +602,13 @@ class psync_engine final : public engine {
   }
 
   asio::io_context& ctx_;
-  const std::size_t max_threads_;
 
   std::mutex mutex_;
-  std::condition_variable work_cv_;  // workers wait here for ops
+  pool files_;    // regular files and block devices
+  pool streams_;  // pipes, sockets, character devices
   std::condition_variable idle_cv_;  // shutdown waits here for running syscalls
-  op_queue queued_;
-  std::size_t queued_count_ = 0;
   op_queue finished_;  // final, to be completed by the next drain
-  std::vector<std::unique_ptr<worker>> workers_;
   runner* runners_ = nullptr;  // threads running an op now
-  std::size_t idle_ = 0;       // workers waiting for an op
   std::size_t running_ = 0;    // ops inside execute()
   std::size_t outstanding_ = 0;  // ops from start() not yet completed
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;

@@ -8,9 +8,19 @@
 //
 // Capacity. Each SQE yields exactly one CQE, and the engine never has more
 // SQEs in the kernel than the CQ has entries (`in_kernel_ <= cq_capacity_`),
-// so the CQ cannot overflow. Operations take at most half of it (the SQ
-// depth); the other half is kept for ASYNC_CANCEL requests, which need at most
-// one SQE per operation SQE. Operations beyond that wait in `queued_`.
+// so the CQ cannot overflow. Operations go through two lanes, each allowed
+// `queue_depth` SQEs in the kernel: one for files and block devices, one for
+// descriptors without a position (pipes, sockets), whose reads may wait
+// forever and must never take the capacity file IO needs. The other half of
+// the CQ is kept for ASYNC_CANCEL requests, which need at most one SQE per
+// operation SQE. Operations beyond a lane's capacity wait in its queue.
+//
+// Submitters. io_uring ties a request to the thread that submitted it and
+// tears it down when that thread exits. Threads running the io_context
+// submit for every operation of their batch; a thread that exits with
+// requests in flight makes the kernel cancel them, and the engine submits
+// them again (op_base::retry_unrequested). Blocking callers (`start_now`)
+// submit only their own operation, from their own thread, which waits for it.
 //
 // Wake-ups. An eventfd registered with the ring is read by an Asio
 // stream_descriptor (`async_read_some`, which drains the counter). It is armed
@@ -38,6 +48,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 
@@ -56,6 +67,13 @@ std::uint64_t user_data(op_base* op, std::uint64_t tag) {
 }
 
 class uring_engine final : public engine {
+  // One class of operations with its own queue and kernel capacity.
+  struct lane {
+    op_queue queued;
+    unsigned in_kernel = 0;  // SQEs of this lane's ops in the kernel
+  };
+  lane& lane_of(const op_base* op) noexcept { return op->stream_ ? streams_ : files_; }
+
  public:
   uring_engine(asio::io_context& ctx, const ring_options& opts, std::error_code& ec)
       : ctx_(ctx), opts_(opts), eventfd_(ctx), generation_(fork_generation()) {
@@ -64,12 +82,10 @@ class uring_engine final : public engine {
       ec = f.setup_error;
       return;
     }
+    // Only an explicit request builds a single-issuer ring: Asio's
+    // concurrency hint 1 means "one thread at a time", not "always the same
+    // thread", which such a ring demands.
     single_ = opts.issuer == issuer_mode::single_thread;
-    if (opts.issuer == issuer_mode::automatic) {
-      // Asio's public API does not expose the concurrency hint; the
-      // scheduler service (which *is* the io_context's implementation) does.
-      single_ = asio::use_service<asio::detail::scheduler>(ctx).concurrency_hint() == 1;
-    }
     ec = setup_ring();
   }
 
@@ -80,7 +96,7 @@ class uring_engine final : public engine {
     io_uring_params p;
     std::memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_CQSIZE;
-    p.cq_entries = opts_.queue_depth * 2;
+    p.cq_entries = opts_.queue_depth * 4;
     if (f.submit_all) p.flags |= IORING_SETUP_SUBMIT_ALL;
     defer_taskrun_ = false;
     if (opts_.sqpoll && f.sqpoll) {
@@ -99,7 +115,7 @@ class uring_engine final : public engine {
     ring_ok_ = true;
     flags_ = p.flags & ~IORING_SETUP_R_DISABLED;
     cq_capacity_ = p.cq_entries;
-    op_capacity_ = cq_capacity_ / 2;
+    op_capacity_ = cq_capacity_ / 4;
     needs_enable_ = p.flags & IORING_SETUP_R_DISABLED;
 
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -140,13 +156,15 @@ class uring_engine final : public engine {
       }
       cancels_.clear();
       in_kernel_ = 0;
+      files_.in_kernel = streams_.in_kernel = 0;
+      single_issuer_bound_ = false;
       generation_ = fork_generation();
       if (std::error_code ec = setup_ring()) {
         // No new ring: fail what is queued; later operations fail the same way.
         fail_all(done, -(ec.category() == std::system_category() ? ec.value() : ENOMEM));
       }
       finished_.splice(done);
-      if (!finished_.empty() || !queued_.empty()) {
+      if (!finished_.empty() || !files_.queued.empty() || !streams_.queued.empty()) {
         flush_scheduled_ = true;
         asio::post(ctx_, [this] { flush(); });
       }
@@ -175,11 +193,14 @@ class uring_engine final : public engine {
         return;
       }
       link_to_file(op);
-      queued_.push_back(op);
-      if (finishing_ == this)
-        batch_pending_ = true;  // finish() submits it after the current handlers
-      else if (!flush_scheduled_)
-        flush_scheduled_ = post_flush = true;
+      lane_of(op).queued.push_back(op);
+      // finish() submits ops its handlers start right after them, in one
+      // batch. A flush is posted all the same whenever none is scheduled: a
+      // handler that waits for its new op (a future, a nested run_one) is
+      // then served by another pass or thread; the flush finds the batch
+      // already submitted and does nothing.
+      if (finishing_ == this) batch_pending_ = true;
+      if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
     }
     if (post_flush) schedule_flush();
   }
@@ -197,18 +218,53 @@ class uring_engine final : public engine {
         return true;
       }
       link_to_file(op);
-      queued_.push_back(op);
-      pump(done);
+      submit_own(op, done);
     }
     finish(done);
     return true;
   }
 
-  void cancel(op_base* op) override {
+  // start_now under the lock: submits `op` alone from the calling thread
+  // (which blocks until the op is done, so it outlives the request), and
+  // reaps what is ready. Other operations' SQEs are never submitted here: a
+  // caller that returned could exit, and the kernel would tear down the
+  // requests it submitted. What is left for them goes to a posted flush on
+  // the io_context's thread.
+  void submit_own(op_base* op, op_queue& done) {
+    done.splice(finished_);
+    lane& l = lane_of(op);
+    const unsigned need = op->sqes_per_round();
+    if (!usable_here() || !l.queued.empty() || l.in_kernel + need > op_capacity_ ||
+        io_uring_sq_space_left(&ring_) < need || op->ec_ || op->is_empty_transfer()) {
+      l.queued.push_back(op);
+      if (!usable_here()) {
+        pump(done);
+        return;
+      }
+    } else {
+      prepare(op);
+      l.in_kernel += need;
+      in_kernel_ += need;
+      submit();
+      reap(done);
+    }
+    done.splice(finished_);
+    if (!files_.queued.empty() || !streams_.queued.empty() || !cancels_.empty()) {
+      if (!flush_scheduled_) {
+        flush_scheduled_ = true;
+        asio::post(ctx_, [this] { flush(); });
+      }
+    }
+    if (in_kernel_ > 0 && !armed_) arm();
+  }
+
+  void cancel(cancel_link& link, unsigned type) override {
     bool post_flush = false;
     {
       std::lock_guard lock(mutex_);
-      if (shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+      op_base* op = link.op_;  // null once the op's result is final
+      if (!op || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+      if (!cancel_applies(op, type)) return;
       op->cancel_requested_ = true;
       // A queued op is completed with operation_aborted at the next pump; an
       // op in the kernel gets an ASYNC_CANCEL SQE there.
@@ -255,7 +311,9 @@ class uring_engine final : public engine {
     if (in_kernel_ > 0 && !needs_enable_) {
       // Cancel everything in the kernel and wait until every CQE is back: only
       // then is no buffer in use, and only then may handlers (which may own
-      // the buffers, e.g. coroutine frames) be destroyed.
+      // the buffers, e.g. coroutine frames) be destroyed. The cancellation is
+      // ours: nothing comes back for another round.
+      for (op_base* op = kernel_ops_; op; op = op->kernel_next_) op->cancel_requested_ = true;
       if (io_uring_sqe* sqe = io_uring_get_sqe(&ring_)) {
         io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
         io_uring_sqe_set_data64(sqe, internal_user_data);
@@ -268,7 +326,8 @@ class uring_engine final : public engine {
           // Only a single-issuer ring destroyed from a thread other than its
           // submitter gets here (-EEXIST). The kernel may still own buffers:
           // leak the operations rather than free memory it could write to.
-          for (op_base* op = queued_.pop(); op; op = queued_.pop()) leaked_.push_back(op);
+          leaked_.splice(files_.queued);
+          leaked_.splice(streams_.queued);
           return;
         }
         reap(done);
@@ -278,9 +337,11 @@ class uring_engine final : public engine {
       // Left only when draining was impossible (see above): leaked on purpose.
       unlink_kernel(op);
     }
-    done.splice(queued_);
+    done.splice(files_.queued);
+    done.splice(streams_.queued);
     done.splice(finished_);
     for (op_base* op = done.front(); op; op = op->next_) unlink_from_file(op);
+    take_held(done);
     lock.unlock();
     while (op_base* op = done.pop()) op->complete_(op, false);
   }
@@ -423,18 +484,33 @@ class uring_engine final : public engine {
     if (post_flush) schedule_flush();
   }
 
+  // Whether this thread may use the ring now: not a forked child's copy of
+  // the parent's ring, and, for a single-issuer ring, its issuer thread.
+  bool usable_here() const noexcept {
+    if (forked() || !ring_ok_) return false;
+    return !single_issuer_bound_ || std::this_thread::get_id() == issuer_;
+  }
+
   // Moves queued ops and cancel requests into the SQ, submits, reaps, and
   // repeats while reaping made room or produced resubmissions. Lock held.
   void pump(op_queue& done) {
     done.splice(finished_);
-    if (forked() || !ring_ok_) {
-      // A child that did not call notify_fork(fork_child), or a ring that
-      // could not be rebuilt: never touch the ring; fail what is queued.
-      while (op_base* op = queued_.pop()) {
-        op->ec_ = make_error_code(errc::forked_process);
-        if (!ring_ok_) op->ec_ = make_error_code(errc::io_uring_setup_failed);
-        retire(op, done);
+    if (!usable_here()) {
+      // A child that did not call notify_fork(fork_child), a ring that could
+      // not be rebuilt, or a single-issuer ring run from another thread:
+      // never enter the ring; fail what is queued with the rule it broke.
+      // Completions already in the CQ are still reaped (that needs no enter).
+      boost::system::error_code why = make_error_code(errc::wrong_issuer_thread);
+      if (forked()) why = make_error_code(errc::forked_process);
+      if (!ring_ok_) why = make_error_code(errc::io_uring_setup_failed);
+      for (lane* l : {&files_, &streams_}) {
+        while (op_base* op = l->queued.pop()) {
+          op->ec_ = why;
+          retire(op, done);
+        }
       }
+      if (ring_ok_ && !forked()) reap(done);
+      done.splice(finished_);
       return;
     }
     if (needs_enable_) {
@@ -448,14 +524,16 @@ class uring_engine final : public engine {
         return;
       }
       needs_enable_ = false;
+      single_issuer_bound_ = true;
+      issuer_ = std::this_thread::get_id();
     }
     for (;;) {
       fill_sq(done);
-      submit();
+      if (!submit()) break;  // failed SQEs were failed; back-off: a flush is posted
       // Stop when nothing came back (the rest completes through the eventfd)
       // or nothing is left to submit; otherwise reaping made room or produced
       // resubmissions, so go again. Every extra pass has reaped something.
-      if (reap(done) == 0 || (queued_.empty() && cancels_.empty())) break;
+      if (reap(done) == 0 || (files_.queued.empty() && streams_.queued.empty() && cancels_.empty())) break;
     }
     done.splice(finished_);
     if (in_kernel_ > 0 && !armed_) arm();
@@ -466,10 +544,11 @@ class uring_engine final : public engine {
     // op_capacity_), so a ring full of requests that only a cancel ends
     // (reads on an idle pipe) can always take the cancels.
     while (op_base* op = cancels_.front()) {
-      if (in_kernel_ + op->sqes_per_round() > cq_capacity_) return;
-      if (io_uring_sq_space_left(&ring_) < op->sqes_per_round()) {
-        submit();  // may reap, and so retire `op` (which unlinks it)
-        if (io_uring_sq_space_left(&ring_) < op->sqes_per_round()) return;
+      const unsigned need = op->kind_ == op_kind::write_linked_fsync ? 2 : 1;
+      if (in_kernel_ + need > cq_capacity_) return;
+      if (io_uring_sq_space_left(&ring_) < need) {
+        // May reap, and so retire `op` (which unlinks it).
+        if (!submit() || io_uring_sq_space_left(&ring_) < need) return;
         continue;
       }
       cancels_.remove(op);
@@ -486,31 +565,38 @@ class uring_engine final : public engine {
         ++in_kernel_;
       }
     }
-    while (op_base* op = queued_.front()) {
+    fill_lane(files_, done);
+    fill_lane(streams_, done);
+  }
+
+  // Moves a lane's queued ops into the SQ, in order, while the lane has
+  // capacity. A full lane stops only itself.
+  void fill_lane(lane& l, op_queue& done) {
+    while (op_base* op = l.queued.front()) {
       if (op->cancel_requested_ || op->ec_) {
         // Cancelled before the kernel saw it, or refused by validate().
-        queued_.pop();
+        l.queued.pop();
         if (!op->ec_) op->abort();
         retire(op, done);
         continue;
       }
-      if (op->remaining() == 0 && op->kind_ != op_kind::fdatasync && op->kind_ != op_kind::fsync) {
+      if (op->is_empty_transfer()) {
         // Nothing to transfer: complete with 0 bytes, as Asio does.
-        queued_.pop();
+        l.queued.pop();
         retire(op, done);
         continue;
       }
-      unsigned need = op->sqes_per_round();
-      if (in_kernel_ + need > op_capacity_) {
+      const unsigned need = op->sqes_per_round();
+      if (l.in_kernel + need > op_capacity_) {
         queued_waits_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
       if (io_uring_sq_space_left(&ring_) < need) {
-        submit();
-        if (io_uring_sq_space_left(&ring_) < need) return;
+        if (!submit() || io_uring_sq_space_left(&ring_) < need) return;
       }
-      queued_.pop();
+      l.queued.pop();
       prepare(op);
+      l.in_kernel += need;
       in_kernel_ += need;
     }
   }
@@ -542,6 +628,19 @@ class uring_engine final : public engine {
     const unsigned niov = op->iov_count();
     const iovec* iov = op->iov();
     const std::uint64_t off = op->next_offset();
+    op->submit_epoch_ = submitter_exits();
+    if (op->kind_ == op_kind::write_linked_fsync && op->remaining() == 0) {
+      // Everything is written; only the sync must run (again): the kernel
+      // cancelled the previous one before it ran (op_base::retry_unrequested).
+      op->linked_write_res_ = 0;
+      io_uring_sqe* fs = io_uring_get_sqe(&ring_);
+      io_uring_prep_fsync(fs, fd, IORING_FSYNC_DATASYNC);
+      io_uring_sqe_set_data64(fs, user_data(op, tag_linked_fsync));
+      op->cqes_due_ = 1;
+      op->state_ = op_state::in_kernel;
+      link_kernel(op);
+      return;
+    }
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     switch (op->kind_) {
       case op_kind::read_some:
@@ -629,11 +728,14 @@ class uring_engine final : public engine {
               IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
   }
 
-  // Submits everything in the SQ; returns whether anything was submitted.
+  // Submits everything in the SQ. Returns false when the caller should stop
+  // filling the SQ: the ring refused the batch (its SQEs' operations were
+  // failed) or asked to back off (a flush is posted to try again).
   bool submit() {
+    note_submitter_thread();
     if (io_uring_sq_ready(&ring_) == 0) {
       if (defer_taskrun_ && in_kernel_ > 0) run_deferred_work();
-      return false;
+      return true;
     }
     // DEFER_TASKRUN: one GETEVENTS enter runs at most a batch of 20 deferred
     // task-work items (IO_LOCAL_TW_DEFAULT_MAX) and keeps the rest without
@@ -656,32 +758,78 @@ class uring_engine final : public engine {
         }
         continue;
       }
-      if (r == -EINTR || r == -EAGAIN) continue;
-      if (r == -EBUSY) {
-        // The kernel wants CQEs reaped first (it cannot happen while
-        // in_kernel_ <= cq_capacity_, but NODROP kernels may still say so).
+      if (r == -EINTR) continue;
+      if (r == -EAGAIN || r == -EBUSY) {
+        // The kernel is short of memory for requests (EAGAIN) or wants CQEs
+        // reaped first (EBUSY). Reap; if that freed something, go again;
+        // otherwise do not spin under the lock: the SQEs stay in the SQ and
+        // a posted flush submits them after the io_context's other handlers.
         op_queue tmp;
-        reap(tmp);
+        const unsigned reaped = reap(tmp);
         finished_.splice(tmp);
-        continue;
+        if (reaped > 0) continue;
+        if (!flush_scheduled_) {
+          flush_scheduled_ = true;
+          asio::post(ctx_, [this] { flush(); });
+        }
+        return false;
       }
-      // Anything else means the ring itself is unusable: fail what is in the SQ.
+      // Anything else means this thread cannot submit to the ring (EEXIST on
+      // a single-issuer ring from another thread, EBADF, ...): fail the
+      // operations whose SQEs the kernel did not take, with that error, so
+      // that no handler waits for a request that was never made.
+      fail_unsubmitted(r);
       return false;
     }
   }
 
+  // Takes back the SQEs the kernel has not consumed (the SQ tail is rewound to
+  // the kernel's head; without SQPOLL the kernel reads the SQ only inside
+  // io_uring_enter, so nothing else can consume them meanwhile) and fails
+  // their operations with `negative_errno`. Lock held.
+  void fail_unsubmitted(int negative_errno) {
+    io_uring_sq& sq = ring_.sq;
+    const unsigned head = __atomic_load_n(sq.khead, __ATOMIC_ACQUIRE);
+    const unsigned tail = sq.sqe_tail;
+    op_queue failed;
+    for (unsigned i = head; i != tail; ++i) {
+      const io_uring_sqe& sqe = sq.sqes[i & sq.ring_mask];
+      --in_kernel_;
+      const std::uint64_t ud = sqe.user_data;
+      if (ud == internal_user_data) continue;
+      auto* op = reinterpret_cast<op_base*>(ud & ~tag_mask);
+      --lane_of(op).in_kernel;
+      if (op->state_ != op_state::finished) {
+        op->state_ = op_state::finished;  // first SQE of the op seen
+        failed.push_back(op);
+      }
+    }
+    __atomic_store_n(sq.ktail, head, __ATOMIC_RELEASE);
+    sq.sqe_head = sq.sqe_tail = head;
+    while (op_base* op = failed.pop()) {
+      unlink_kernel(op);
+      op->cqes_due_ = 0;
+      if (negative_errno == -EEXIST)
+        op->ec_ = make_error_code(errc::wrong_issuer_thread);
+      else
+        op->ec_ = boost::system::error_code(-negative_errno, boost::system::system_category());
+      retire(op, finished_);
+    }
+  }
+
   // Reaps every available CQE; finished ops go to `done`, short transfers back
-  // to the front of the queue. Lock held.
+  // to the front of their lane's queue. Lock held.
   unsigned reap(op_queue& done) {
     unsigned head, count = 0;
     io_uring_cqe* cqe;
-    op_queue again;
+    op_queue again_files, again_streams;
     io_uring_for_each_cqe(&ring_, head, cqe) {
       ++count;
       --in_kernel_;
       const std::uint64_t ud = cqe->user_data;
       if (ud == internal_user_data) continue;
       auto* op = reinterpret_cast<op_base*>(ud & ~tag_mask);
+      --lane_of(op).in_kernel;
       op_step step = (ud & tag_mask) == tag_linked_fsync ? op->on_linked_fsync_result(cqe->res)
                                                          : op->on_result(cqe->res);
       if (step == op_step::done) {
@@ -691,28 +839,30 @@ class uring_engine final : public engine {
         unlink_kernel(op);
         cancels_.remove(op);  // back in the queue: a cancel request aborts it there
         op->state_ = op_state::queued;
-        again.push_back(op);
+        (op->stream_ ? again_streams : again_files).push_back(op);
       }
     }
     io_uring_cq_advance(&ring_, count);
     cqes_reaped_.fetch_add(count, std::memory_order_relaxed);
-    again.splice(queued_);
-    queued_.splice(again);
+    again_files.splice(files_.queued);
+    files_.queued.splice(again_files);
+    again_streams.splice(streams_.queued);
+    streams_.queued.splice(again_streams);
     return count;
   }
 
   void retire(op_base* op, op_queue& done) {
     cancels_.remove(op);
-    op->state_ = op_state::finished;
-    unlink_from_file(op);
     ops_completed_.fetch_add(1, std::memory_order_relaxed);
-    done.push_back(op);
+    settle(op, done);
   }
 
   void fail_all(op_queue& done, int negative_errno) {
-    while (op_base* op = queued_.pop()) {
-      op->ec_ = boost::system::error_code(-negative_errno, boost::system::system_category());
-      retire(op, done);
+    for (lane* l : {&files_, &streams_}) {
+      while (op_base* op = l->queued.pop()) {
+        op->ec_ = boost::system::error_code(-negative_errno, boost::system::system_category());
+        retire(op, done);
+      }
     }
   }
 
@@ -734,7 +884,11 @@ class uring_engine final : public engine {
   unsigned op_capacity_ = 0;  // SQEs of operations in the kernel at most
 
   std::mutex mutex_;
-  op_queue queued_;
+  lane files_;    // regular files and block devices
+  lane streams_;  // pipes, sockets, character devices
+  // A single-issuer ring is bound to the thread that enabled it.
+  bool single_issuer_bound_ = false;
+  std::thread::id issuer_;
   op_queue finished_;  // reaped, to be completed by the next flush
   op_queue leaked_;
   cancel_queue cancels_;
@@ -782,28 +936,6 @@ const int fork_handler_installed = ::pthread_atfork(nullptr, nullptr, &on_fork_c
 std::uint64_t fork_generation() noexcept {
   (void)fork_handler_installed;
   return fork_counter.load(std::memory_order_relaxed);
-}
-
-// ---- engine helpers ---------------------------------------------------------
-
-void engine::link_to_file(op_base* op) noexcept {
-  file_handle* f = op->file_;
-  if (!f) return;
-  op->file_prev_ = nullptr;
-  op->file_next_ = f->ops_;
-  if (f->ops_) f->ops_->file_prev_ = op;
-  f->ops_ = op;
-}
-
-void engine::unlink_from_file(op_base* op) noexcept {
-  file_handle* f = op->file_;
-  if (!f) return;
-  if (op->file_prev_)
-    op->file_prev_->file_next_ = op->file_next_;
-  else if (f->ops_ == op)
-    f->ops_ = op->file_next_;
-  if (op->file_next_) op->file_next_->file_prev_ = op->file_prev_;
-  op->file_next_ = op->file_prev_ = nullptr;
 }
 
 }  // namespace fsys::detail

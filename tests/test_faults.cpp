@@ -12,7 +12,10 @@
 
 #include <fsys/fsys.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -353,6 +356,8 @@ BOOST_AUTO_TEST_CASE(fsync_eio_reaches_linked_write_fdatasync_and_fsync_and_is_n
   // succeed and the failure would turn into a false success.
   for (wkind k : {wkind::linked_fsync, wkind::linked_writev}) {
     BOOST_TEST_CONTEXT(name(k)) {
+      // A failed sync is sticky on its open file: each case opens afresh.
+      f = fsys::file(ctx, path, O_RDWR);
       auto before = fs.counters();
       fs.control("fsync_eio 1");
       outcome o = run_write(ctx, f, k, 0, data);
@@ -367,6 +372,7 @@ BOOST_AUTO_TEST_CASE(fsync_eio_reaches_linked_write_fdatasync_and_fsync_and_is_n
   }
   for (bool data_only : {true, false}) {
     BOOST_TEST_CONTEXT((data_only ? "fdatasync" : "fsync")) {
+      f = fsys::file(ctx, path, O_RDWR);
       outcome w = run_write(ctx, f, wkind::write_at, 0, data);
       BOOST_TEST(!w.ec);
       auto before = fs.counters();
@@ -377,9 +383,14 @@ BOOST_AUTO_TEST_CASE(fsync_eio_reaches_linked_write_fdatasync_and_fsync_and_is_n
       BOOST_TEST((o.ec == std::errc::io_error), o.ec.message());
       BOOST_TEST(after["fsyncs"] - before["fsyncs"] == 1u);
       BOOST_TEST(after["dirty"] == 1u);
-      // The next sync, asked for by the caller, succeeds and syncs.
+      // The next sync on the same open file fails too, with the same error:
+      // the kernel would report 0 for it although the pages were lost.
       outcome again = run_sync(ctx, f, data_only);
-      BOOST_TEST(!again.ec);
+      BOOST_TEST((again.ec == std::errc::io_error), again.ec.message());
+      // A sync through a new open of the file reaches the filesystem again.
+      fsys::file reopened(ctx, path, O_RDWR);
+      outcome fresh = run_sync(ctx, reopened, data_only);
+      BOOST_TEST(!fresh.ec);
       BOOST_TEST(fs.counters()["dirty"] == 0u);
     }
   }
@@ -387,6 +398,7 @@ BOOST_AUTO_TEST_CASE(fsync_eio_reaches_linked_write_fdatasync_and_fsync_and_is_n
   // Every fsync fails: many linked writes in flight together, none reported
   // durable.
   fs.control("fsync_eio -1");
+  f = fsys::file(ctx, path, O_RDWR);
   constexpr int count = 40;
   std::vector<outcome> outs(count);
   for (int i = 0; i < count; ++i) {
@@ -486,4 +498,138 @@ BOOST_AUTO_TEST_CASE(write_errors_arrive_as_they_are_with_the_bytes_written) {
       }
     }
   }
+}
+
+// ---- sync errors shared by overlapping syncs --------------------------------
+
+BOOST_AUTO_TEST_CASE(a_sync_that_overlapped_a_failed_sync_of_the_same_file_fails_too) {
+  // The kernel reports a writeback error once per open file: of two syncs in
+  // flight together, one sees it and the other may return 0 although the
+  // lost pages were its own. Here the filesystem fails the first fsync that
+  // reaches it and accepts the second: neither write may be called durable.
+  faultfs_fixture fx;
+  if (!fx.fs.mounted()) {
+    BOOST_TEST_MESSAGE("skipped: " << fx.fs.reason());
+    return;
+  }
+  asio::io_context ctx;
+  auto data = pattern(8192, 40);
+  fsys::file f(ctx, fx.fs.file("overlap.dat"), rw_create);
+  fx.fs.control("fsync_eio 1");
+  error_code ea = asio::error::would_block, eb = asio::error::would_block;
+  f.async_write_linked_fsync(0, asio::buffer(data.data(), 4096), [&](error_code ec, std::size_t) { ea = ec; });
+  f.async_write_linked_fsync(4096, asio::buffer(data.data() + 4096, 4096), [&](error_code ec, std::size_t) { eb = ec; });
+  ctx.run();
+  BOOST_TEST((ea == std::errc::io_error), ea.message());
+  BOOST_TEST((eb == std::errc::io_error), eb.message());
+  BOOST_TEST(fx.fs.counters()["fsync_failed"] == 1u);  // one real failure, shared
+  // And every later sync of that open file fails the same way.
+  error_code later = asio::error::would_block;
+  f.async_fdatasync([&](error_code ec) { later = ec; });
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST((later == std::errc::io_error), later.message());
+  fx.fs.control("reset");
+}
+
+// ---- psync: cancelling queued operations ------------------------------------
+
+BOOST_AUTO_TEST_CASE(queued_operations_are_cancelled_while_the_only_worker_is_busy) {
+  faultfs_fixture fx;
+  if (!fx.fs.mounted()) {
+    BOOST_TEST_MESSAGE("skipped: " << fx.fs.reason());
+    return;
+  }
+  temp_dir dir;
+  auto path = dir.file("queued.dat");
+  auto original = pattern(4096, 2);
+  fsys::test::write_file(path, original);
+  asio::io_context ctx;
+  fsys::ring_options one;
+  one.fallback = fsys::fallback_policy::force_psync;
+  one.psync_threads = 1;
+  fsys::test::make_ring(ctx, one);
+  // The only file worker blocks in a write to the FUSE mount while its
+  // daemon is stopped.
+  fsys::file slow(ctx, fx.fs.file("slow.dat"), rw_create);
+  fsys::file f(ctx, path, O_RDWR);
+  ::kill(fx.fs.pid(), SIGSTOP);
+  struct resume {
+    pid_t pid;
+    ~resume() { ::kill(pid, SIGCONT); }
+  } resume_daemon{fx.fs.pid()};
+  auto slow_data = pattern(4096, 7);
+  std::vector<std::string> order;
+  slow.async_write_at(0, asio::buffer(slow_data), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    BOOST_TEST(n == 4096u);
+    order.push_back("slow");
+  });
+  // Queued behind it: a write and a read that get cancelled, and a read that does not.
+  auto junk = pattern(4096, 3);
+  asio::cancellation_signal cancel_write, cancel_read;
+  error_code write_ec, read_ec, kept_ec;
+  std::size_t write_n = 99, read_n = 99, kept_n = 0;
+  std::vector<std::byte> rbuf(4096), kept(4096);
+  f.async_write_at(0, asio::buffer(junk), asio::bind_cancellation_slot(cancel_write.slot(), [&](error_code ec, std::size_t n) {
+    write_ec = ec;
+    write_n = n;
+    order.push_back("write");
+  }));
+  f.async_read_at(0, asio::buffer(rbuf), asio::bind_cancellation_slot(cancel_read.slot(), [&](error_code ec, std::size_t n) {
+    read_ec = ec;
+    read_n = n;
+    order.push_back("read");
+  }));
+  f.async_read_at(0, asio::buffer(kept), [&](error_code ec, std::size_t n) {
+    kept_ec = ec;
+    kept_n = n;
+    order.push_back("kept");
+  });
+  asio::steady_timer t1(ctx, std::chrono::milliseconds(30));
+  asio::steady_timer t2(ctx);
+  t1.async_wait([&](error_code) {
+    BOOST_TEST(order.empty());  // the worker is still blocked in the FUSE write
+    cancel_write.emit(asio::cancellation_type::terminal);
+    cancel_read.emit(asio::cancellation_type::terminal);
+    t2.expires_after(std::chrono::milliseconds(30));
+    t2.async_wait([&](error_code) {
+      BOOST_TEST(order.size() == 2u);  // the cancelled ones, while the worker is still busy
+      ::kill(fx.fs.pid(), SIGCONT);
+    });
+  });
+  ctx.run();
+  BOOST_TEST(order == (std::vector<std::string>{"write", "read", "slow", "kept"}), boost::test_tools::per_element());
+  BOOST_TEST((write_ec == asio::error::operation_aborted));
+  BOOST_TEST(write_n == 0u);
+  BOOST_TEST((read_ec == asio::error::operation_aborted));
+  BOOST_TEST(read_n == 0u);
+  BOOST_TEST(!kept_ec);
+  BOOST_TEST(kept_n == 4096u);
+  BOOST_TEST((kept == original));  // the cancelled write never ran
+  BOOST_TEST((read_file(path) == original));
+}
+
+// ---- blocking calls on FUSE ---------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(blocking_calls_on_fuse_never_block_in_the_caller) {
+  // A FUSE (or network) filesystem can wait for its daemon indefinitely: the
+  // blocking fast path must hand such calls to the ring, where shutdown can
+  // cancel them, instead of making the blocking call in the caller.
+  faultfs_fixture fx;
+  if (!fx.fs.mounted()) {
+    BOOST_TEST_MESSAGE("skipped: " << fx.fs.reason());
+    return;
+  }
+  fsys::blocking_ring ring;
+  auto data = pattern(4096, 9);
+  int fd = ::open(fx.fs.file("blocking.dat").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  BOOST_REQUIRE(fd >= 0);
+  const auto before = ring.stats().ops_started;
+  BOOST_TEST(ring.write_at(fd, std::span<const std::byte>(data), 0) == data.size());
+  BOOST_TEST(ring.stats().ops_started == before + 1);  // went through the engine
+  std::vector<std::byte> back(4096);
+  BOOST_TEST(ring.read_at(fd, std::span<std::byte>(back), 0) == back.size());
+  BOOST_TEST((back == data));
+  ::close(fd);
 }

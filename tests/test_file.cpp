@@ -473,10 +473,20 @@ BOOST_AUTO_TEST_CASE(run_from_two_threads) {
   BOOST_TEST((read_file(path) == data));
 }
 
+BOOST_AUTO_TEST_CASE(concurrency_hint_one_alone_keeps_an_any_thread_ring) {
+  // Hint 1 means "one thread at a time", not "always the same thread": it
+  // must not give the ring a single-issuer binding on its own.
+  asio::io_context ctx(1);
+  auto& svc = fsys::test::make_ring(ctx);
+  BOOST_TEST((svc.setup_flags() & ((1u << 12) | (1u << 13))) == 0u);  // SINGLE_ISSUER, DEFER_TASKRUN
+}
+
 BOOST_AUTO_TEST_CASE(single_thread_context_uses_defer_taskrun_when_available) {
   temp_dir dir;
   asio::io_context ctx(1);
-  auto& svc = fsys::test::make_ring(ctx);
+  fsys::ring_options single;
+  single.issuer = fsys::issuer_mode::single_thread;
+  auto& svc = fsys::test::make_ring(ctx, single);
   if (svc.active_backend() == fsys::backend::io_uring && fsys::probe_features().defer_taskrun) {
     BOOST_TEST((svc.setup_flags() & (1u << 13)) != 0u);  // IORING_SETUP_DEFER_TASKRUN
   }

@@ -464,6 +464,7 @@ class basic_file {
       handle_->add_ref();
       op->file_ = handle_;
       op->fd_ = handle_->fd();
+      op->stream_ = handle_->is_stream();
     }
     op->offset_ = offset;
     op->validate();  // a refused op is queued too, and completes from the io_context

@@ -81,6 +81,8 @@ class faultfs_mount {
   faultfs_mount& operator=(const faultfs_mount&) = delete;
 
   bool mounted() const noexcept { return mounted_; }
+  /// The daemon's pid: SIGSTOP makes every request on the mount wait until SIGCONT.
+  pid_t pid() const noexcept { return pid_; }
   const std::string& reason() const noexcept { return reason_; }
   std::filesystem::path file(const std::string& name) const { return mnt_ / name; }
   std::filesystem::path backing_file(const std::string& name) const { return backing_ / name; }

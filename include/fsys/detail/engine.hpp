@@ -43,9 +43,12 @@ class engine {
   /// single-issuer ring), in which case the caller uses `start`.
   virtual bool start_now(op_base* op) = 0;
 
-  /// Requests cancellation of `op` (from a cancellation slot). The handler
-  /// still runs exactly once, after the kernel has released the buffers.
-  virtual void cancel(op_base* op) = 0;
+  /// Requests cancellation of the op `link` names, if it has not finished
+  /// (from a cancellation slot; `type` is an `asio::cancellation_type`). The
+  /// handler still runs exactly once, after the kernel has released the
+  /// buffers. `total` alone is honoured only while nothing has been
+  /// transferred (Asio: no observable side effect).
+  virtual void cancel(cancel_link& link, unsigned type) = 0;
 
   /// Cancels every unfinished operation of `file` (the file is closing).
   virtual void cancel_file(file_handle* file) = 0;
@@ -74,6 +77,32 @@ class engine {
   /// Registers / unregisters an op in its file's list; call under the engine lock.
   static void link_to_file(op_base* op) noexcept;
   static void unlink_from_file(op_base* op) noexcept;
+
+  /// Whether a cancellation request of `type` applies to `op` now (lock held).
+  static bool cancel_applies(const op_base* op, unsigned type) noexcept;
+
+  /// Called under the engine lock when `op`'s result is final: detaches its
+  /// cancellation link, applies the sync rules and moves the op, and every
+  /// held sync of its file that may now complete, to `done`.
+  ///
+  /// Sync rules (per open file, i.e. per `file_handle`). The kernel reports
+  /// a writeback error once per open file description: of two syncs in
+  /// flight on one file, the one that samples the error fails and the other
+  /// may return 0 although the failed pages were its own. So a sync's
+  /// success is reported only when no sync of the same file that was
+  /// started before it finished has failed: a successful sync is held until
+  /// those have finished, and once any sync of the file has failed, every
+  /// sync of that file that overlapped it or came later fails with the same
+  /// error (sticky, as the kernel's errseq is not).
+  void settle(op_base* op, op_queue& done) noexcept;
+  /// Takes every held sync (shutdown).
+  void take_held(op_queue& out) noexcept;
+
+ private:
+  op_base* held_ = nullptr;  ///< held syncs (list through held_next_/held_prev_)
+  void release_held(file_handle* f, op_queue& done) noexcept;
+
+ protected:
   /// Completes every op in `q`. If a handler throws, the ops not yet
   /// completed are given to `on_throw` (to be completed later) and the
   /// exception propagates, as Asio propagates handler exceptions out of run().

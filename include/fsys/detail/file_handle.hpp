@@ -1,6 +1,8 @@
 // A reference-counted file descriptor shared by a file and its operations.
 #pragma once
 
+#include <boost/system/error_code.hpp>
+
 #include <atomic>
 #include <cstdint>
 #include <system_error>
@@ -41,6 +43,14 @@ class file_handle {
   /// Operations of this file not yet finished, linked through
   /// `op_base::file_next_`; guarded by the owning engine's mutex.
   op_base* ops_ = nullptr;
+  /// Sync bookkeeping, guarded by the owning engine's mutex (see
+  /// `engine::settle`): syncs started so far, and the first sync error.
+  std::uint64_t syncs_started_ = 0;
+  boost::system::error_code sync_error_;
+
+  /// True for a descriptor without a position (pipe, socket, character
+  /// device): its reads may wait indefinitely (see `op_base::stream_`).
+  bool is_stream() const noexcept { return stream_; }
 
  private:
   file_handle(int fd, bool owns) noexcept : fd_(fd), owns_fd_(owns) {}
@@ -49,6 +59,7 @@ class file_handle {
   std::atomic<std::uint32_t> refs_{1};
   std::uint32_t dio_mem_align_ = 0;
   std::uint32_t dio_offset_align_ = 0;
+  bool stream_ = false;
 };
 
 }  // namespace fsys::detail

@@ -8,6 +8,7 @@
 #include <boost/asio/associated_allocator.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/associator.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -15,17 +16,38 @@
 #include <boost/asio/recycling_allocator.hpp>
 
 #include <memory>
+#include <tuple>
 #include <utility>
 
 namespace fsys::detail {
 
 /// Cancellation slot handler: forwards a cancellation request to the engine.
+/// It owns the `cancel_link` (see op.hpp): the engine reads the link under
+/// its lock, so an emit after the operation finished is harmless.
 struct cancel_request {
   engine* engine_;
-  op_base* op_;
-  void operator()(asio::cancellation_type_t type) const {
-    using ct = asio::cancellation_type;
-    if ((type & (ct::terminal | ct::partial | ct::total)) != ct::none) engine_->cancel(op_);
+  cancel_link link_;
+  explicit cancel_request(engine* e, op_base* op) noexcept : engine_(e), link_{op} {}
+  void operator()(asio::cancellation_type_t type) {
+    engine_->cancel(link_, static_cast<unsigned>(type));
+  }
+};
+
+/// A handler bound to its completion arguments, dispatched to the handler's
+/// executor. Invoking it first disconnects the handler's cancellation slot:
+/// the slot belongs to the handler's side (a strand, a coroutine), so it is
+/// cleared there and never from the reaping thread while that side may be
+/// emitting. Its associated allocator, executor and the rest are the
+/// handler's (see the `associator` specialisation below).
+template <class Handler, class... Args>
+struct bound_completion {
+  Handler handler_;
+  std::tuple<Args...> args_;
+
+  void operator()() {
+    auto slot = asio::get_associated_cancellation_slot(handler_);
+    if (slot.is_connected()) slot.clear();
+    std::apply([this](Args&... a) { std::move(handler_)(std::move(a)...); }, args_);
   }
 };
 
@@ -61,7 +83,7 @@ class file_op final : public op_base {
   /// Hooks the handler's cancellation slot, if it has one, to the engine.
   void connect_cancellation(engine& e) {
     auto slot = asio::get_associated_cancellation_slot(handler_);
-    if (slot.is_connected()) slot.template emplace<cancel_request>(cancel_request{&e, this});
+    if (slot.is_connected()) cancel_link_ = &slot.template emplace<cancel_request>(&e, this).link_;
   }
 
  private:
@@ -82,22 +104,27 @@ class file_op final : public op_base {
     work_executor work(std::move(self->work_));
     const boost::system::error_code ec = self->ec_;
     const std::size_t n = self->transferred_;
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    if (slot.is_connected()) slot.clear();
 
     using op_alloc = typename std::allocator_traits<allocator_type>::template rebind_alloc<file_op>;
     op_alloc alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
     self->~file_op();
     std::allocator_traits<op_alloc>::deallocate(alloc, self, 1);
 
-    if (!invoke) return;
+    if (!invoke) {
+      // Destroyed without an upcall (the io_context shuts down): nothing
+      // emits any more, so the slot is cleared here.
+      auto slot = asio::get_associated_cancellation_slot(handler);
+      if (slot.is_connected()) slot.clear();
+      return;
+    }
     // dispatch: runs inline when this thread already runs the handler's
     // executor (the common case: the reaping thread runs the io_context), and
     // is posted there otherwise. Never reached from an initiating function.
     if constexpr (WithSize) {
-      asio::dispatch(work, [h = std::move(handler), ec, n]() mutable { std::move(h)(ec, n); });
+      asio::dispatch(work, bound_completion<Handler, boost::system::error_code, std::size_t>{
+                               std::move(handler), {ec, n}});
     } else {
-      asio::dispatch(work, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+      asio::dispatch(work, bound_completion<Handler, boost::system::error_code>{std::move(handler), {ec}});
     }
   }
 
@@ -106,3 +133,22 @@ class file_op final : public op_base {
 };
 
 }  // namespace fsys::detail
+
+namespace boost::asio {
+
+/// `bound_completion` has its handler's associated characteristics
+/// (allocator, executor, cancellation slot, immediate executor...).
+template <template <class, class> class Associator, class Handler, class... Args, class DefaultCandidate>
+struct associator<Associator, fsys::detail::bound_completion<Handler, Args...>, DefaultCandidate>
+    : Associator<Handler, DefaultCandidate> {
+  static typename Associator<Handler, DefaultCandidate>::type get(
+      const fsys::detail::bound_completion<Handler, Args...>& b) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(b.handler_);
+  }
+  static auto get(const fsys::detail::bound_completion<Handler, Args...>& b, const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(b.handler_, c)) {
+    return Associator<Handler, DefaultCandidate>::get(b.handler_, c);
+  }
+};
+
+}  // namespace boost::asio

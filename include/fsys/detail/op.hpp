@@ -17,6 +17,18 @@
 namespace fsys::detail {
 
 class file_handle;
+struct op_base;
+
+/// The link between a handler's cancellation slot and its operation. It lives
+/// inside the slot's handler object (`cancel_request`), i.e. in memory the
+/// emitter owns, never in the operation: an emit that comes after the
+/// operation finished (from a strand, a timer, another thread) finds `op_`
+/// null under the engine's lock and does nothing, however late it is and
+/// whatever reused the operation's memory since. The engine sets `op_` to
+/// null, under its lock, when the operation's result becomes final.
+struct cancel_link {
+  op_base* op_ = nullptr;
+};
 
 enum class op_kind : std::uint8_t {
   read_some,           ///< one kernel read; may be short; 0 bytes → eof
@@ -68,7 +80,10 @@ struct op_base {
   unsigned iov_count() const noexcept;
   std::uint64_t next_offset() const noexcept { return offset_ + transferred_; }
   /// Number of SQEs (and CQEs) one round of this operation takes.
-  unsigned sqes_per_round() const noexcept { return kind_ == op_kind::write_linked_fsync ? 2 : 1; }
+  /// (A linked write with nothing left to write sends its fsync alone.)
+  unsigned sqes_per_round() const noexcept {
+    return kind_ == op_kind::write_linked_fsync && remaining_ > 0 ? 2 : 1;
+  }
 
   /// Accounts the result of the read/write/fsync call of this round
   /// (`res` as the kernel returns it: bytes or -errno).
@@ -77,11 +92,47 @@ struct op_base {
   op_step on_linked_fsync_result(int res) noexcept;
   /// Marks the operation aborted before the kernel saw it.
   void abort() noexcept;
+  /// True for fdatasync, fsync and write_linked_fsync: the kinds whose
+  /// success means "durable" (see `engine::settle_sync`).
+  bool is_sync() const noexcept {
+    return kind_ == op_kind::fdatasync || kind_ == op_kind::fsync || kind_ == op_kind::write_linked_fsync;
+  }
+  /// True when the operation has nothing to do at all: an empty transfer,
+  /// completed with 0 bytes (as Asio does) without reaching the kernel. A
+  /// linked write whose bytes are all written but whose sync must run again
+  /// is not empty.
+  bool is_empty_transfer() const noexcept {
+    return remaining_ == 0 && transferred_ == 0 && kind_ != op_kind::fdatasync && kind_ != op_kind::fsync;
+  }
+
+  /// How many times the engine resubmitted work the kernel cancelled or
+  /// failed without the user asking (see `on_result`), bounded by
+  /// `max_kernel_retries`.
+  static constexpr std::uint8_t max_kernel_retries = 4;
 
   complete_fn complete_;
   op_kind kind_;
   op_state state_ = op_state::queued;
   bool cancel_requested_ = false;
+  /// The operation runs on a descriptor without a position (pipe, socket,
+  /// character device): it may wait indefinitely, so engines keep such
+  /// operations out of the capacity that file IO needs.
+  bool stream_ = false;
+  /// Completed by `engine::settle_sync` only once every sync of the same
+  /// file that was in flight when it finished has finished too.
+  bool sync_held_ = false;
+  std::uint8_t kernel_retries_ = 0;
+  /// The cancellation slot's link to this op, or null (see cancel_link).
+  cancel_link* cancel_link_ = nullptr;
+  /// Sync ordering on the op's file (see `engine::settle_sync`): the
+  /// sequence number given at start, and the number every sync started
+  /// before this one finished must have left behind.
+  std::uint64_t sync_seq_ = 0;
+  std::uint64_t sync_wait_seq_ = 0;
+  /// `submitter_exits()` when the op was last submitted: if a submitting
+  /// thread has exited since, a failure may be the kernel tearing down that
+  /// thread's requests, and the op is resubmitted (bounded).
+  std::uint64_t submit_epoch_ = 0;
   /// A cancel request is queued for the engine (io_uring: ASYNC_CANCEL SQE).
   bool cancel_queued_ = false;
   /// Completions still due in the current round (linked pair: 2).
@@ -109,12 +160,21 @@ struct op_base {
   op_base* kernel_prev_ = nullptr;
   op_base* file_next_ = nullptr;  ///< per-file list of unfinished ops
   op_base* file_prev_ = nullptr;
+  op_base* held_next_ = nullptr;  ///< engine's list of held syncs
+  op_base* held_prev_ = nullptr;
+  /// The sync itself (not the write before it) failed: the file's sync
+  /// error becomes sticky (see `engine::settle`).
+  bool sync_failed_ = false;
 
  private:
   void push_iov(void* data, std::size_t size);
   void consume(std::size_t n) noexcept;
   void fail(int negative_errno) noexcept;
   op_step finish_linked_round() noexcept;
+  /// A negative result the user did not cause: -ECANCELED without a cancel
+  /// request (io-wq could not start a worker), or a failure right after a
+  /// submitting thread exited. Returns `again` while retries remain.
+  bool retry_unrequested(int negative_errno) noexcept;
 
   static constexpr unsigned inline_iovs = 4;
   iovec inline_iov_[inline_iovs];
@@ -132,6 +192,14 @@ void op_base::set_buffers(ConstBufferIterator begin, ConstBufferIterator end) {
     if (b.size() != 0) push_iov(const_cast<void*>(static_cast<const void*>(b.data())), b.size());
   }
 }
+
+/// A counter of exits of threads that submitted to a ring (process-wide).
+/// io_uring ties a request to the thread that submitted it and tears the
+/// request down when that thread exits; an op that fails after such an exit
+/// is given another try (see `op_base::retry_unrequested`).
+std::uint64_t submitter_exits() noexcept;
+/// Marks the calling thread as a submitter, so that its exit is counted.
+void note_submitter_thread() noexcept;
 
 /// An intrusive FIFO of operations.
 class op_queue {

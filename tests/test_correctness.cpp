@@ -1,0 +1,430 @@
+// Correctness rules of the engines: no silent hang, no cancellation race, the
+// right error for each cause. Each case reproduces a user scenario that went
+// wrong before its rule existed; it runs on both backends where it applies.
+#include <boost/test/unit_test.hpp>
+
+#include "support/ring_fixture.hpp"
+#include "support/temp_dir.hpp"
+
+#include <fsys/fsys.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using fsys::test::pattern;
+using fsys::test::read_file;
+using fsys::test::temp_dir;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int rw_create = O_RDWR | O_CREAT;
+
+bool on_io_uring() { return fsys::test::expected_backend() == fsys::backend::io_uring; }
+
+struct pipe_fds {
+  int fd[2] = {-1, -1};
+  pipe_fds() { BOOST_REQUIRE(::pipe2(fd, O_CLOEXEC) == 0); }
+  ~pipe_fds() {
+    for (int f : fd)
+      if (f >= 0) ::close(f);
+  }
+};
+
+}  // namespace
+
+// ---- hangs ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(single_issuer_ring_run_from_another_thread_fails_instead_of_hanging) {
+  if (!on_io_uring() || !fsys::probe_features().defer_taskrun) {
+    BOOST_TEST_MESSAGE("skipped: needs an io_uring ring with DEFER_TASKRUN");
+    return;
+  }
+  temp_dir dir;
+  asio::io_context ctx(1);
+  fsys::ring_options single;
+  single.issuer = fsys::issuer_mode::single_thread;
+  fsys::test::make_ring(ctx, single);
+  fsys::file f(ctx, dir.file("a.dat"), rw_create);
+  auto data = pattern(4096, 1);
+  error_code first_ec = asio::error::would_block;
+  f.async_write_at(0, asio::buffer(data), [&](error_code ec, std::size_t) { first_ec = ec; });
+  std::thread([&] { ctx.run(); }).join();  // binds the ring to that thread
+  BOOST_TEST(!first_ec);
+
+  // The same context run later by this thread: the ring refuses it. The
+  // operation must fail with the rule's error, not wait forever.
+  ctx.restart();
+  std::vector<std::byte> back(4096);
+  error_code ec2 = asio::error::would_block;
+  bool called = false;
+  f.async_read_at(0, asio::buffer(back), [&](error_code ec, std::size_t) {
+    ec2 = ec;
+    called = true;
+  });
+  ctx.run_for(5s);
+  BOOST_TEST(called);
+  BOOST_TEST((ec2 == fsys::errc::wrong_issuer_thread), ec2.message());
+}
+
+BOOST_AUTO_TEST_CASE(an_operation_started_in_a_handler_can_be_waited_for_there) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  auto data = pattern(8192, 2);
+  fsys::test::write_file(dir.file("w.dat"), data);
+  fsys::file f(ctx, dir.file("w.dat"), O_RDWR);
+  auto guard = asio::make_work_guard(ctx);
+  std::thread helper([&] { ctx.run(); });
+
+  std::vector<std::byte> a(4096), b(4096);
+  std::promise<std::pair<std::future_status, std::size_t>> outcome;
+  f.async_read_at(0, asio::buffer(a), [&](error_code, std::size_t) {
+    // A handler that starts an operation and waits for it (here with a
+    // future; a condition variable or a nested run_one is the same): another
+    // thread running the context must be able to submit and complete it.
+    auto fut = f.async_read_at(4096, asio::buffer(b), asio::use_future);
+    auto status = fut.wait_for(5s);
+    outcome.set_value({status, status == std::future_status::ready ? fut.get() : 0});
+  });
+  std::thread runner([&] { ctx.run_one(); });
+  auto [status, n] = outcome.get_future().get();
+  BOOST_TEST((status == std::future_status::ready));
+  BOOST_TEST(n == 4096u);
+  BOOST_TEST((std::vector<std::byte>(data.begin() + 4096, data.end()) == b));
+  guard.reset();
+  ctx.stop();
+  runner.join();
+  helper.join();
+}
+
+BOOST_AUTO_TEST_CASE(idle_pipe_reads_do_not_block_file_io) {
+  // More idle pipe reads than the ring's depth and the psync workers: file
+  // IO started after them must still complete.
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::ring_options small;
+  small.queue_depth = 4;
+  small.psync_threads = 4;
+  fsys::test::make_ring(ctx, small);
+  constexpr int pipes = 10;
+  std::vector<std::unique_ptr<pipe_fds>> p;
+  std::vector<std::unique_ptr<fsys::file>> readers;
+  std::vector<std::array<std::byte, 8>> bufs(pipes);
+  int pipe_done = 0;
+  for (int i = 0; i < pipes; ++i) {
+    p.push_back(std::make_unique<pipe_fds>());
+    readers.push_back(std::make_unique<fsys::file>(ctx, p.back()->fd[0]));
+    p.back()->fd[0] = -1;
+    readers.back()->async_read_some_at(0, asio::buffer(bufs[i]), [&](error_code ec, std::size_t n) {
+      BOOST_TEST(!ec);
+      BOOST_TEST(n == 1u);
+      ++pipe_done;
+    });
+  }
+  auto data = pattern(1 << 16, 3);
+  fsys::file f(ctx, dir.file("f.dat"), rw_create);
+  std::vector<std::byte> back(data.size());
+  bool file_done = false;
+  f.async_write_at(0, asio::buffer(data), [&](error_code ec, std::size_t) {
+    BOOST_TEST(!ec);
+    f.async_read_at(0, asio::buffer(back), [&](error_code ec2, std::size_t n) {
+      BOOST_TEST(!ec2);
+      BOOST_TEST(n == data.size());
+      file_done = true;
+    });
+  });
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!file_done && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
+  BOOST_TEST(file_done);
+  BOOST_TEST(pipe_done == 0);
+  BOOST_TEST((back == data));
+  for (auto& pp : p) BOOST_TEST(::write(pp->fd[1], "x", 1) == 1);
+  deadline = std::chrono::steady_clock::now() + 5s;
+  while (pipe_done < pipes && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
+  BOOST_TEST(pipe_done == pipes);
+}
+
+// ---- cancellation -------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(cancellation_from_a_strand_never_races_completion) {
+  // Coroutines on a strand of a context run by two threads, each operation
+  // raced against a cancellation that may come just after it completed:
+  // with fsys::with_timeout and with awaitable operators. ThreadSanitizer
+  // checks the slot handling; every handler must run exactly once.
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  auto data = pattern(1 << 16, 4);
+  fsys::test::write_file(dir.file("r.dat"), data);
+  fsys::file shared_file(ctx, dir.file("r.dat"), O_RDONLY);
+  std::atomic<int> finished{0}, reads{0};
+  constexpr int coros = 4, rounds = 300;
+  for (int c = 0; c < coros; ++c) {
+    auto strand = asio::make_strand(ctx);
+    asio::co_spawn(
+        strand,
+        [&, c]() -> asio::awaitable<void> {
+          using namespace asio::experimental::awaitable_operators;
+          fsys::file f(co_await asio::this_coro::executor, dir.file("r.dat"), O_RDONLY);
+          std::vector<std::byte> buf(4096);
+          for (int i = 0; i < rounds; ++i) {
+            const std::uint64_t off = static_cast<std::uint64_t>((i * 7 + c) % 16) * 4096;
+            if (i % 2 == 0) {
+              auto [ec, n] = co_await fsys::with_timeout(
+                  f, f.async_read_at(off, asio::buffer(buf), asio::deferred), std::chrono::microseconds(i % 5),
+                  asio::as_tuple(asio::use_awaitable));
+              if (!ec) BOOST_CHECK(n == 4096u);
+              if (!ec) ++reads;
+            } else {
+              asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::microseconds(i % 3));
+              auto r = co_await (f.async_read_at(off, asio::buffer(buf), asio::as_tuple(asio::use_awaitable)) ||
+                                 t.async_wait(asio::as_tuple(asio::use_awaitable)));
+              if (r.index() == 0) ++reads;
+            }
+          }
+          ++finished;
+        },
+        asio::detached);
+  }
+  std::thread second([&] { ctx.run(); });
+  ctx.run();
+  second.join();
+  BOOST_TEST(finished.load() == coros);
+  BOOST_TEST_MESSAGE("reads that won their race: " << reads.load() << " of " << coros * rounds);
+}
+
+BOOST_AUTO_TEST_CASE(total_cancellation_is_ignored_once_bytes_have_moved) {
+  // A write of twice the pipe's capacity: the first round fills the pipe,
+  // the second waits for a reader. `total` promises no side effect, which
+  // can no longer be kept: the write goes on. `terminal` stops it.
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  for (auto type : {asio::cancellation_type::total, asio::cancellation_type::terminal}) {
+    BOOST_TEST_CONTEXT((type == asio::cancellation_type::total ? "total" : "terminal")) {
+      pipe_fds p;
+      const int cap = ::fcntl(p.fd[1], F_GETPIPE_SZ);
+      BOOST_REQUIRE(cap > 0);
+      fsys::file w(ctx, p.fd[1]);
+      p.fd[1] = -1;
+      auto data = pattern(static_cast<std::size_t>(cap) * 2, 5);
+      asio::cancellation_signal sig;
+      error_code wec = asio::error::would_block;
+      std::size_t wn = 0;
+      bool done = false;
+      w.async_write_at(0, asio::buffer(data), asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, std::size_t n) {
+                         wec = ec;
+                         wn = n;
+                         done = true;
+                       }));
+      // Wait until the pipe is full (the first round is done).
+      int queued = 0;
+      for (int i = 0; i < 500 && queued < cap; ++i) {
+        ctx.run_for(2ms);
+        ::ioctl(p.fd[0], FIONREAD, &queued);
+      }
+      BOOST_REQUIRE(queued == cap);
+      sig.emit(type);
+      ctx.run_for(20ms);
+      std::vector<std::byte> sink(data.size());
+      std::size_t got = 0;
+      if (type == asio::cancellation_type::total) {
+        BOOST_TEST(!done);  // still writing: the request was declined
+        while (got < data.size()) {
+          ssize_t r = ::read(p.fd[0], sink.data() + got, sink.size() - got);
+          BOOST_REQUIRE(r > 0);
+          got += static_cast<std::size_t>(r);
+          ctx.poll();
+        }
+        for (int i = 0; i < 250 && !done; ++i) ctx.run_for(2ms);
+        BOOST_TEST(done);
+        BOOST_TEST(!wec);
+        BOOST_TEST(wn == data.size());
+        BOOST_TEST((sink == data));
+      } else {
+        for (int i = 0; i < 250 && !done; ++i) ctx.run_for(2ms);
+        BOOST_TEST(done);
+        BOOST_TEST((wec == asio::error::operation_aborted));
+        BOOST_TEST(wn == static_cast<std::size_t>(cap));
+      }
+      ctx.restart();
+    }
+  }
+}
+
+namespace {
+// An allocator that counts what it hands out.
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  std::atomic<int>* count;
+  explicit counting_allocator(std::atomic<int>* c) noexcept : count(c) {}
+  template <class U>
+  counting_allocator(const counting_allocator<U>& o) noexcept : count(o.count) {}
+  T* allocate(std::size_t n) {
+    ++*count;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { std::allocator<T>().deallocate(p, n); }
+  template <class U>
+  bool operator==(const counting_allocator<U>& o) const noexcept { return count == o.count; }
+};
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(the_final_dispatch_keeps_the_handlers_allocator) {
+  // The handler runs on a strand that is busy elsewhere, so the completion
+  // is queued there: that queueing must use the handler's allocator too.
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  auto data = pattern(4096, 6);
+  fsys::test::write_file(dir.file("a.dat"), data);
+  fsys::file f(ctx, dir.file("a.dat"), O_RDONLY);
+  auto strand = asio::make_strand(ctx);
+  std::atomic<int> allocations{0};
+  std::vector<std::byte> buf(4096);
+  bool done = false;
+  f.async_read_at(0, asio::buffer(buf),
+                  asio::bind_executor(strand, asio::bind_allocator(counting_allocator<void>(&allocations),
+                                                                   [&](error_code ec, std::size_t n) {
+                                                                     BOOST_TEST(!ec);
+                                                                     BOOST_TEST(n == 4096u);
+                                                                     done = true;
+                                                                   })));
+  ctx.run();
+  BOOST_TEST(done);
+  // One for the operation, one for the completion queued on the strand.
+  BOOST_TEST(allocations.load() >= 2);
+}
+
+// ---- errors -------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(work_the_kernel_could_not_start_is_not_reported_as_cancelled) {
+  if (!on_io_uring()) {
+    BOOST_TEST_MESSAGE("skipped: io-wq worker limits concern the io_uring backend");
+    return;
+  }
+  if (::geteuid() != 0) {
+    BOOST_TEST_MESSAGE("skipped: needs root to switch to an unprivileged user");
+    return;
+  }
+  fsys::test::temp_dir_on_disk dir;
+  ::chmod(dir.path().c_str(), 0777);
+  const std::string path = dir.file("nproc.dat").string();
+  pid_t pid = ::fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    // An unprivileged user limited to one process: the kernel cannot create
+    // io-wq workers, and cancels the work that needed one.
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(77);
+    rlimit one{1, 1};
+    if (::setrlimit(RLIMIT_NPROC, &one) != 0) ::_exit(77);
+    int code = 0;
+    try {
+      asio::io_context ctx;
+      auto& svc = asio::make_service<fsys::uring_service>(ctx, fsys::ring_options{});
+      if (svc.active_backend() != fsys::backend::io_uring) ::_exit(77);
+      fsys::file f(ctx, path, rw_create);
+      std::vector<std::byte> data(1 << 20, std::byte{7});
+      std::vector<error_code> ecs(3, asio::error::would_block);
+      f.async_write_at(0, asio::buffer(data), [&](error_code ec, std::size_t) { ecs[0] = ec; });
+      f.async_write_linked_fsync(1 << 20, asio::buffer(data), [&](error_code ec, std::size_t) { ecs[1] = ec; });
+      f.async_fdatasync([&](error_code ec) { ecs[2] = ec; });
+      ctx.run_for(20s);
+      for (auto& ec : ecs) {
+        // Success is fine (the kernel found a way); "cancelled" is a lie.
+        if (ec == asio::error::operation_aborted || ec == asio::error::would_block) code = 1;
+        if (ec && ec != fsys::errc::kernel_worker_unavailable) code = code ? code : 2;
+        std::fprintf(stderr, "nproc child: %s\n", ec.message().c_str());
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "nproc child: %s\n", e.what());
+      code = 3;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(pid, &status, 0) == pid);
+  BOOST_REQUIRE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77) {
+    BOOST_TEST_MESSAGE("skipped: could not switch user or limit processes");
+    return;
+  }
+  BOOST_TEST(WEXITSTATUS(status) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_submitting_thread_that_exits_does_not_take_requests_with_it) {
+  // A thread that ran the context (and so submitted the batch) exits while
+  // the requests are in flight: the kernel tears them down, the engine
+  // submits them again, and the user sees the real results.
+  fsys::test::temp_dir_on_disk dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  pipe_fds p;
+  fsys::file rd(ctx, p.fd[0]);
+  p.fd[0] = -1;
+  auto data = pattern(16 * 65536, 8);
+  fsys::test::write_file(dir.file("cold.dat"), data);
+  fsys::file cold(ctx, dir.file("cold.dat"), O_RDONLY);
+  ::posix_fadvise(cold.native_handle(), 0, 0, POSIX_FADV_DONTNEED);  // uncached
+
+  std::array<std::byte, 4> pbuf{};
+  error_code pec = asio::error::would_block;
+  std::size_t pn = 0;
+  rd.async_read_some_at(0, asio::buffer(pbuf), [&](error_code ec, std::size_t n) {
+    pec = ec;
+    pn = n;
+  });
+  std::vector<std::vector<std::byte>> bufs(16, std::vector<std::byte>(65536));
+  std::vector<error_code> ecs(16, asio::error::would_block);
+  for (int i = 0; i < 16; ++i)
+    cold.async_read_at(static_cast<std::uint64_t>(i) * 65536, asio::buffer(bufs[i]),
+                       [&, i](error_code ec, std::size_t) { ecs[i] = ec; });
+  std::thread([&] { ctx.poll_one(); }).join();  // submits the batch, then exits
+  BOOST_TEST(::write(p.fd[1], "ping", 4) == 4);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto all_done = [&] {
+    if (pec == asio::error::would_block) return false;
+    for (auto& ec : ecs)
+      if (ec == asio::error::would_block) return false;
+    return true;
+  };
+  while (!all_done() && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
+  BOOST_TEST(!pec, pec.message());
+  BOOST_TEST(pn == 4u);
+  BOOST_TEST(std::memcmp(pbuf.data(), "ping", 4) == 0);
+  for (int i = 0; i < 16; ++i) {
+    BOOST_TEST(!ecs[i], ecs[i].message());
+    BOOST_TEST((bufs[i] == std::vector<std::byte>(data.begin() + i * 65536, data.begin() + (i + 1) * 65536)));
+  }
+}
