@@ -38,9 +38,8 @@
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/error.hpp>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
+#include "context_executor.hpp"
+
 
 #include <poll.h>
 #include <pthread.h>
@@ -100,7 +99,7 @@ int retry_eintr(int (*fn)(int), int fd) {
 
 class psync_engine final : public engine {
  public:
-  psync_engine(asio::io_context& ctx, const ring_options& opts)
+  psync_engine(asio::execution_context& ctx, const ring_options& opts)
       : ctx_(ctx), files_(opts.psync_threads), streams_(stream_threads) {}
 
   ~psync_engine() override {
@@ -255,8 +254,8 @@ class psync_engine final : public engine {
     files_.queued_count = streams_.queued_count = 0;
     for (op_base* op = done.front(); op; op = op->next_) unlink_from_file(op);
     take_held(done);
+    if (outstanding_ > 0) ctx_.work_finished();
     outstanding_ = 0;
-    work_.reset();
     std::vector<std::thread> threads;
     for (pool* p : {&files_, &streams_})
       for (auto& w : p->workers) threads.push_back(std::move(w->thread_));
@@ -335,10 +334,10 @@ class psync_engine final : public engine {
   // busy) belongs to another context. The io_uring engine gets the same from
   // its armed eventfd read.
   void hold_work() {
-    if (outstanding_++ == 0) work_.emplace(ctx_.get_executor());
+    if (outstanding_++ == 0) ctx_.work_started();
   }
   void release_work() {
-    if (--outstanding_ == 0) work_.reset();
+    if (--outstanding_ == 0) ctx_.work_finished();
   }
 
   // Lock held. Marks `op` final and queues it (and the syncs it releases)
@@ -368,7 +367,7 @@ class psync_engine final : public engine {
   void schedule_drain() {
     if (drain_scheduled_ || shut_down_ || finished_.empty()) return;
     drain_scheduled_ = true;
-    asio::post(ctx_, [this] { drain(); });
+    ctx_.execute([this] { drain(); });
   }
 
   // Runs on the io_context: completes every finished op there.
@@ -601,7 +600,7 @@ class psync_engine final : public engine {
     }
   }
 
-  asio::io_context& ctx_;
+  context_executor ctx_;  // the io_context (or thread pool) completions run on
 
   std::mutex mutex_;
   pool files_;    // regular files and block devices
@@ -611,7 +610,6 @@ class psync_engine final : public engine {
   runner* runners_ = nullptr;  // threads running an op now
   std::size_t running_ = 0;    // ops inside execute()
   std::size_t outstanding_ = 0;  // ops from start() not yet completed
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   bool drain_scheduled_ = false;
   bool shut_down_ = false;
   std::atomic<std::uint64_t> generation_{fork_generation()};  // fork() generation of the threads
@@ -621,7 +619,7 @@ class psync_engine final : public engine {
 
 }  // namespace
 
-std::unique_ptr<engine> make_psync_engine(asio::io_context& ctx, const ring_options& options) {
+std::unique_ptr<engine> make_psync_engine(asio::execution_context& ctx, const ring_options& options) {
   return std::make_unique<psync_engine>(ctx, options);
 }
 

@@ -34,10 +34,10 @@
 #include <fsys/features.hpp>
 
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/detail/scheduler.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include "context_executor.hpp"
 #include "ring_mapping.hpp"
 
 #include <liburing.h>
@@ -75,8 +75,8 @@ class uring_engine final : public engine {
   lane& lane_of(const op_base* op) noexcept { return op->stream_ ? streams_ : files_; }
 
  public:
-  uring_engine(asio::io_context& ctx, const ring_options& opts, std::error_code& ec)
-      : ctx_(ctx), opts_(opts), eventfd_(ctx), generation_(fork_generation()) {
+  uring_engine(asio::execution_context& ctx, const ring_options& opts, std::error_code& ec)
+      : ctx_(ctx), opts_(opts), eventfd_(asio::any_io_executor(ctx_)), generation_(fork_generation()) {
     const ring_features& f = probe_features();
     if (!f.available) {
       ec = f.setup_error;
@@ -166,7 +166,7 @@ class uring_engine final : public engine {
       finished_.splice(done);
       if (!finished_.empty() || !files_.queued.empty() || !streams_.queued.empty()) {
         flush_scheduled_ = true;
-        asio::post(ctx_, [this] { flush(); });
+        ctx_.execute([this] { flush(); });
       }
     }
   }
@@ -252,7 +252,7 @@ class uring_engine final : public engine {
     if (!files_.queued.empty() || !streams_.queued.empty() || !cancels_.empty()) {
       if (!flush_scheduled_) {
         flush_scheduled_ = true;
-        asio::post(ctx_, [this] { flush(); });
+        ctx_.execute([this] { flush(); });
       }
     }
     if (in_kernel_ > 0 && !armed_) arm();
@@ -413,7 +413,7 @@ class uring_engine final : public engine {
   };
 
   void schedule_flush() {
-    asio::post(ctx_, [this] { flush(); });
+    ctx_.execute([this] { flush(); });
   }
 
   // One batch: runs on the io_context.
@@ -770,7 +770,7 @@ class uring_engine final : public engine {
         if (reaped > 0) continue;
         if (!flush_scheduled_) {
           flush_scheduled_ = true;
-          asio::post(ctx_, [this] { flush(); });
+          ctx_.execute([this] { flush(); });
         }
         return false;
       }
@@ -872,7 +872,7 @@ class uring_engine final : public engine {
                              [this](const boost::system::error_code& ec, std::size_t) { on_wakeup(ec); });
   }
 
-  asio::io_context& ctx_;
+  context_executor ctx_;  // the io_context (or thread pool) the ring serves
   ring_options opts_;
   bool single_ = false;
   io_uring ring_{};
@@ -914,7 +914,7 @@ thread_local uring_engine* uring_engine::finishing_ = nullptr;
 
 }  // namespace
 
-std::unique_ptr<engine> make_uring_engine(asio::io_context& ctx, const ring_options& options,
+std::unique_ptr<engine> make_uring_engine(asio::execution_context& ctx, const ring_options& options,
                                           std::error_code& ec) {
   ec.clear();
   auto e = std::make_unique<uring_engine>(ctx, options, ec);

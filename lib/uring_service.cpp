@@ -2,30 +2,15 @@
 #include <fsys/features.hpp>
 #include <fsys/uring_service.hpp>
 
-#include <boost/asio/detail/scheduler.hpp>
-
 #include <stdexcept>
 #include <vector>
 
 namespace fsys {
-namespace {
-
-asio::io_context& require_io_context(asio::execution_context& ctx) {
-  // execution_context is not polymorphic, so the type cannot be checked with
-  // dynamic_cast. Every io_context registers its scheduler as a service; a
-  // context without one cannot run our completions at all.
-  if (!asio::has_service<asio::detail::scheduler>(ctx))
-    throw std::invalid_argument("fsys::uring_service needs an asio::io_context");
-  return static_cast<asio::io_context&>(ctx);
-}
-
-}  // namespace
 
 uring_service::uring_service(asio::execution_context& ctx) : uring_service(ctx, ring_options{}) {}
 
 uring_service::uring_service(asio::execution_context& ctx, ring_options options)
     : asio::execution_context::service(ctx), options_(options) {
-  asio::io_context& io = require_io_context(ctx);
   if (options_.queue_depth == 0) options_.queue_depth = 1;
   fallback_policy policy = options_.fallback;
   if (io_uring_disabled_by_environment() && policy == fallback_policy::automatic)
@@ -33,7 +18,7 @@ uring_service::uring_service(asio::execution_context& ctx, ring_options options)
 
   if (policy != fallback_policy::force_psync) {
     std::error_code ec;
-    engine_ = detail::make_uring_engine(io, options_, ec);
+    engine_ = detail::make_uring_engine(ctx, options_, ec);
     if (!engine_) {
       if (policy == fallback_policy::require_io_uring)
         throw std::system_error(make_error_code(errc::io_uring_setup_failed),
@@ -44,7 +29,7 @@ uring_service::uring_service(asio::execution_context& ctx, ring_options options)
   } else {
     fallback_reason_ = make_error_code(errc::io_uring_setup_failed);
   }
-  if (!engine_) engine_ = detail::make_psync_engine(io, options_);
+  if (!engine_) engine_ = detail::make_psync_engine(ctx, options_);
 }
 
 uring_service::~uring_service() = default;

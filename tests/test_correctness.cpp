@@ -21,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 
 #include <fcntl.h>
@@ -177,6 +178,32 @@ BOOST_AUTO_TEST_CASE(idle_pipe_reads_do_not_block_file_io) {
 
 // ---- cancellation -------------------------------------------------------------
 
+namespace {
+// One client of the strand race below (a free coroutine: nothing of the test
+// framework, which is not thread-safe, runs on the context's threads).
+asio::awaitable<void> strand_race_client(std::filesystem::path path, int c, int rounds, std::atomic<int>& reads,
+                                         std::atomic<int>& wrong, std::atomic<int>& finished) {
+  using namespace asio::experimental::awaitable_operators;
+  fsys::file f(co_await asio::this_coro::executor, path, O_RDONLY);
+  std::vector<std::byte> buf(4096);
+  for (int i = 0; i < rounds; ++i) {
+    const std::uint64_t off = static_cast<std::uint64_t>((i * 7 + c) % 16) * 4096;
+    if (i % 2 == 0) {
+      auto [ec, n] = co_await fsys::with_timeout(f, f.async_read_at(off, asio::buffer(buf), asio::deferred),
+                                                 std::chrono::microseconds(i % 5), asio::as_tuple(asio::use_awaitable));
+      if (!ec && n != 4096u) ++wrong;
+      if (!ec) ++reads;
+    } else {
+      asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::microseconds(i % 3));
+      auto r = co_await (f.async_read_at(off, asio::buffer(buf), asio::as_tuple(asio::use_awaitable)) ||
+                         t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      if (r.index() == 0) ++reads;
+    }
+  }
+  ++finished;
+}
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(cancellation_from_a_strand_never_races_completion) {
   // Coroutines on a strand of a context run by two threads, each operation
   // raced against a cancellation that may come just after it completed:
@@ -188,39 +215,19 @@ BOOST_AUTO_TEST_CASE(cancellation_from_a_strand_never_races_completion) {
   auto data = pattern(1 << 16, 4);
   fsys::test::write_file(dir.file("r.dat"), data);
   fsys::file shared_file(ctx, dir.file("r.dat"), O_RDONLY);
-  std::atomic<int> finished{0}, reads{0};
+  // Boost.Test is not thread-safe: the coroutines only count.
+  std::atomic<int> finished{0}, reads{0}, wrong{0};
   constexpr int coros = 4, rounds = 300;
   for (int c = 0; c < coros; ++c) {
     auto strand = asio::make_strand(ctx);
-    asio::co_spawn(
-        strand,
-        [&, c]() -> asio::awaitable<void> {
-          using namespace asio::experimental::awaitable_operators;
-          fsys::file f(co_await asio::this_coro::executor, dir.file("r.dat"), O_RDONLY);
-          std::vector<std::byte> buf(4096);
-          for (int i = 0; i < rounds; ++i) {
-            const std::uint64_t off = static_cast<std::uint64_t>((i * 7 + c) % 16) * 4096;
-            if (i % 2 == 0) {
-              auto [ec, n] = co_await fsys::with_timeout(
-                  f, f.async_read_at(off, asio::buffer(buf), asio::deferred), std::chrono::microseconds(i % 5),
-                  asio::as_tuple(asio::use_awaitable));
-              if (!ec) BOOST_CHECK(n == 4096u);
-              if (!ec) ++reads;
-            } else {
-              asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::microseconds(i % 3));
-              auto r = co_await (f.async_read_at(off, asio::buffer(buf), asio::as_tuple(asio::use_awaitable)) ||
-                                 t.async_wait(asio::as_tuple(asio::use_awaitable)));
-              if (r.index() == 0) ++reads;
-            }
-          }
-          ++finished;
-        },
+    asio::co_spawn(strand, strand_race_client(dir.file("r.dat"), c, rounds, reads, wrong, finished),
         asio::detached);
   }
   std::thread second([&] { ctx.run(); });
   ctx.run();
   second.join();
   BOOST_TEST(finished.load() == coros);
+  BOOST_TEST(wrong.load() == 0);
   BOOST_TEST_MESSAGE("reads that won their race: " << reads.load() << " of " << coros * rounds);
 }
 
@@ -427,4 +434,44 @@ BOOST_AUTO_TEST_CASE(a_submitting_thread_that_exits_does_not_take_requests_with_
     BOOST_TEST(!ecs[i], ecs[i].message());
     BOOST_TEST((bufs[i] == std::vector<std::byte>(data.begin() + i * 65536, data.begin() + (i + 1) * 65536)));
   }
+}
+
+// ---- execution contexts -------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(files_work_on_a_thread_pool) {
+  // Any context built on Asio's scheduler runs fsys: here a thread pool of
+  // two threads, with callbacks, a strand and a coroutine.
+  temp_dir dir;
+  asio::thread_pool pool(2);
+  auto& svc = fsys::test::make_ring(pool);
+  BOOST_TEST((svc.active_backend() == fsys::test::expected_backend()));
+  auto data = pattern(1 << 16, 11);
+  fsys::file f(pool, dir.file("pool.dat"), rw_create);
+  auto written = f.async_write_at(0, asio::buffer(data), asio::use_future);
+  BOOST_TEST(written.get() == data.size());
+
+  auto strand = asio::make_strand(pool);
+  std::vector<std::byte> back(data.size());
+  std::promise<std::pair<error_code, std::size_t>> read_done;
+  std::atomic<bool> on_strand{false};
+  f.async_read_at(0, asio::buffer(back), asio::bind_executor(strand, [&](error_code ec, std::size_t n) {
+                    on_strand = strand.running_in_this_thread();
+                    read_done.set_value({ec, n});
+                  }));
+  auto [ec, n] = read_done.get_future().get();
+  BOOST_TEST(on_strand.load());
+  BOOST_TEST(!ec);
+  BOOST_TEST(n == data.size());
+  BOOST_TEST((back == data));
+
+  auto synced = asio::co_spawn(
+      pool,
+      [&]() -> asio::awaitable<std::size_t> {
+        fsys::file g(co_await asio::this_coro::executor, dir.file("pool2.dat"), rw_create);
+        co_return co_await fsys::co_write_linked_fsync(g, 0, asio::buffer(data));
+      },
+      asio::use_future);
+  BOOST_TEST(synced.get() == data.size());
+  BOOST_TEST((read_file(dir.file("pool2.dat")) == data));
+  pool.join();
 }

@@ -3,6 +3,7 @@
 
 #include <fsys/fsys.hpp>
 
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <cstdlib>
@@ -17,7 +18,7 @@ inline fsys::backend expected_backend() {
 }
 
 /// Creates the service with `opts` on `ctx` and checks the backend is the one expected.
-inline fsys::uring_service& make_ring(boost::asio::io_context& ctx, fsys::ring_options opts = {}) {
+inline fsys::uring_service& make_ring(boost::asio::execution_context& ctx, fsys::ring_options opts = {}) {
   return boost::asio::make_service<fsys::uring_service>(ctx, opts);
 }
 

@@ -132,9 +132,9 @@ std::uint64_t fork_generation() noexcept;
 
 /// Builds the io_uring engine for `ctx`; on failure returns null and sets
 /// `ec` to the kernel's error.
-std::unique_ptr<engine> make_uring_engine(asio::io_context& ctx, const ring_options& options,
+std::unique_ptr<engine> make_uring_engine(asio::execution_context& ctx, const ring_options& options,
                                           std::error_code& ec);
 /// Builds the pread/pwrite engine for `ctx`.
-std::unique_ptr<engine> make_psync_engine(asio::io_context& ctx, const ring_options& options);
+std::unique_ptr<engine> make_psync_engine(asio::execution_context& ctx, const ring_options& options);
 
 }  // namespace fsys::detail
