@@ -28,6 +28,7 @@
 #include <array>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <optional>
 #include <sstream>
@@ -643,4 +644,30 @@ BOOST_AUTO_TEST_CASE(to_string_names_and_public_stats) {
     BOOST_TEST(after.sqes_submitted == 0u);
     BOOST_TEST(after.enter_calls == 0u);
   }
+}
+
+// ---- io_context destruction --------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(destroying_the_io_context_drops_pending_handlers_without_running_them) {
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  int ran = 0;
+  auto alive = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = alive;
+  {
+    asio::io_context ctx;
+    fsys::file rd(ctx, p[0]);
+    for (int i = 0; i < 8; ++i) {
+      auto buf = std::make_shared<std::array<std::byte, 64>>();
+      // An empty pipe: the reads stay pending until the context goes away.
+      rd.async_read_some_at(0, asio::buffer(*buf), [buf, alive, &ran](error_code, std::size_t) { ++ran; });
+    }
+    alive.reset();
+    ctx.poll();
+    rd.release();  // the context goes first; the pipe is closed below
+  }
+  BOOST_TEST(ran == 0);            // not one handler ran
+  BOOST_TEST(watch.expired());     // and every one was destroyed
+  ::close(p[0]);
+  ::close(p[1]);
 }
