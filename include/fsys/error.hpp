@@ -89,7 +89,10 @@ inline std::error_code make_error_code(errc e) noexcept {
 template <>
 struct std::is_error_code_enum<fsys::errc> : std::true_type {};
 
+/// @cond
+// Lets Boost.System build its error codes from `fsys::errc` values.
 template <>
 struct boost::system::is_error_code_enum<fsys::errc> {
   static const bool value = true;
 };
+/// @endcond
