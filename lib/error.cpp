@@ -1,10 +1,24 @@
 #include <fsys/error.hpp>
 
+#include <boost/system/error_code.hpp>
+#include <boost/system/errc.hpp>
+
 namespace fsys {
 namespace {
 
-class category final : public std::error_category {
+// One category, defined for Boost.System. Its `<system_error>` view is the
+// `std::error_category` Boost.System derives from it (a wrapper that forwards
+// name, message and conditions), so both libraries see the same category:
+// converting a code between them keeps category and value, and
+// `boost::system::error_code(std::error_code)` recognises the wrapper and
+// unwraps it back to this category.
+class category final : public boost::system::error_category {
  public:
+  // A fixed identity, so that categories compare equal even if this object
+  // ever exists twice in a process (a static library linked into two shared
+  // objects), as Boost.System recommends for user categories.
+  constexpr category() noexcept : boost::system::error_category(0x8c5d3e1f0a6b4729ULL) {}
+
   const char* name() const noexcept override { return "fsys"; }
 
   std::string message(int value) const override {
@@ -35,34 +49,44 @@ class category final : public std::error_category {
     return "unknown fsys error";
   }
 
-  std::error_condition default_error_condition(int value) const noexcept override {
+  // Generic (errno) conditions; Boost.System maps its generic category to
+  // std::generic_category(), so these compare equal with `std::errc` values
+  // from either library's error codes.
+  boost::system::error_condition default_error_condition(int value) const noexcept override {
+    namespace berrc = boost::system::errc;
     switch (static_cast<errc>(value)) {
       case errc::misaligned_direct_io:
-        return std::errc::invalid_argument;
+        return berrc::make_error_condition(berrc::invalid_argument);
       case errc::offset_overflow:
-        return std::errc::value_too_large;
+        return berrc::make_error_condition(berrc::value_too_large);
       case errc::would_deadlock:
-        return std::errc::resource_deadlock_would_occur;
+        return berrc::make_error_condition(berrc::resource_deadlock_would_occur);
       case errc::not_open:
-        return std::errc::bad_file_descriptor;
+        return berrc::make_error_condition(berrc::bad_file_descriptor);
       case errc::unsupported_by_backend:
-        return std::errc::operation_not_supported;
+        return berrc::make_error_condition(berrc::operation_not_supported);
       case errc::already_open:
-        return std::errc::device_or_resource_busy;
+        return berrc::make_error_condition(berrc::device_or_resource_busy);
       case errc::kernel_worker_unavailable:
-        return std::errc::resource_unavailable_try_again;
+        return berrc::make_error_condition(berrc::resource_unavailable_try_again);
       case errc::wrong_issuer_thread:
-        return std::errc::operation_not_permitted;
+        return berrc::make_error_condition(berrc::operation_not_permitted);
       default:
         return {value, *this};
     }
   }
 };
 
+// Constant-initialised and trivially destructible: usable before and after main.
+constinit const category instance;
+
 }  // namespace
 
+const boost::system::error_category& boost_error_category() noexcept { return instance; }
+
 const std::error_category& error_category() noexcept {
-  static const category instance;
+  // Boost.System's standard view of `instance`, built once (thread-safely)
+  // inside it.
   return instance;
 }
 

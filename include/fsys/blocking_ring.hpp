@@ -3,6 +3,7 @@
 
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/engine.hpp>
+#include <fsys/engine_stats.hpp>
 #include <fsys/features.hpp>
 #include <fsys/options.hpp>
 
@@ -136,8 +137,9 @@ class blocking_ring {
   const fsys::ring_features& ring_features() const noexcept;
   /// Why io_uring is not in use when the backend is psync (empty otherwise).
   std::error_code fallback_reason() const noexcept;
-  /// Counters of the engine: io_uring_enter calls, SQEs, CQEs, completions.
-  detail::engine_stats stats() const noexcept;
+  /// Counters of the engine: io_uring_enter calls, SQEs, CQEs, completions
+  /// (see `engine_stats`).
+  engine_stats stats() const noexcept;
 
   /// The owner thread's executor, for running work on it. Work posted there
   /// runs on the owner thread; a blocking call made from it fails with

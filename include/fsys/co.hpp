@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdint>
@@ -20,46 +21,73 @@ namespace detail {
 }
 }  // namespace detail
 
-/// Reads `buf.size()` bytes at `offset` (fewer only at end of file) and
-/// returns how many were read. Throws `std::system_error` on failure.
-/// Completes on the coroutine's executor; cancelling the coroutine cancels
-/// the read (operation_aborted).
-inline asio::awaitable<std::size_t> co_read_at(file& f, std::uint64_t offset, asio::mutable_buffer buf) {
-  auto [ec, n] = co_await f.async_read_at(offset, buf, asio::as_tuple(asio::use_awaitable));
+// Each function takes a file on any executor (`fsys::file`, a file on a
+// strand, ...) and any buffer sequence, which it keeps by value in the
+// coroutine frame (the memory it points to must stay valid until the
+// coroutine resumes). They throw `std::system_error`; the coroutine resumes on
+// its own executor.
+
+/// Reads until `buffers` are full (fewer bytes only at end of file) at
+/// `offset` and returns how many were read. Throws `std::system_error` on
+/// failure. Completes on the coroutine's executor; cancelling the coroutine
+/// cancels the read (operation_aborted).
+template <class Executor, class MutableBufferSequence>
+  requires asio::is_mutable_buffer_sequence<MutableBufferSequence>::value
+asio::awaitable<std::size_t> co_read_at(basic_file<Executor>& f, std::uint64_t offset,
+                                        MutableBufferSequence buffers) {
+  auto [ec, n] = co_await f.async_read_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_read_at");
   co_return n;
 }
 
-/// Writes all of `buf` at `offset`; returns `buf.size()`. Throws
-/// `std::system_error` on failure. Completes on the coroutine's executor;
-/// cancelling the coroutine cancels the write (operation_aborted unless the
-/// kernel had already written). Not durable: see `co_write_linked_fsync`.
-inline asio::awaitable<std::size_t> co_write_at(file& f, std::uint64_t offset, asio::const_buffer buf) {
-  auto [ec, n] = co_await f.async_write_at(offset, buf, asio::as_tuple(asio::use_awaitable));
+/// Writes all of `buffers` at `offset`; returns the bytes written (all of
+/// them). Throws `std::system_error` on failure. Completes on the coroutine's
+/// executor; cancelling the coroutine cancels the write (operation_aborted
+/// unless the kernel had already written). Not durable: see
+/// `co_write_linked_fsync`.
+template <class Executor, class ConstBufferSequence>
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+asio::awaitable<std::size_t> co_write_at(basic_file<Executor>& f, std::uint64_t offset,
+                                         ConstBufferSequence buffers) {
+  auto [ec, n] = co_await f.async_write_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_write_at");
   co_return n;
 }
 
-/// Writes all of `buf` at `offset` with a linked fsync(DATASYNC) in one
+/// Writes all of `buffers` at `offset` with a linked fsync(DATASYNC) in one
 /// submission; when it returns, the bytes are durable. Throws
 /// `std::system_error` on failure, in which case nothing of this call may be
 /// assumed durable. Completes on the coroutine's executor; cancelling the
 /// coroutine cancels the write and its sync (operation_aborted: not
 /// durable). See `basic_file::async_write_linked_fsync`.
-inline asio::awaitable<std::size_t> co_write_linked_fsync(file& f, std::uint64_t offset,
-                                                          asio::const_buffer buf) {
-  auto [ec, n] = co_await f.async_write_linked_fsync(offset, buf, asio::as_tuple(asio::use_awaitable));
+template <class Executor, class ConstBufferSequence>
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+asio::awaitable<std::size_t> co_write_linked_fsync(basic_file<Executor>& f, std::uint64_t offset,
+                                                   ConstBufferSequence buffers) {
+  auto [ec, n] = co_await f.async_write_linked_fsync(offset, buffers, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_write_linked_fsync");
   co_return n;
 }
 
-/// fdatasync(2) through the ring: makes durable the writes that completed
-/// before it started. Throws `std::system_error` on failure (a failed sync is
-/// final: see docs/durability.md). Completes on the coroutine's executor;
-/// cancelling the coroutine cancels the sync if the kernel has not started it.
-inline asio::awaitable<void> co_fdatasync(file& f) {
+/// fdatasync(2) through the ring: makes durable the data of the writes that
+/// completed before it started. Throws `std::system_error` on failure (a
+/// failed sync is final: see docs/durability.md). Completes on the
+/// coroutine's executor; cancelling the coroutine cancels the sync if the
+/// kernel has not started it.
+template <class Executor>
+asio::awaitable<void> co_fdatasync(basic_file<Executor>& f) {
   auto [ec] = co_await f.async_fdatasync(asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_fdatasync");
+}
+
+/// fsync(2) through the ring: as `co_fdatasync`, and also makes the file's
+/// metadata (size, timestamps) durable. Throws `std::system_error` on
+/// failure (a failed sync is final). Completes on the coroutine's executor;
+/// cancelling the coroutine cancels the sync if the kernel has not started it.
+template <class Executor>
+asio::awaitable<void> co_fsync(basic_file<Executor>& f) {
+  auto [ec] = co_await f.async_fsync(asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_fsync");
 }
 
 }  // namespace fsys

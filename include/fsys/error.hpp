@@ -1,7 +1,9 @@
 // fsys — positional file IO on io_uring for Boost.Asio.
 //
 // Error reporting. The library's own failures are `fsys::errc` values in the
-// `fsys::error_category()`; operating-system failures are reported exactly as
+// category named "fsys" (`fsys::error_category()` for `std::error_code`,
+// `fsys::boost_error_category()` for `boost::system::error_code`: the same
+// category seen from both libraries); operating-system failures are reported exactly as
 // the kernel gave them, as `std::error_code(errno, std::system_category())`
 // (or the equivalent `boost::system::error_code` in asynchronous completion
 // handlers, which converts to and compares equal with the std one).
@@ -9,6 +11,9 @@
 // Contract, stated once: every function that is not `noexcept` may throw
 // `std::system_error` carrying one of these codes.
 #pragma once
+
+#include <boost/system/error_category.hpp>
+#include <boost/system/is_error_code_enum.hpp>
 
 #include <string>
 #include <system_error>
@@ -55,10 +60,26 @@ enum class errc {
   wrong_issuer_thread,
 };
 
-/// The category of `fsys::errc`; its name is "fsys".
+/// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"
+/// and an error's value is its `fsys::errc` value. A
+/// `boost::system::error_code` holding an fsys error (as asynchronous
+/// handlers receive it) has this category, so `ec.category().name()` and
+/// `ec.value()` make a stable log line.
+const boost::system::error_category& boost_error_category() noexcept;
+
+/// The category of `fsys::errc` as `<system_error>` sees it: the same
+/// category as `boost_error_category()` (Boost.System's standard view of it),
+/// so its name is "fsys" too, and converting an fsys `std::error_code` to
+/// `boost::system::error_code` and back keeps category and value: both
+/// compare equal. Its default error conditions map each error to the nearest
+/// `std::errc` (for example `not_open` compares equal to
+/// `std::errc::bad_file_descriptor`).
 const std::error_category& error_category() noexcept;
 
-/// Makes a `std::error_code` from an `fsys::errc` (found by ADL).
+/// Makes a `std::error_code` from an `fsys::errc` (found by ADL). Boost.System
+/// uses it too: `boost::system::error_code(fsys::errc::not_open)` and
+/// `ec = fsys::errc::not_open` give a Boost error code in
+/// `boost_error_category()`.
 inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
@@ -67,3 +88,11 @@ inline std::error_code make_error_code(errc e) noexcept {
 
 template <>
 struct std::is_error_code_enum<fsys::errc> : std::true_type {};
+
+/// @cond
+// Lets Boost.System build its error codes from `fsys::errc` values.
+template <>
+struct boost::system::is_error_code_enum<fsys::errc> {
+  static const bool value = true;
+};
+/// @endcond

@@ -4,13 +4,17 @@
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/file_op.hpp>
+#include <fsys/detail/sync_io.hpp>
 #include <fsys/error.hpp>
+#include <fsys/file_base.hpp>
 #include <fsys/uring_service.hpp>
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
+#include <boost/system/errc.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,7 +36,22 @@ namespace fsys {
 /// (any number of reads and writes may be outstanding on one file).
 ///
 /// Models Asio's AsyncRandomAccessReadDevice and AsyncRandomAccessWriteDevice,
-/// so `asio::async_read_at` / `asio::async_write_at` work on it.
+/// so `asio::async_read_at` / `asio::async_write_at` work on it, and its
+/// SyncRandomAccessReadDevice and SyncRandomAccessWriteDevice
+/// (`read_some_at` / `write_some_at`, plain `preadv`/`pwritev` in the calling
+/// thread), so `asio::read_at` / `asio::write_at` work too.
+///
+/// Source-compatible with `asio::basic_random_access_file`: the same
+/// constructors, `open` with `file_base` flags (`file::read_write |
+/// file::create`), `assign`, `release`, `cancel`, `size`, `resize`,
+/// `sync_all`, `sync_data`, and every error-code overload in Asio's
+/// `boost::system::error_code&` form as well as in the `std::error_code&`
+/// form, so replacing the type name is enough. Differences: throwing calls
+/// throw `std::system_error` (Asio: `boost::system::system_error`; both
+/// derive from `std::runtime_error`); a file created through the flags gets
+/// mode 0644 minus the umask (Asio: 0777 minus the umask); operations on a
+/// closed file report `errc::not_open` (Asio: `asio::error::bad_descriptor`;
+/// both compare equal to `std::errc::bad_file_descriptor`).
 ///
 /// Every asynchronous operation:
 /// - takes any Asio completion token (`use_awaitable`, `deferred`,
@@ -48,12 +67,15 @@ namespace fsys {
 ///   or with the real result when it had;
 /// - reports kernel errors as `boost::system::error_code` in the system
 ///   category (it compares equal with `std::errc` values and converts to
-///   `std::error_code`).
+///   `std::error_code`), and fsys's own errors as `fsys::errc` values in the
+///   category named "fsys";
+/// - on a closed, never-opened or moved-from file completes (from the
+///   io_context, like any other) with `errc::not_open`.
 /// Closing or destroying the file cancels its outstanding operations; their
 /// handlers still run (with operation_aborted or their real result), and the
 /// descriptor is closed only after the kernel has finished with them.
 template <class Executor = asio::any_io_executor>
-class basic_file {
+class basic_file : public file_base {
  public:
   /// The executor the file's operations are associated with.
   using executor_type = Executor;
@@ -89,6 +111,32 @@ class basic_file {
   basic_file(ExecutionContext& ctx, const std::filesystem::path& path, int flags, mode_t mode = 0644)
       : basic_file(executor_type(ctx.get_executor()), path, flags, mode) {}
 
+  /// Opens `path` with Asio-style flags (`file::read_write | file::create`),
+  /// as `asio::basic_random_access_file` does. Throws `std::system_error`.
+  basic_file(const executor_type& ex, const std::filesystem::path& path, file_base::flags open_flags)
+      : basic_file(ex) {
+    open(path, open_flags);
+  }
+
+  /// Opens `path` with Asio-style flags for operations on `ctx`. Throws
+  /// `std::system_error` on failure.
+  template <class ExecutionContext>
+    requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+  basic_file(ExecutionContext& ctx, const std::filesystem::path& path, file_base::flags open_flags)
+      : basic_file(executor_type(ctx.get_executor()), path, open_flags) {}
+
+#if defined(BOOST_ASIO_HAS_FILE)
+  /// Opens `path` with Asio's own `asio::file_base` flags (declared when
+  /// Asio is built with io_uring); same meaning as fsys's.
+  basic_file(const executor_type& ex, const std::filesystem::path& path, asio::file_base::flags open_flags)
+      : basic_file(ex, path, detail::from_asio(open_flags)) {}
+  /// As above, for operations on `ctx`.
+  template <class ExecutionContext>
+    requires std::is_convertible_v<ExecutionContext&, asio::execution_context&>
+  basic_file(ExecutionContext& ctx, const std::filesystem::path& path, asio::file_base::flags open_flags)
+      : basic_file(executor_type(ctx.get_executor()), path, detail::from_asio(open_flags)) {}
+#endif
+
   /// Adopts an open descriptor, which the file then owns and closes.
   basic_file(const executor_type& ex, native_handle_type fd) : basic_file(ex) { adopt(fd); }
 
@@ -98,20 +146,30 @@ class basic_file {
   basic_file(ExecutionContext& ctx, native_handle_type fd)
       : basic_file(executor_type(ctx.get_executor()), fd) {}
 
-  /// Takes `other`'s descriptor and outstanding operations; `other` is closed.
+  /// Takes `other`'s descriptor and outstanding operations; `other` is
+  /// closed (its operations then report `errc::not_open`).
   basic_file(basic_file&& other) noexcept
+      : ex_(other.ex_), service_(other.service_), handle_(std::exchange(other.handle_, nullptr)) {}
+
+  /// Takes the descriptor of a file on another executor type that converts
+  /// to this one; `other` is closed.
+  template <class Executor1>
+    requires(!std::is_same_v<Executor1, Executor> && std::is_convertible_v<Executor1, Executor>)
+  basic_file(basic_file<Executor1>&& other) noexcept
       : ex_(other.ex_), service_(other.service_), handle_(std::exchange(other.handle_, nullptr)) {}
 
   /// Closes this file (see `close`, errors ignored), then takes `other`'s
   /// descriptor and executor; `other` is closed.
   basic_file& operator=(basic_file&& other) noexcept {
-    if (this != &other) {
-      std::error_code ignored;
-      close(ignored);
-      ex_ = other.ex_;
-      service_ = other.service_;
-      handle_ = std::exchange(other.handle_, nullptr);
-    }
+    if (this != &other) take(other);
+    return *this;
+  }
+
+  /// As above, from a file on another executor type that converts to this one.
+  template <class Executor1>
+    requires(!std::is_same_v<Executor1, Executor> && std::is_convertible_v<Executor1, Executor>)
+  basic_file& operator=(basic_file<Executor1>&& other) noexcept {
+    take(other);
     return *this;
   }
 
@@ -120,7 +178,7 @@ class basic_file {
 
   /// Closes the file (see `close`), ignoring errors.
   ~basic_file() {
-    std::error_code ignored;
+    boost::system::error_code ignored;
     close(ignored);
   }
 
@@ -129,51 +187,106 @@ class basic_file {
   /// The service running this file's operations.
   uring_service& service() noexcept { return *service_; }
 
-  /// Opens `path`; the file must be closed. O_CLOEXEC is always added.
+  // ---- opening and closing -------------------------------------------------
+  //
+  // Each call comes in three forms: throwing `std::system_error`, setting a
+  // `std::error_code&`, and setting a `boost::system::error_code&` (Asio's
+  // form). The two error-code forms report the same error.
+
+  /// Opens `path` with `open(2)` flags and mode; the file must be closed.
+  /// O_CLOEXEC is always added.
   void open(const std::filesystem::path& path, int flags, mode_t mode = 0644) {
-    std::error_code ec;
+    boost::system::error_code ec;
     open(path, flags, mode, ec);
-    if (ec) throw std::system_error(ec, "fsys::basic_file::open " + path.string());
+    detail::throw_if(ec, "fsys::basic_file::open", path);
   }
-  /// As above; sets `ec` (`open(2)`'s errno, or `device_or_resource_busy`
-  /// when the file is already open) instead of throwing.
+  /// As above; sets `ec` (`open(2)`'s errno, or `errc::already_open` when
+  /// the file is already open) instead of throwing.
   void open(const std::filesystem::path& path, int flags, mode_t mode, std::error_code& ec) noexcept {
+    detail::to_std(ec, [&](auto& bec) { open(path, flags, mode, bec); });
+  }
+  /// As above, with Asio's error code type.
+  void open(const std::filesystem::path& path, int flags, mode_t mode, boost::system::error_code& ec) noexcept {
     if (handle_) {
-      ec = std::make_error_code(std::errc::device_or_resource_busy);
+      ec = errc::already_open;
       return;
     }
-    int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
-    if (fd < 0) {
-      ec = std::error_code(errno, std::system_category());
-      return;
-    }
+    const int fd = detail::sync_open(path.c_str(), flags, mode, ec);
+    if (fd < 0) return;
     adopt(fd, ec);
+    // Never leak the descriptor this call opened.
+    if (ec) ::close(fd);
   }
 
-  /// Adopts an open descriptor; the file must be closed.
-  void adopt(native_handle_type fd) {
-    std::error_code ec;
-    adopt(fd, ec);
-    if (ec) throw std::system_error(ec, "fsys::basic_file::adopt");
+  /// Opens `path` with Asio-style flags (`file::read_write | file::create`);
+  /// a created file gets mode 0644 minus the umask. The file must be closed.
+  void open(const std::filesystem::path& path, file_base::flags open_flags) {
+    open(path, static_cast<int>(open_flags), 0644);
   }
-  /// As above; sets `ec` (`device_or_resource_busy` when already open,
-  /// `bad_file_descriptor` for a negative fd) instead of throwing.
+  /// As above; sets `ec` instead of throwing.
+  void open(const std::filesystem::path& path, file_base::flags open_flags, std::error_code& ec) noexcept {
+    open(path, static_cast<int>(open_flags), 0644, ec);
+  }
+  /// As above, with Asio's error code type.
+  void open(const std::filesystem::path& path, file_base::flags open_flags,
+            boost::system::error_code& ec) noexcept {
+    open(path, static_cast<int>(open_flags), 0644, ec);
+  }
+
+#if defined(BOOST_ASIO_HAS_FILE)
+  /// Opens `path` with Asio's own `asio::file_base` flags; same meaning.
+  void open(const std::filesystem::path& path, asio::file_base::flags open_flags) {
+    open(path, detail::from_asio(open_flags));
+  }
+  /// As above; sets `ec` instead of throwing.
+  void open(const std::filesystem::path& path, asio::file_base::flags open_flags, std::error_code& ec) noexcept {
+    open(path, detail::from_asio(open_flags), ec);
+  }
+  /// As above, with Asio's error code type.
+  void open(const std::filesystem::path& path, asio::file_base::flags open_flags,
+            boost::system::error_code& ec) noexcept {
+    open(path, detail::from_asio(open_flags), ec);
+  }
+#endif
+
+  /// Adopts an open descriptor, which the file then owns and closes; the
+  /// file must be closed. On failure the caller keeps the descriptor.
+  void adopt(native_handle_type fd) {
+    boost::system::error_code ec;
+    adopt(fd, ec);
+    detail::throw_if(ec, "fsys::basic_file::adopt");
+  }
+  /// As above; sets `ec` (`errc::already_open` when already open,
+  /// `std::errc::bad_file_descriptor` for a negative fd,
+  /// `std::errc::not_enough_memory`) instead of throwing.
   void adopt(native_handle_type fd, std::error_code& ec) noexcept {
-    ec.clear();
+    detail::to_std(ec, [&](auto& bec) { adopt(fd, bec); });
+  }
+  /// As above, with Asio's error code type.
+  void adopt(native_handle_type fd, boost::system::error_code& ec) noexcept {
+    namespace berrc = boost::system::errc;
     if (handle_) {
-      ec = std::make_error_code(std::errc::device_or_resource_busy);
+      ec = errc::already_open;
       return;
     }
     if (fd < 0) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      ec = berrc::make_error_code(berrc::bad_file_descriptor);
       return;
     }
     try {
       handle_ = detail::file_handle::create(fd, true);
+      ec.clear();
     } catch (const std::bad_alloc&) {
-      ec = std::make_error_code(std::errc::not_enough_memory);
+      ec = berrc::make_error_code(berrc::not_enough_memory);
     }
   }
+
+  /// Asio's name for `adopt`.
+  void assign(const native_handle_type& fd) { adopt(fd); }
+  /// Asio's name for `adopt`; sets `ec` instead of throwing.
+  void assign(const native_handle_type& fd, std::error_code& ec) noexcept { adopt(fd, ec); }
+  /// Asio's name for `adopt`, with Asio's error code type.
+  void assign(const native_handle_type& fd, boost::system::error_code& ec) noexcept { adopt(fd, ec); }
 
   /// True when the file holds a descriptor.
   bool is_open() const noexcept { return handle_ != nullptr; }
@@ -184,33 +297,41 @@ class basic_file {
   /// Cancels outstanding operations and closes the file. If the kernel still
   /// holds operations of this file, the descriptor is closed when the last
   /// of them has finished (its number cannot be reused before); otherwise at
-  /// once, reporting `close(2)`'s error.
+  /// once, reporting `close(2)`'s error. Closing a closed file does nothing.
   void close() {
-    std::error_code ec;
+    boost::system::error_code ec;
     close(ec);
-    if (ec) throw std::system_error(ec, "fsys::basic_file::close");
+    detail::throw_if(ec, "fsys::basic_file::close");
   }
   /// As above; sets `ec` to `close(2)`'s errno instead of throwing.
   void close(std::error_code& ec) noexcept {
+    detail::to_std(ec, [&](auto& bec) { close(bec); });
+  }
+  /// As above, with Asio's error code type.
+  void close(boost::system::error_code& ec) noexcept {
     ec.clear();
     if (!handle_) return;
     service_->engine().cancel_file(handle_);
-    if (int err = std::exchange(handle_, nullptr)->release_owner()) ec = std::error_code(err, std::system_category());
+    if (int err = std::exchange(handle_, nullptr)->release_owner()) ec.assign(err, boost::system::system_category());
   }
 
   /// Cancels outstanding operations and gives up ownership of the
   /// descriptor, which is returned open. The caller must not close it until
   /// the cancelled operations' handlers have run.
   native_handle_type release() {
-    std::error_code ec;
+    boost::system::error_code ec;
     int fd = release(ec);
-    if (ec) throw std::system_error(ec, "fsys::basic_file::release");
+    detail::throw_if(ec, "fsys::basic_file::release");
     return fd;
   }
   /// As above; sets `ec` to `errc::not_open` (and returns -1) when closed.
   native_handle_type release(std::error_code& ec) noexcept {
+    return detail::to_std(ec, [&](auto& bec) { return release(bec); });
+  }
+  /// As above, with Asio's error code type.
+  native_handle_type release(boost::system::error_code& ec) noexcept {
     if (!handle_) {
-      ec = make_error_code(errc::not_open);
+      ec = errc::not_open;
       return -1;
     }
     ec.clear();
@@ -221,31 +342,140 @@ class basic_file {
     return fd;
   }
 
-  /// Cancels all outstanding asynchronous operations on this file.
+  /// Cancels all outstanding asynchronous operations on this file: each
+  /// completes with `asio::error::operation_aborted`, or with its real result
+  /// when the kernel had already done the work. Does nothing on a closed file.
   void cancel() noexcept {
     if (handle_) service_->engine().cancel_file(handle_);
   }
+  /// As above; sets `ec` to `errc::not_open` when the file is closed.
+  void cancel(std::error_code& ec) noexcept {
+    detail::to_std(ec, [&](auto& bec) { cancel(bec); });
+  }
+  /// As above, with Asio's error code type.
+  void cancel(boost::system::error_code& ec) noexcept {
+    if (!handle_) {
+      ec = errc::not_open;
+      return;
+    }
+    ec.clear();
+    cancel();
+  }
+
+  // ---- synchronous file calls (in the calling thread) ----------------------
 
   /// The file's size in bytes (`fstat`).
   std::uint64_t size() const {
-    std::error_code ec;
+    boost::system::error_code ec;
     auto n = size(ec);
-    if (ec) throw std::system_error(ec, "fsys::basic_file::size");
+    detail::throw_if(ec, "fsys::basic_file::size");
     return n;
   }
   /// As above; sets `ec` (`errc::not_open`, or `fstat`'s errno) and returns 0.
   std::uint64_t size(std::error_code& ec) const noexcept {
-    if (!handle_) {
-      ec = make_error_code(errc::not_open);
-      return 0;
-    }
-    struct stat st;
-    if (::fstat(handle_->fd(), &st) != 0) {
-      ec = std::error_code(errno, std::system_category());
-      return 0;
-    }
-    ec.clear();
-    return static_cast<std::uint64_t>(st.st_size);
+    return detail::to_std(ec, [&](auto& bec) { return size(bec); });
+  }
+  /// As above, with Asio's error code type.
+  std::uint64_t size(boost::system::error_code& ec) const noexcept { return detail::sync_size(native_handle(), ec); }
+
+  /// Sets the file's size to `n` bytes (`ftruncate`): shortens it, or
+  /// extends it with zeros.
+  void resize(std::uint64_t n) {
+    boost::system::error_code ec;
+    resize(n, ec);
+    detail::throw_if(ec, "fsys::basic_file::resize");
+  }
+  /// As above; sets `ec` (`errc::not_open`, `errc::offset_overflow`, or
+  /// `ftruncate`'s errno) instead of throwing.
+  void resize(std::uint64_t n, std::error_code& ec) noexcept {
+    detail::to_std(ec, [&](auto& bec) { resize(n, bec); });
+  }
+  /// As above, with Asio's error code type.
+  void resize(std::uint64_t n, boost::system::error_code& ec) noexcept { detail::sync_resize(native_handle(), n, ec); }
+
+  /// `fsync(2)` in the calling thread: data and metadata to stable storage.
+  /// `async_fsync` does the same through the ring.
+  void sync_all() {
+    boost::system::error_code ec;
+    sync_all(ec);
+    detail::throw_if(ec, "fsys::basic_file::sync_all");
+  }
+  /// As above; sets `ec` (`errc::not_open`, or `fsync`'s errno: see
+  /// docs/durability.md, a failed sync is final) instead of throwing.
+  void sync_all(std::error_code& ec) noexcept {
+    detail::to_std(ec, [&](auto& bec) { sync_all(bec); });
+  }
+  /// As above, with Asio's error code type.
+  void sync_all(boost::system::error_code& ec) noexcept { detail::sync_flush(native_handle(), false, ec); }
+
+  /// `fdatasync(2)` in the calling thread: data (and the metadata needed to
+  /// read it back) to stable storage. `async_fdatasync` does the same
+  /// through the ring.
+  void sync_data() {
+    boost::system::error_code ec;
+    sync_data(ec);
+    detail::throw_if(ec, "fsys::basic_file::sync_data");
+  }
+  /// As above; sets `ec` (`errc::not_open`, or `fdatasync`'s errno: a
+  /// failed sync is final) instead of throwing.
+  void sync_data(std::error_code& ec) noexcept {
+    detail::to_std(ec, [&](auto& bec) { sync_data(bec); });
+  }
+  /// As above, with Asio's error code type.
+  void sync_data(boost::system::error_code& ec) noexcept { detail::sync_flush(native_handle(), true, ec); }
+
+  /// Reads at `offset` into `buffers` with one `preadv(2)` in the calling
+  /// thread, which blocks; the ring is not involved. Returns the bytes read,
+  /// which may be fewer than asked. At end of file (0 bytes read, buffers not
+  /// empty) fails with `asio::error::eof`, as Asio's `random_access_file`
+  /// does; `asio::read_at(file, offset, buffers)` builds "read it all" on it.
+  /// Throws `std::system_error` on failure.
+  template <class MutableBufferSequence>
+  std::size_t read_some_at(std::uint64_t offset, const MutableBufferSequence& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = read_some_at(offset, buffers, ec);
+    detail::throw_if(ec, "fsys::basic_file::read_some_at");
+    return n;
+  }
+  /// As above; sets `ec` (`asio::error::eof`, `errc::not_open`,
+  /// `errc::offset_overflow`, or `preadv`'s errno; EINVAL for a misaligned
+  /// O_DIRECT request) instead of throwing.
+  template <class MutableBufferSequence>
+  std::size_t read_some_at(std::uint64_t offset, const MutableBufferSequence& buffers,
+                           std::error_code& ec) noexcept {
+    return detail::to_std(ec, [&](auto& bec) { return read_some_at(offset, buffers, bec); });
+  }
+  /// As above, with Asio's error code type.
+  template <class MutableBufferSequence>
+  std::size_t read_some_at(std::uint64_t offset, const MutableBufferSequence& buffers,
+                           boost::system::error_code& ec) noexcept {
+    return detail::sync_read_at(native_handle(), offset, detail::sync_iovecs(buffers), ec);
+  }
+
+  /// Writes `buffers` at `offset` with one `pwritev(2)` in the calling
+  /// thread, which blocks; the ring is not involved. Returns the bytes
+  /// written, which may be fewer than given; `asio::write_at(file, offset,
+  /// buffers)` builds "write it all" on it. Not durable: see `sync_data`.
+  /// Throws `std::system_error` on failure.
+  template <class ConstBufferSequence>
+  std::size_t write_some_at(std::uint64_t offset, const ConstBufferSequence& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = write_some_at(offset, buffers, ec);
+    detail::throw_if(ec, "fsys::basic_file::write_some_at");
+    return n;
+  }
+  /// As above; sets `ec` (`errc::not_open`, `errc::offset_overflow`, or
+  /// `pwritev`'s errno) instead of throwing.
+  template <class ConstBufferSequence>
+  std::size_t write_some_at(std::uint64_t offset, const ConstBufferSequence& buffers,
+                            std::error_code& ec) noexcept {
+    return detail::to_std(ec, [&](auto& bec) { return write_some_at(offset, buffers, bec); });
+  }
+  /// As above, with Asio's error code type.
+  template <class ConstBufferSequence>
+  std::size_t write_some_at(std::uint64_t offset, const ConstBufferSequence& buffers,
+                            boost::system::error_code& ec) noexcept {
+    return detail::sync_write_at(native_handle(), offset, detail::sync_iovecs(buffers), ec);
   }
 
   // ---- asynchronous operations -------------------------------------------
@@ -260,7 +490,7 @@ class basic_file {
   /// cancellation, `cancel()` and `close()` complete it with
   /// `asio::error::operation_aborted` if the kernel had not done the work,
   /// otherwise with the real result. Errors: the kernel's errno (system
-  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// category), `errc::not_open` when the file is not open,
   /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class MutableBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
@@ -279,7 +509,7 @@ class basic_file {
   /// cancellation, `cancel()` and `close()` complete it with
   /// `asio::error::operation_aborted` if the kernel had not done the work,
   /// otherwise with the real result. Errors: the kernel's errno (system
-  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// category), `errc::not_open` when the file is not open,
   /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class ConstBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
@@ -300,7 +530,7 @@ class basic_file {
   /// cancellation, `cancel()` and `close()` complete it with
   /// `asio::error::operation_aborted` if the kernel had not done the work,
   /// otherwise with the real result. Errors: the kernel's errno (system
-  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// category), `errc::not_open` when the file is not open,
   /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class MutableBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
@@ -320,7 +550,7 @@ class basic_file {
   /// cancellation, `cancel()` and `close()` complete it with
   /// `asio::error::operation_aborted` if the kernel had not done the work,
   /// otherwise with the real result. Errors: the kernel's errno (system
-  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// category), `errc::not_open` when the file is not open,
   /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class ConstBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
@@ -349,7 +579,7 @@ class basic_file {
   /// cancellation, `cancel()` and `close()` complete it with
   /// `asio::error::operation_aborted` if the kernel had not done the work,
   /// otherwise with the real result. Errors: the kernel's errno (system
-  /// category), `asio::error::bad_descriptor` when the file is not open,
+  /// category), `errc::not_open` when the file is not open,
   /// `errc::offset_overflow`, `errc::misaligned_direct_io` (O_DIRECT).
   template <class ConstBufferSequence,
             BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
@@ -388,8 +618,8 @@ class basic_file {
   /// the file's), never inside this call. Cancellation: as for the transfers;
   /// a sync the kernel has started runs to its end and reports its real
   /// result. Errors: the kernel's errno (EIO, ENOSPC, ...; see
-  /// docs/durability.md: a failed sync is final), `asio::error::bad_descriptor`
-  /// when the file is not open.
+  /// docs/durability.md: a failed sync is final), `errc::not_open` when
+  /// the file is not open.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
   auto async_fdatasync(Token&& token = asio::default_completion_token_t<executor_type>()) {
@@ -402,8 +632,8 @@ class basic_file {
   /// the file's), never inside this call. Cancellation: as for the transfers;
   /// a sync the kernel has started runs to its end and reports its real
   /// result. Errors: the kernel's errno (EIO, ENOSPC, ...; see
-  /// docs/durability.md: a failed sync is final), `asio::error::bad_descriptor`
-  /// when the file is not open.
+  /// docs/durability.md: a failed sync is final), `errc::not_open` when
+  /// the file is not open.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
   auto async_fsync(Token&& token = asio::default_completion_token_t<executor_type>()) {
@@ -460,16 +690,32 @@ class basic_file {
 
   template <class Op>
   void launch(Op* op, std::uint64_t offset) {
+    op->offset_ = offset;
     if (handle_) {
       handle_->add_ref();
       op->file_ = handle_;
       op->fd_ = handle_->fd();
       op->stream_ = handle_->is_stream();
+      op->validate();  // a refused op is queued too, and completes from the io_context
+    } else {
+      // Closed, never opened or moved from: refused, and completed from the
+      // io_context like any other operation.
+      op->ec_ = errc::not_open;
     }
-    op->offset_ = offset;
-    op->validate();  // a refused op is queued too, and completes from the io_context
     op->connect_cancellation(service_->engine());
     service_->engine().start(op);
+  }
+
+  template <class Executor1>
+  friend class basic_file;
+
+  template <class Other>
+  void take(Other& other) noexcept {
+    boost::system::error_code ignored;
+    close(ignored);
+    ex_ = other.ex_;
+    service_ = other.service_;
+    handle_ = std::exchange(other.handle_, nullptr);
   }
 
   Executor ex_;

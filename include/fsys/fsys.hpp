@@ -4,7 +4,9 @@
 #include <fsys/error.hpp>
 #include <fsys/features.hpp>
 #include <fsys/options.hpp>
+#include <fsys/engine_stats.hpp>
 #include <fsys/uring_service.hpp>
+#include <fsys/file_base.hpp>
 #include <fsys/file.hpp>
 #include <fsys/co.hpp>
 #include <fsys/timeout.hpp>

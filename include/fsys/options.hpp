@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 namespace fsys {
 
@@ -38,6 +39,43 @@ enum class issuer_mode {
   /// thread that destroys it. Blocking calls cannot use such a ring.
   single_thread,
 };
+
+/// The backend's name for logs: "io_uring" or "psync".
+constexpr std::string_view to_string(backend b) noexcept {
+  switch (b) {
+    case backend::io_uring:
+      return "io_uring";
+    case backend::psync:
+      return "psync";
+  }
+  return "unknown";
+}
+
+/// The policy's name for logs: "automatic", "require_io_uring" or "force_psync".
+constexpr std::string_view to_string(fallback_policy p) noexcept {
+  switch (p) {
+    case fallback_policy::automatic:
+      return "automatic";
+    case fallback_policy::require_io_uring:
+      return "require_io_uring";
+    case fallback_policy::force_psync:
+      return "force_psync";
+  }
+  return "unknown";
+}
+
+/// The mode's name for logs: "automatic", "any_thread" or "single_thread".
+constexpr std::string_view to_string(issuer_mode m) noexcept {
+  switch (m) {
+    case issuer_mode::automatic:
+      return "automatic";
+    case issuer_mode::any_thread:
+      return "any_thread";
+    case issuer_mode::single_thread:
+      return "single_thread";
+  }
+  return "unknown";
+}
 
 /// Options for `uring_service` (through `asio::make_service`) and `blocking_ring`.
 struct ring_options {

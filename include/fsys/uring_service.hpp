@@ -3,6 +3,7 @@
 
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/engine.hpp>
+#include <fsys/engine_stats.hpp>
 #include <fsys/options.hpp>
 
 #include <boost/asio/execution_context.hpp>
@@ -64,8 +65,9 @@ class uring_service : public asio::execution_context::service {
   std::uint32_t setup_flags() const noexcept { return engine_->setup_flags(); }
   /// Why io_uring is not in use when the backend is psync (empty otherwise).
   std::error_code fallback_reason() const noexcept { return fallback_reason_; }
-  /// Counters: io_uring_enter calls, SQEs, CQEs, completions.
-  detail::engine_stats stats() const noexcept { return engine_->stats(); }
+  /// Counters: operations started and completed, io_uring_enter calls, SQEs,
+  /// CQEs (see `engine_stats`).
+  engine_stats stats() const noexcept { return engine_->stats(); }
 
   /// Registers `buffers` with the ring (IORING_REGISTER_BUFFERS), so that
   /// `basic_file::async_read_fixed_at` / `async_write_fixed_at` can use

@@ -3,6 +3,7 @@
 
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/op.hpp>
+#include <fsys/engine_stats.hpp>
 #include <fsys/options.hpp>
 
 #include <cstdint>
@@ -14,16 +15,8 @@ namespace fsys::detail {
 
 class file_handle;
 
-/// Counters for benchmarks and tests (monotonic, relaxed).
-struct engine_stats {
-  std::uint64_t ops_started = 0;      ///< operations handed to the engine
-  std::uint64_t enter_calls = 0;      ///< io_uring_enter(2) calls (submits and waits)
-  std::uint64_t sqes_submitted = 0;
-  std::uint64_t cqes_reaped = 0;
-  std::uint64_t ops_completed = 0;
-  std::uint64_t reactor_wakeups = 0;  ///< eventfd wake-ups handled
-  std::uint64_t queued_waits = 0;     ///< times an op waited for ring capacity
-};
+/// The engine's counters are the public `fsys::engine_stats`.
+using engine_stats = fsys::engine_stats;
 
 /// A backend. Every member is thread-safe. Operations are completed by
 /// calling `op_base::complete_` outside the engine's locks, on a thread

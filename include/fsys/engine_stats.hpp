@@ -1,0 +1,39 @@
+// fsys — counters of a ring (or its fallback): fsys::engine_stats.
+#pragma once
+
+#include <cstdint>
+
+namespace fsys {
+
+/// Counters of one `uring_service` or `blocking_ring`, for logs, benchmarks
+/// and tests, as returned by their `stats()`.
+///
+/// Every counter starts at 0 when the ring is built and only grows; each is
+/// read with a relaxed load, so a snapshot taken while operations run may mix
+/// counts from slightly different moments. Counters marked "io_uring only"
+/// stay 0 on the psync backend.
+struct engine_stats {
+  /// Operations handed to the engine (every asynchronous operation of a file,
+  /// every blocking call that reached the engine), including ones refused
+  /// before reaching the kernel.
+  std::uint64_t ops_started = 0;
+  /// `io_uring_enter(2)` calls, for submitting and for waiting (io_uring only).
+  std::uint64_t enter_calls = 0;
+  /// Submission queue entries given to the kernel, cancel requests included
+  /// (io_uring only). A linked write + fsync counts two.
+  std::uint64_t sqes_submitted = 0;
+  /// Completion queue entries taken from the ring (io_uring only).
+  std::uint64_t cqes_reaped = 0;
+  /// Operations whose handler (or blocking caller) received the result.
+  std::uint64_t ops_completed = 0;
+  /// Times the io_context woke the engine to hand out completions: the
+  /// ring's eventfd became readable (io_uring), or finished work of the
+  /// worker threads was drained (psync).
+  std::uint64_t reactor_wakeups = 0;
+  /// Times an operation had to wait inside fsys for capacity: the ring was
+  /// full (`ring_options::queue_depth` operations already in the kernel), or
+  /// every psync worker was busy and no more could be started.
+  std::uint64_t queued_waits = 0;
+};
+
+}  // namespace fsys
