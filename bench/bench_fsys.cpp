@@ -42,6 +42,8 @@ struct fsys_env {
       ctx.emplace();
     fsys::ring_options o;
     if (s.psync) o.fallback = fsys::fallback_policy::force_psync;
+    // The single-issuer ring is asked for explicitly: the hint alone does not select it.
+    if (s.ctx1) o.issuer = fsys::issuer_mode::single_thread;
     svc = &asio::make_service<fsys::uring_service>(*ctx, o);
     if (s.psync && svc->active_backend() != fsys::backend::psync) fail("psync backend was forced but is not in use");
     if (!s.psync && svc->active_backend() != fsys::backend::io_uring)

@@ -28,15 +28,19 @@ enum class fallback_policy {
 
 /// Which threads may submit to the ring.
 enum class issuer_mode {
-  /// `single_thread` when the io_context was built with concurrency hint 1
-  /// (`asio::io_context ctx{1}`), `any_thread` otherwise.
+  /// `any_thread`. (Asio's concurrency hint 1 means "one thread at a
+  /// time", not "always the same thread", which `single_thread` demands, so
+  /// the hint alone never selects it.)
   automatic,
   /// Any thread running the io_context may submit and reap (COOP_TASKRUN).
   any_thread,
   /// Build the ring with IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN when the
-  /// kernel accepts them. Requires that one thread at a time runs the
-  /// io_context and that it is always the same thread, which must also be the
-  /// thread that destroys it. Blocking calls cannot use such a ring.
+  /// kernel accepts them: the cheapest completions. The first thread that
+  /// runs the context binds the ring to itself; from then on only that
+  /// thread may run the context (and destroy it). An operation submitted
+  /// from any other thread fails with `fsys::errc::wrong_issuer_thread`
+  /// (checked on every submission: never a hang). Blocking calls cannot use
+  /// such a ring.
   single_thread,
 };
 
