@@ -53,7 +53,7 @@ std::uint64_t oldest_unfinished_sync(const file_handle* f) noexcept {
 void engine::settle(op_base* op, op_queue& done) noexcept {
   op->state_ = op_state::finished;
   if (op->cancel_link_) {
-    op->cancel_link_->op_ = nullptr;
+    op->cancel_link_->op_.store(nullptr, std::memory_order_relaxed);
     op->cancel_link_ = nullptr;
   }
   file_handle* f = op->file_;

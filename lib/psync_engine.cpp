@@ -186,11 +186,12 @@ class psync_engine final : public engine {
     return true;
   }
 
-  void cancel(cancel_link& link, unsigned type) override {
+  bool cancel(cancel_link& link, unsigned type) override {
     std::unique_lock lock = lock_engine();
-    op_base* op = link.op_;  // null once the op's result is final
-    if (!op || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
-    if (!cancel_applies(op, type)) return;
+    if (link.owner_.load(std::memory_order_relaxed) != this) return false;
+    op_base* op = link.op_.load(std::memory_order_relaxed);  // null once the op's result is final
+    if (!op || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return true;
+    if (!cancel_applies(op, type)) return true;
     op->cancel_requested_ = true;
     if (op->state_ == op_state::queued) {
       remove_from_queue(op);
@@ -200,6 +201,7 @@ class psync_engine final : public engine {
     } else {
       wake_runner_of(op);
     }
+    return true;
   }
 
   void cancel_file(file_handle* file) override {

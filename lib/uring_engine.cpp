@@ -258,13 +258,14 @@ class uring_engine final : public engine {
     if (in_kernel_ > 0 && !armed_) arm();
   }
 
-  void cancel(cancel_link& link, unsigned type) override {
+  bool cancel(cancel_link& link, unsigned type) override {
     bool post_flush = false;
     {
       std::lock_guard lock(mutex_);
-      op_base* op = link.op_;  // null once the op's result is final
-      if (!op || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
-      if (!cancel_applies(op, type)) return;
+      if (link.owner_.load(std::memory_order_relaxed) != this) return false;
+      op_base* op = link.op_.load(std::memory_order_relaxed);  // null once the op's result is final
+      if (!op || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return true;
+      if (!cancel_applies(op, type)) return true;
       op->cancel_requested_ = true;
       // A queued op is completed with operation_aborted at the next pump; an
       // op in the kernel gets an ASYNC_CANCEL SQE there.
@@ -272,6 +273,7 @@ class uring_engine final : public engine {
       if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
     }
     if (post_flush) schedule_flush();
+    return true;
   }
 
   void cancel_file(file_handle* file) override {

@@ -40,8 +40,10 @@ class engine {
   /// (from a cancellation slot; `type` is an `asio::cancellation_type`). The
   /// handler still runs exactly once, after the kernel has released the
   /// buffers. `total` alone is honoured only while nothing has been
-  /// transferred (Asio: no observable side effect).
-  virtual void cancel(cancel_link& link, unsigned type) = 0;
+  /// transferred (Asio: no observable side effect). Returns false, doing
+  /// nothing, when `link.owner_` is no longer this engine (checked under
+  /// its lock): the caller then forwards the request to the new owner.
+  virtual bool cancel(cancel_link& link, unsigned type) = 0;
 
   /// Cancels every unfinished operation of `file` (the file is closing).
   virtual void cancel_file(file_handle* file) = 0;

@@ -25,11 +25,16 @@ namespace fsys::detail {
 /// It owns the `cancel_link` (see op.hpp): the engine reads the link under
 /// its lock, so an emit after the operation finished is harmless.
 struct cancel_request {
-  engine* engine_;
   cancel_link link_;
-  explicit cancel_request(engine* e, op_base* op) noexcept : engine_(e), link_{op} {}
+  explicit cancel_request(engine* e, op_base* op) noexcept {
+    link_.op_.store(op, std::memory_order_relaxed);
+    link_.owner_.store(e, std::memory_order_relaxed);
+  }
   void operator()(asio::cancellation_type_t type) {
-    engine_->cancel(link_, static_cast<unsigned>(type));
+    // The owner may change while this runs (a hand-over between engines):
+    // an engine that is no longer the owner declines, and the new one is asked.
+    while (!link_.owner_.load(std::memory_order_acquire)->cancel(link_, static_cast<unsigned>(type))) {
+    }
   }
 };
 

@@ -10,6 +10,7 @@
 #include <boost/system/error_code.hpp>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -26,8 +27,16 @@ struct op_base;
 /// null under the engine's lock and does nothing, however late it is and
 /// whatever reused the operation's memory since. The engine sets `op_` to
 /// null, under its lock, when the operation's result becomes final.
+///
+/// `owner_` is the engine whose lock guards `op_`. An engine that hands an
+/// operation to another (the io_uring engine's psync helper) changes it
+/// under its own lock before the hand-over; an emit that reached the old
+/// owner is forwarded (see `engine::cancel`). Both are atomic because the
+/// emitter reads `owner_` without a lock and engines may read `op_` under
+/// different locks during a hand-over.
 struct cancel_link {
-  op_base* op_ = nullptr;
+  std::atomic<op_base*> op_{nullptr};
+  std::atomic<class engine*> owner_{nullptr};
 };
 
 enum class op_kind : std::uint8_t {
