@@ -261,22 +261,18 @@ class uring_engine final : public engine {
   }
 
   void cancel(op_base* op) override {
+    // An op run by the psync helper: its state is under the helper's lock.
+    if (engine* h = helper_of(op)) return h->cancel(op);
     bool post_flush = false;
-    engine* helper = nullptr;
     {
       std::lock_guard lock(mutex_);
-      if (op->on_helper_) helper = helper_.get();
-      if (helper || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) {
-        if (!helper) return;
-      } else {
+      if (shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
       op->cancel_requested_ = true;
       // A queued op is completed with operation_aborted at the next pump; an
       // op in the kernel gets an ASYNC_CANCEL SQE there.
       if (op->state_ == op_state::in_kernel && !op->cancel_queued_) cancels_.push_back(op);
       if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
-      }
     }
-    if (helper) helper->cancel(op);  // the helper's state is under its own lock
     if (post_flush) schedule_flush();
   }
 
@@ -750,6 +746,11 @@ class uring_engine final : public engine {
     op->on_helper_ = true;
     helper_ops_.fetch_add(1, std::memory_order_relaxed);
     helper_->start(op);
+  }
+
+  engine* helper_of(const op_base* op) {
+    std::lock_guard lock(mutex_);
+    return op->on_helper_ ? helper_.get() : nullptr;
   }
 
   engine* helper_if_any() {

@@ -216,7 +216,7 @@ class basic_file {
   }
   /// As above; sets `ec` to `errc::not_open` (and returns -1) when closed.
   native_handle_type release(std::error_code& ec) noexcept {
-    if (!handle_) {
+    if (!handle_ || handle_->fd() < 0) {
       ec = make_error_code(errc::not_open);
       return -1;
     }
