@@ -499,6 +499,42 @@ BOOST_AUTO_TEST_CASE(replace_file_on_tmpfs_and_without_tmpfile) {
   fs::remove_all(base);
 }
 
+// On a FUSE filesystem without O_TMPFILE the replace uses a named temporary;
+// a failing fdatasync leaves the target untouched and removes the temporary.
+BOOST_AUTO_TEST_CASE(replace_file_with_named_temporary_and_failing_sync) {
+  temp_dir dir;
+  fsys::test::faultfs_mount mnt(dir.path());
+  if (!mnt.mounted()) {
+    BOOST_TEST_MESSAGE("skipped: " << mnt.reason());
+    return;
+  }
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  {
+    // O_TMPFILE is refused here: the named path is the one under test.
+    int fd = ::open(mnt.file("").c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+      BOOST_TEST_MESSAGE("this FUSE mount supports O_TMPFILE: the named temporary path is not reached");
+    }
+  }
+  const auto target = mnt.file("conf");
+  std::string v1 = "version one", v2 = "version two, longer";
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v1), h); }));
+  BOOST_TEST(text_of(target) == v1);
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v2), h); }));
+  BOOST_TEST(text_of(target) == v2);
+  mnt.control("fsync_eio 1");
+  error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v1), h); });
+  mnt.control("reset");
+  BOOST_TEST((ec == boost::system::errc::io_error));
+  BOOST_TEST(text_of(target) == v2);
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(mnt.backing_file(""))) names.push_back(e.path().filename());
+  BOOST_TEST(names.size() == 1u);
+  for (auto& n : names) BOOST_TEST(n == "conf");
+}
+
 BOOST_AUTO_TEST_CASE(every_token_kind_and_coroutines) {
   temp_dir dir;
   asio::io_context ctx;

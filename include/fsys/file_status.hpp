@@ -30,8 +30,10 @@ struct file_status {
   /// File offset and length alignment O_DIRECT needs (STATX_DIOALIGN), 0
   /// when the kernel or filesystem does not say.
   std::uint32_t dio_offset_align = 0;
-  /// Device and inode number: equal for two names of one file.
+  /// The device the file is on (major << 32 | minor); with `inode`, equal
+  /// for two names of one file.
   std::uint64_t device = 0;
+  /// The inode number.
   std::uint64_t inode = 0;
 };
 

@@ -41,9 +41,9 @@ namespace detail {
 template <class T>
 concept execution_context_type = std::is_convertible_v<T&, asio::execution_context&>;
 template <class T>
-concept executor_type = asio::execution::executor<T> || asio::is_executor<T>::value;
+concept executor_like = asio::execution::executor<T> || asio::is_executor<T>::value;
 template <class T>
-concept executor_or_context = executor_type<std::decay_t<T>> || execution_context_type<std::remove_reference_t<T>>;
+concept executor_or_context = executor_like<std::decay_t<T>> || execution_context_type<std::remove_reference_t<T>>;
 
 /// The executor of an executor or of an execution context.
 template <class T>
