@@ -280,7 +280,8 @@ auto async_sync_directory(ExecutorOrContext&& ex, const std::filesystem::path& d
 /// is synced. On failure the temporary is removed. A crash may leave a
 /// temporary behind only under that dotted temporary name, never under a
 /// name that looks like `path`. The new file gets mode 0666 less the umask
-/// (the old file's mode, owner and extended attributes are not carried over).
+/// (the old file's mode, owner and extended attributes are not carried over);
+/// if `path` is a symlink, the link itself is replaced by the new file.
 /// `data` must stay valid until the handler runs.
 ///
 /// Completes with `(error_code)`. Cancellation: terminal cancellation stops
