@@ -122,7 +122,16 @@ BOOST_AUTO_TEST_CASE(backend_is_the_expected_one) {
   asio::io_context ctx;
   auto& svc = fsys::test::make_ring(ctx);
   BOOST_TEST((svc.active_backend() == fsys::test::expected_backend()));
-  BOOST_TEST_MESSAGE("fs ops through the ring: " << fsys::probe_features().fs_ops_through_ring());
+  const auto& f = fsys::probe_features();
+  BOOST_TEST_MESSAGE("fs ops through the ring: " << f.fs_ops_through_ring());
+  if (svc.active_backend() == fsys::backend::io_uring) {
+    // Every kernel with io_uring has OPENAT/STATX/CLOSE (5.6); the list names them.
+    BOOST_TEST(f.op_openat);
+    BOOST_TEST(f.fs_ops_through_ring().find("open") != std::string::npos);
+    BOOST_TEST(f.summary().find("file-system operations through the ring") != std::string::npos);
+  } else {
+    BOOST_TEST(f.fs_ops_through_ring().empty());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(open_write_stat_close_round_trip) {
