@@ -298,6 +298,7 @@ void register_fsys_benchmarks() {
 int main(int argc, char** argv) {
   bench::register_reference_benchmarks();
   bench::register_fsys_benchmarks();
+  bench::register_fs_benchmarks();
 #ifdef FSYS_BENCH_HAVE_BLOCKING_RING
   bench::register_blocking_ring_benchmarks();
 #endif

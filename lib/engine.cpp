@@ -9,7 +9,7 @@ namespace fsys::detail {
 
 void engine::link_to_file(op_base* op) noexcept {
   file_handle* f = op->file_;
-  if (!f) return;
+  if (!f || op->unlisted_) return;
   op->file_prev_ = nullptr;
   op->file_next_ = f->ops_;
   if (f->ops_) f->ops_->file_prev_ = op;
@@ -19,7 +19,7 @@ void engine::link_to_file(op_base* op) noexcept {
 
 void engine::unlink_from_file(op_base* op) noexcept {
   file_handle* f = op->file_;
-  if (!f) return;
+  if (!f || op->unlisted_) return;
   if (op->file_prev_)
     op->file_prev_->file_next_ = op->file_next_;
   else if (f->ops_ == op)

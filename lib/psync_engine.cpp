@@ -36,6 +36,7 @@
 // on the handler's executor, which may belong to another context).
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/fs_args.hpp>
 #include <fsys/error.hpp>
 
 #include "context_executor.hpp"
@@ -529,8 +530,15 @@ class psync_engine final : public engine {
           if (step == op_step::wait) step = op->on_linked_fsync_result(f);
           break;
         }
-        default:
-          return;
+        default: {
+          if (!is_fs_kind(op->kind_)) return;
+          // A file-system operation: one system call (see run_fs_syscall
+          // for why its arguments are sound to hand over).
+          const int r = run_fs_syscall(op);
+          std::lock_guard lock(mutex_);
+          step = op->on_result(r);
+          break;
+        }
       }
       if (step != op_step::again) return;
     }

@@ -30,6 +30,7 @@
 // DEFER_TASKRUN, see `get_events`).
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/fs_args.hpp>
 #include <fsys/error.hpp>
 #include <fsys/features.hpp>
 
@@ -50,7 +51,9 @@
 #include <atomic>
 #include <thread>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace fsys::detail {
 namespace {
@@ -64,6 +67,53 @@ constexpr std::uint64_t internal_user_data = 0;
 
 std::uint64_t user_data(op_base* op, std::uint64_t tag) {
   return reinterpret_cast<std::uintptr_t>(op) | tag;
+}
+
+constexpr std::uint32_t kind_bit(op_kind k) { return 1u << static_cast<unsigned>(k); }
+
+// IORING_OP_FTRUNCATE (kernel 6.9) is newer than liburing 2.3's headers.
+constexpr unsigned op_ftruncate = 55;
+
+// The file-system kinds the ring can run, from the opcode probe, minus those
+// named in FSYS_TEST_DISABLE_OPS (a comma-separated list of kind names, or
+// "all"), which tests use to force the psync path.
+std::uint32_t ring_fs_kinds() {
+  const ring_features& f = probe_features();
+  std::uint32_t m = 0;
+  auto add = [&m](bool on, op_kind k) {
+    if (on) m |= kind_bit(k);
+  };
+  add(f.op_openat && f.op_openat2, op_kind::open);
+  add(f.op_close, op_kind::close);
+  add(f.op_statx, op_kind::statx);
+  add(f.op_fallocate, op_kind::fallocate);
+  add(f.op_ftruncate, op_kind::ftruncate);
+  add(f.op_renameat, op_kind::rename);
+  add(f.op_unlinkat, op_kind::unlink);
+  add(f.op_mkdirat, op_kind::mkdir);
+  add(f.op_symlinkat, op_kind::symlink);
+  add(f.op_linkat, op_kind::link);
+  add(f.op_sync_file_range, op_kind::sync_file_range);
+  add(f.op_fadvise, op_kind::fadvise);
+  if (const char* v = std::getenv("FSYS_TEST_DISABLE_OPS")) {
+    static constexpr std::pair<std::string_view, op_kind> names[] = {
+        {"open", op_kind::open},          {"close", op_kind::close},
+        {"statx", op_kind::statx},        {"fallocate", op_kind::fallocate},
+        {"ftruncate", op_kind::ftruncate}, {"rename", op_kind::rename},
+        {"unlink", op_kind::unlink},      {"mkdir", op_kind::mkdir},
+        {"symlink", op_kind::symlink},    {"link", op_kind::link},
+        {"sync_file_range", op_kind::sync_file_range}, {"fadvise", op_kind::fadvise}};
+    std::string_view list(v);
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      if (item == "all") m = 0;
+      for (const auto& [name, k] : names)
+        if (item == name) m &= ~kind_bit(k);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+  }
+  return m;
 }
 
 class uring_engine final : public engine {
@@ -85,6 +135,7 @@ class uring_engine final : public engine {
     // Only an explicit request builds a single-issuer ring: Asio's
     // concurrency hint 1 means "one thread at a time", not "always the same
     // thread", which such a ring demands.
+    ring_fs_kinds_ = ring_fs_kinds();
     single_ = opts.issuer == issuer_mode::single_thread;
     ec = setup_ring();
   }
@@ -135,6 +186,7 @@ class uring_engine final : public engine {
   }
 
   void notify_fork_child() override {
+    if (engine* h = helper_if_any()) h->notify_fork_child();
     op_queue done;
     {
       std::lock_guard lock(mutex_);
@@ -190,6 +242,10 @@ class uring_engine final : public engine {
         // handler without invoking it.
         lock.unlock();
         op->complete_(op, false);
+        return;
+      }
+      if (is_fs_kind(op->kind_) && !op->ec_ && !ring_runs(op)) {
+        to_helper(op);  // an opcode this ring lacks or refused
         return;
       }
       link_to_file(op);
@@ -296,6 +352,13 @@ class uring_engine final : public engine {
   }
 
   void shutdown() override {
+    engine* h = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      helper_closed_ = true;  // from now on to_helper() refuses
+      h = helper_.get();
+    }
+    if (h) h->shutdown();
     std::unique_lock lock(mutex_);
     if (shut_down_) return;
     shut_down_ = true;
@@ -377,6 +440,7 @@ class uring_engine final : public engine {
     s.ops_completed = ops_completed_.load(std::memory_order_relaxed);
     s.reactor_wakeups = wakeups_.load(std::memory_order_relaxed);
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
+    s.fs_ops_on_helper = helper_ops_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -672,6 +736,9 @@ class uring_engine final : public engine {
       case op_kind::fsync:
         io_uring_prep_fsync(sqe, fd, 0);
         break;
+      default:
+        prepare_fs(op, sqe);
+        break;
     }
     io_uring_sqe_set_data64(sqe, user_data(op, tag_main));
     op->cqes_due_ = 1;
@@ -688,6 +755,103 @@ class uring_engine final : public engine {
     }
     op->state_ = op_state::in_kernel;
     link_kernel(op);
+  }
+
+  // Writes the SQE of a file-system op.
+  //
+  // Why handing these pointers to the kernel is sound: the path strings, the
+  // open_how block and the statx buffer live in the op's fs_args, which is
+  // freed with the op, and the op is freed only after its CQE has been
+  // reaped (the kernel copies paths when it issues the request, possibly in
+  // an io-wq worker, and writes the statx buffer before posting the CQE).
+  // File descriptors are held open by the op's file_handle reference (or,
+  // for close, owned by the op and given to the kernel here).
+  void prepare_fs(op_base* op, io_uring_sqe* sqe) {
+    fs_args& a = *op->fs_;
+    const int fd = op->fd_;
+    switch (op->kind_) {
+      case op_kind::open:
+        if (a.openat2)
+          io_uring_prep_openat2(sqe, a.dirfd, a.path.c_str(), reinterpret_cast<struct open_how*>(&a.how));
+        else
+          io_uring_prep_openat(sqe, a.dirfd, a.path.c_str(), a.flags, static_cast<mode_t>(a.mode));
+        break;
+      case op_kind::close:
+        io_uring_prep_close(sqe, a.owned_fd);
+        a.owned_fd = -1;  // the kernel closes it, whatever the result
+        break;
+      case op_kind::statx:
+        // AT_EMPTY_PATH: the open file itself (op->fd_).
+        io_uring_prep_statx(sqe, (a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, STATX_BASIC_STATS | STATX_DIOALIGN, &a.stx);
+        break;
+      case op_kind::fallocate:
+        io_uring_prep_fallocate(sqe, fd, a.flags, static_cast<off_t>(op->offset_), static_cast<off_t>(a.length));
+        break;
+      case op_kind::ftruncate:
+        io_uring_prep_rw(op_ftruncate, sqe, fd, nullptr, 0, op->offset_);
+        break;
+      case op_kind::rename:
+        io_uring_prep_renameat(sqe, a.dirfd, a.path.c_str(), a.dirfd2, a.path2.c_str(),
+                               static_cast<unsigned>(a.flags));
+        break;
+      case op_kind::unlink:
+        io_uring_prep_unlinkat(sqe, a.dirfd, a.path.c_str(), a.flags);
+        break;
+      case op_kind::mkdir:
+        io_uring_prep_mkdirat(sqe, a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode));
+        break;
+      case op_kind::symlink:
+        io_uring_prep_symlinkat(sqe, a.path.c_str(), a.dirfd2, a.path2.c_str());
+        break;
+      case op_kind::link:
+        io_uring_prep_linkat(sqe, a.dirfd, a.path.c_str(), a.dirfd2, a.path2.c_str(), a.flags);
+        break;
+      case op_kind::sync_file_range:
+        io_uring_prep_sync_file_range(sqe, fd, static_cast<unsigned>(a.length), op->offset_, a.flags);
+        break;
+      case op_kind::fadvise:
+        io_uring_prep_fadvise(sqe, fd, op->offset_, static_cast<off_t>(a.length), a.flags);
+        break;
+      default:
+        io_uring_prep_nop(sqe);
+        break;
+    }
+  }
+
+  // Whether the ring runs this file-system op; otherwise the psync helper
+  // does. Lock held.
+  bool ring_runs(const op_base* op) const noexcept {
+    const std::uint32_t bit = kind_bit(op->kind_);
+    if (!(ring_fs_kinds_ & bit) || (refused_.load(std::memory_order_relaxed) & bit)) return false;
+    // The SQE carries a 32-bit length for these two.
+    if ((op->kind_ == op_kind::sync_file_range || op->kind_ == op_kind::fadvise) && op->fs_->length > 0xffffffffu)
+      return false;
+    return true;
+  }
+
+  // Hands `op` to the psync helper, made on first use. Lock held: the helper
+  // never calls back into this engine from start() (its shut-down path, which
+  // would destroy a handler, cannot run while this engine is not shut down).
+  void to_helper(op_base* op) {
+    if (helper_closed_) {
+      // Shutting down: the op ends here, its handler destroyed uninvoked.
+      op->abort();
+      retire(op, finished_);
+      return;
+    }
+    if (!helper_) helper_ = make_psync_engine(ctx_.query(asio::execution::context), opts_);
+    op->unlisted_ = true;
+    op->on_helper_ = true;
+    helper_ops_.fetch_add(1, std::memory_order_relaxed);
+    // From here the helper's lock guards the op: cancellation requests are
+    // redirected to it (an emit that reached this engine is forwarded).
+    if (op->cancel_link_) op->cancel_link_->owner_.store(helper_.get(), std::memory_order_release);
+    helper_->start(op);
+  }
+
+  engine* helper_if_any() {
+    std::lock_guard lock(mutex_);
+    return helper_.get();
   }
 
   // The ops whose SQEs are in the kernel, so that a forked child can fail them.
@@ -832,6 +996,18 @@ class uring_engine final : public engine {
       if (ud == internal_user_data) continue;
       auto* op = reinterpret_cast<op_base*>(ud & ~tag_mask);
       --lane_of(op).in_kernel;
+      if (is_fs_kind(op->kind_) && (cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP) && !op->cancel_requested_ && !shut_down_ &&
+          op->kind_ != op_kind::close) {
+        // The ring refused the request for this file or filesystem: run it
+        // as a system call on the helper; if that succeeds, the result rules
+        // remember the kind as refused by this ring (fs_args::ring_refused).
+        unlink_kernel(op);
+        unlink_from_file(op);
+        op->state_ = op_state::queued;
+        op->fs_->ring_refused = &refused_;
+        to_helper(op);
+        continue;
+      }
       op_step step = (ud & tag_mask) == tag_linked_fsync ? op->on_linked_fsync_result(cqe->res)
                                                          : op->on_result(cqe->res);
       if (step == op_step::done) {
@@ -876,6 +1052,13 @@ class uring_engine final : public engine {
 
   context_executor ctx_;  // the io_context (or thread pool) the ring serves
   ring_options opts_;
+  // File-system kinds: those the ring has (probe, FSYS_TEST_DISABLE_OPS),
+  // those it refused at run time, and the psync helper that runs the rest.
+  std::uint32_t ring_fs_kinds_ = 0;
+  std::atomic<std::uint32_t> refused_{0};
+  std::unique_ptr<engine> helper_;
+  bool helper_closed_ = false;
+  std::atomic<std::uint64_t> helper_ops_{0};
   bool single_ = false;
   io_uring ring_{};
   bool ring_ok_ = false;

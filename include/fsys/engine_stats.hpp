@@ -34,6 +34,10 @@ struct engine_stats {
   /// full (`ring_options::queue_depth` operations already in the kernel), or
   /// every psync worker was busy and no more could be started.
   std::uint64_t queued_waits = 0;
+  /// io_uring backend: file-system operations run on its psync helper
+  /// (opcode missing, refused by the ring for that filesystem, or disabled
+  /// by FSYS_TEST_DISABLE_OPS).
+  std::uint64_t fs_ops_on_helper = 0;
 };
 
 }  // namespace fsys

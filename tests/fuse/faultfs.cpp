@@ -13,6 +13,9 @@
 //   write_budget <n> <e>  n more bytes are accepted, then writes fail with
 //                         errno e (a write straddling the budget is short)
 //   off                   write_budget off
+//   delay_ms <n>          every lookup/getattr, open, create and rename
+//                         waits n milliseconds first (0: off); a slow
+//                         filesystem for the stall tests
 // Reading `/.faultctl` returns
 //   "writes=W bytes=B fsyncs=F fsync_failed=X dirty=D"
 // where dirty=1 means a write reached the backing file after the last
@@ -34,6 +37,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <chrono>
 
 namespace {
 
@@ -53,7 +58,20 @@ struct faults {
 std::string real(const char* path) { return backing + path; }
 bool is_ctl(const char* path) { return std::strcmp(path, ctl_name) == 0; }
 
+// ---- slow metadata (delay_ms) ----------------------------------------------
+long delay_ms = 0;
+void slow_down(const char* path) {
+  if (delay_ms > 0 && !is_ctl(path)) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+}
+bool slow_control(const std::string& cmd) { return std::sscanf(cmd.c_str(), "delay_ms %ld", &delay_ms) == 1; }
+
+int ff_rename(const char* from, const char* to, unsigned int flags) {
+  slow_down(from);
+  return ::renameat2(AT_FDCWD, real(from).c_str(), AT_FDCWD, real(to).c_str(), flags) == 0 ? 0 : -errno;
+}
+
 int ff_getattr(const char* path, struct stat* sb, fuse_file_info*) {
+  slow_down(path);
   if (is_ctl(path)) {
     std::memset(sb, 0, sizeof *sb);
     sb->st_mode = S_IFREG | 0666;
@@ -73,6 +91,7 @@ int ff_readdir(const char* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_fi
 }
 
 int ff_open(const char* path, fuse_file_info* fi) {
+  slow_down(path);
   if (is_ctl(path)) {
     fi->fh = static_cast<uint64_t>(-1);
     fi->direct_io = 1;  // every read of the counters reaches the daemon
@@ -85,6 +104,7 @@ int ff_open(const char* path, fuse_file_info* fi) {
 }
 
 int ff_create(const char* path, mode_t mode, fuse_file_info* fi) {
+  slow_down(path);
   int fd = ::open(real(path).c_str(), fi->flags | O_CREAT, mode);
   if (fd < 0) return -errno;
   fi->fh = static_cast<uint64_t>(fd);
@@ -121,6 +141,7 @@ int control(const char* buf, size_t size) {
     st.budget_errno = static_cast<int>(b);
   } else if (cmd.rfind("off", 0) == 0) {
     st.budget = -1;
+  } else if (slow_control(cmd)) {
   } else {
     return -EINVAL;
   }
@@ -205,6 +226,7 @@ int main(int argc, char** argv) {
   ops.truncate = ff_truncate;
   ops.unlink = ff_unlink;
   ops.statfs = ff_statfs;
+  ops.rename = ff_rename;
 
   // fuse_main gets argv without the backing directory.
   argv[1] = argv[0];

@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace fsys::detail {
@@ -56,9 +57,16 @@ struct bound_completion {
   }
 };
 
+/// The value a `file_op<..., Value>` completes with, read from the op before
+/// it is freed: `op_result<Value>::get(op)`. Specialised per value type
+/// (detail/fs_args.hpp: file_status).
+template <class Value>
+struct op_result;
+
 /// An operation carrying `Handler`. `WithSize` selects the completion
-/// signature: `void(error_code, std::size_t)` or `void(error_code)`.
-template <class Handler, class IoExecutor, bool WithSize>
+/// signature: `void(error_code, std::size_t)` or `void(error_code)`; a
+/// non-void `Value` makes it `void(error_code, Value)`.
+template <class Handler, class IoExecutor, bool WithSize, class Value = void>
 class file_op final : public op_base {
  public:
   /// Operation memory comes from the handler's associated allocator, or from
@@ -109,6 +117,10 @@ class file_op final : public op_base {
     work_executor work(std::move(self->work_));
     const boost::system::error_code ec = self->ec_;
     const std::size_t n = self->transferred_;
+    [[maybe_unused]] auto value = [self] {
+      if constexpr (std::is_void_v<Value>) return 0;
+      else return op_result<Value>::get(*self);
+    }();
 
     using op_alloc = typename std::allocator_traits<allocator_type>::template rebind_alloc<file_op>;
     op_alloc alloc(asio::get_associated_allocator(handler, asio::recycling_allocator<void>()));
@@ -125,7 +137,10 @@ class file_op final : public op_base {
     // dispatch: runs inline when this thread already runs the handler's
     // executor (the common case: the reaping thread runs the io_context), and
     // is posted there otherwise. Never reached from an initiating function.
-    if constexpr (WithSize) {
+    if constexpr (!std::is_void_v<Value>) {
+      asio::dispatch(work, bound_completion<Handler, boost::system::error_code, Value>{
+                               std::move(handler), {ec, std::move(value)}});
+    } else if constexpr (WithSize) {
       asio::dispatch(work, bound_completion<Handler, boost::system::error_code, std::size_t>{
                                std::move(handler), {ec, n}});
     } else {

@@ -1,0 +1,160 @@
+// File-system operation cases of fsys-bench: serving a small cached file per
+// request — open + statx + 4 KiB read + close — with 32 requests in flight on
+// one io_context, made with fsys's asynchronous operations (io_uring and the
+// psync backend) and with the same four system calls made blocking on the
+// loop thread.
+#include "cases.hpp"
+#include "common.hpp"
+
+#include <fsys/file.hpp>
+#include <fsys/uring_service.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace bench {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr unsigned small_files = 1024;
+constexpr unsigned serve_depth = 32;
+constexpr std::uint64_t serve_ops = 200000;
+
+// 1024 files of 4 KiB (file i starts with the 8-byte value i, then zeros),
+// read once so that the tree is in the page cache.
+const std::vector<std::string>& small_tree() {
+  static const std::vector<std::string> paths = [] {
+    std::vector<std::string> v;
+    const std::string dir = files().dir + "/small";
+    std::filesystem::create_directories(dir);
+    block_buffer buf;
+    for (unsigned i = 0; i < small_files; ++i) {
+      std::string p = dir + "/f" + std::to_string(i);
+      struct stat sb;
+      if (::stat(p.c_str(), &sb) != 0 || sb.st_size != static_cast<off_t>(block_size)) {
+        int fd = open_or_die(p, O_WRONLY | O_CREAT | O_TRUNC);
+        std::memset(buf.p, 0, block_size);
+        const std::uint64_t tag = i;
+        std::memcpy(buf.p, &tag, sizeof tag);
+        if (::pwrite(fd, buf.p, block_size, 0) != static_cast<ssize_t>(block_size)) fail("write small file");
+        ::close(fd);
+      }
+      int fd = open_or_die(p, O_RDONLY);
+      if (::pread(fd, buf.p, block_size, 0) != static_cast<ssize_t>(block_size)) fail("read small file");
+      ::close(fd);
+      v.push_back(std::move(p));
+    }
+    return v;
+  }();
+  return paths;
+}
+
+void check_small(const std::byte* buf, long n, std::uint64_t i, const char* who) {
+  std::uint64_t tag;
+  std::memcpy(&tag, buf, sizeof tag);
+  if (n != static_cast<long>(block_size) || tag != i)
+    fail(std::string(who) + ": small file " + std::to_string(i) + " read wrong");
+}
+
+asio::awaitable<void> serve_worker(asio::io_context& ctx, budget& b, unsigned seed, std::uint64_t& done) {
+  const auto& paths = small_tree();
+  block_buffer buf;
+  block_picker pick(seed, paths.size());
+  const auto use = asio::as_tuple(asio::use_awaitable);
+  while (b.take()) {
+    const std::uint64_t i = pick.next();
+    fsys::file f(ctx);
+    auto [e1] = co_await f.async_open(paths[i], O_RDONLY, 0, use);
+    if (e1) fail("fsys async_open: " + e1.message());
+    auto [e2, st] = co_await f.async_stat(use);
+    if (e2 || st.size != block_size) fail("fsys async_stat");
+    auto [e3, n] = co_await f.async_read_at(0, asio::buffer(buf.p, block_size), use);
+    if (e3) fail("fsys async_read_at: " + e3.message());
+    check_small(buf.p, static_cast<long>(n), i, "fsys serve");
+    auto [e4] = co_await f.async_close(use);
+    if (e4) fail("fsys async_close: " + e4.message());
+    ++done;
+  }
+}
+
+run_result run_fsys(bool psync, budget& b) {
+  asio::io_context ctx(1);
+  fsys::ring_options o;
+  if (psync) o.fallback = fsys::fallback_policy::force_psync;
+  auto& svc = asio::make_service<fsys::uring_service>(ctx, o);
+  if ((svc.active_backend() == fsys::backend::psync) != psync) fail("serve: unexpected backend");
+  run_result r;
+  std::uint64_t done = 0;
+  const auto allocs0 = allocations();
+  const auto enters0 = svc.stats().enter_calls;
+  b.start();
+  for (unsigned w = 0; w < serve_depth; ++w)
+    asio::co_spawn(ctx, serve_worker(ctx, b, w + 1, done), [](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+    });
+  ctx.run();
+  r.seconds = seconds_since(b.started());
+  r.ops = done;
+  r.allocs = allocations() - allocs0;
+  if (!psync) r.enters = static_cast<double>(svc.stats().enter_calls - enters0);
+  return r;
+}
+
+// The same four calls, blocking, one request after the other on the thread
+// that would run the io_context.
+run_result run_blocking(budget& b) {
+  const auto& paths = small_tree();
+  block_buffer buf;
+  block_picker pick(7, paths.size());
+  run_result r;
+  const auto allocs0 = allocations();
+  b.start();
+  while (b.take()) {
+    const std::uint64_t i = pick.next();
+    int fd = ::open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("open");
+    struct statx stx;
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &stx) != 0 ||
+        stx.stx_size != block_size)
+      fail("statx");
+    check_small(buf.p, static_cast<long>(::pread(fd, buf.p, block_size, 0)), i, "blocking serve");
+    if (::close(fd) != 0) fail("close");
+    ++r.ops;
+  }
+  r.seconds = seconds_since(b.started());
+  r.allocs = allocations() - allocs0;
+  return r;
+}
+
+}  // namespace
+
+void register_fs_benchmarks() {
+  for (int v = 0; v < 3; ++v) {
+    static const char* names[] = {"serve_small_file_d32/fsys_co_ctx1", "serve_small_file_d32/blocking_syscalls",
+                                  "serve_small_file_d32/psync_co"};
+    add(names[v], [v](benchmark::State& st) {
+      small_tree();
+      run_result r;
+      for (auto _ : st) {
+        budget b(serve_ops, max_case_seconds);
+        r = v == 1 ? run_blocking(b) : run_fsys(v == 2, b);
+      }
+      report(st, r);
+    });
+  }
+}
+
+}  // namespace bench
