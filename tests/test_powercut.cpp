@@ -344,6 +344,21 @@ BOOST_AUTO_TEST_CASE(linked_write_fsync_acknowledged_blocks_survive_every_cut) {
         // The last acknowledged block of this sector, or a later write.
         if (owned[s] && (!v.valid || v.id < owner[s])) ++missing;
       }
+      // The block in flight at the cut (never acknowledged) is all there or
+      // not at all in drop mode. (In prefix and torn modes it can be partly
+      // there, in whole sectors: the kernel's FUSE client sends a write that
+      // starts inside a page as several requests, and the cut keeps a prefix
+      // of them.)
+      const block_spec in_flight = block_of(seed, static_cast<std::uint64_t>(round) << 32 | next);
+      std::uint64_t in_flight_sectors = 0;
+      for (std::uint64_t s = in_flight.first; s < in_flight.first + in_flight.count; ++s) {
+        sector_view v = classify(disk, s, seed);
+        in_flight_sectors += v.valid && v.id == in_flight.id;
+      }
+      if (std::string(mode_name(round)) == "drop")
+        BOOST_TEST((in_flight_sectors == 0 || in_flight_sectors == in_flight.count),
+                   "the unacknowledged block is partly there (" << in_flight_sectors << " of " << in_flight.count
+                                                                << " sectors) although the cut dropped every unsynced write");
       BOOST_TEST(missing == 0, missing << " sectors of acknowledged blocks lost or rolled back");
       BOOST_TEST(garbage == 0, garbage << " sectors hold a mix or garbage");
       BOOST_TEST(phantom == 0, phantom << " sectors hold blocks that were never written");
@@ -502,8 +517,7 @@ BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {
         cstatus = wait_child(client.pid);
       }
       if (fs.counters()["dead"] == 0) fs.cut();
-      if (wait_for(srv.proc.pid, std::chrono::seconds(10)) == -1) ::kill(srv.proc.pid, SIGKILL), wait_child(srv.proc.pid);
-      srv.proc.pid = -1;
+      if (wait_for(srv.proc.pid, std::chrono::seconds(10)) != -1) srv.proc.pid = -1;  // exited after the failed commit
       stop(srv.proc, SIGKILL);
       BOOST_TEST((WIFEXITED(cstatus) && WEXITSTATUS(cstatus) == 0), "client status " << cstatus);
       check_cut(fs);
