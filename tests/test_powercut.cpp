@@ -741,7 +741,7 @@ BOOST_AUTO_TEST_CASE(control_replace_by_truncate_and_write_ends_torn_or_empty) {
       fs.set_mode(mode_name(round), rs);
       auto fresh = fsys::test::pattern(32 * 1024 + rs % (32 * 1024), rs);
       // Operations: open(O_TRUNC), 4 writes, fdatasync.
-      fs.cut_after(rs % 9);
+      fs.cut_after(rs % 14);
       bool synced = false;
       try {
         asio::io_context ctx;
