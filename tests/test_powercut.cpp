@@ -417,7 +417,7 @@ BOOST_AUTO_TEST_CASE(linked_write_fsync_acknowledged_blocks_survive_every_cut) {
                                             << " acknowledged blocks all intact; the cuts dropped " << lost
                                             << " unsynced writes and tore " << torn);
   BOOST_TEST(acked_total > static_cast<std::uint64_t>(cuts));  // the writer really wrote
-  BOOST_TEST(lost > 0u);  // and the cuts really dropped unsynced writes
+  if (cuts >= 20) BOOST_TEST(lost > 0u);  // and the cuts really dropped unsynced writes
 }
 
 // ---- proof 2: the durable log server under its load client ----------------
@@ -613,7 +613,9 @@ BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {
                                     << " bytes), each cut off exactly by recovery; the cuts dropped " << lost
                                     << " unsynced writes");
   BOOST_TEST(acked.size() > static_cast<std::size_t>(cuts));
-  BOOST_TEST(torn_tails > 0u);
+  // About one cut in six tears the tail; with fewer cuts (FSYS_POWERCUT_CUTS)
+  // none may.
+  if (cuts >= 50) BOOST_TEST(torn_tails > 0u);
 }
 #else
 BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {

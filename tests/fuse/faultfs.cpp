@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,8 +40,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-
-#include <sys/syscall.h>
 
 namespace {
 

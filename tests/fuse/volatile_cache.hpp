@@ -27,8 +27,10 @@
 //
 // Writeback failure (`wb_fail <n> [skip]`): after `skip` successful syncs of
 // regular files, the next n fsync/fdatasync calls fail with EIO and drop the
-// file's unsynced changes (the live contents go back to the durable ones, as if
-// the kernel had dropped the failed pages). As the kernel's errseq does, every
+// file's unsynced changes (the backing file goes back to the durable contents,
+// as if the kernel had dropped the failed pages; the kernel's page cache of the
+// mount may still show the dropped data, as on a real machine). As the
+// kernel's errseq does, every
 // other open file description of that inode that was open at the failure
 // reports EIO once, at its next fsync (which still syncs); the description
 // whose fsync failed has already been told, and its next fsync returns 0.
