@@ -153,6 +153,20 @@ table ring_table(const fsys::ring_features& f) {
   t.flag("op_async_cancel", f.op_async_cancel);
   t.flag("op_link_timeout", f.op_link_timeout);
   t.flag("op_uring_cmd", f.op_uring_cmd);
+  t.flag("op_openat", f.op_openat);
+  t.flag("op_openat2", f.op_openat2);
+  t.flag("op_close", f.op_close);
+  t.flag("op_statx", f.op_statx);
+  t.flag("op_fallocate", f.op_fallocate);
+  t.flag("op_ftruncate", f.op_ftruncate);
+  t.flag("op_renameat", f.op_renameat);
+  t.flag("op_unlinkat", f.op_unlinkat);
+  t.flag("op_mkdirat", f.op_mkdirat);
+  t.flag("op_symlinkat", f.op_symlinkat);
+  t.flag("op_linkat", f.op_linkat);
+  t.flag("op_sync_file_range", f.op_sync_file_range);
+  t.flag("op_fadvise", f.op_fadvise);
+  t.text("fs_ops_through_ring", f.fs_ops_through_ring());
   t.text("summary", f.summary());
   return t;
 }

@@ -65,6 +65,20 @@ ring_features do_probe() {
     f.op_async_cancel = io_uring_opcode_supported(probe, IORING_OP_ASYNC_CANCEL);
     f.op_link_timeout = io_uring_opcode_supported(probe, IORING_OP_LINK_TIMEOUT);
     f.op_uring_cmd = io_uring_opcode_supported(probe, IORING_OP_URING_CMD);
+    f.op_openat = io_uring_opcode_supported(probe, IORING_OP_OPENAT);
+    f.op_openat2 = io_uring_opcode_supported(probe, IORING_OP_OPENAT2);
+    f.op_close = io_uring_opcode_supported(probe, IORING_OP_CLOSE);
+    f.op_statx = io_uring_opcode_supported(probe, IORING_OP_STATX);
+    f.op_fallocate = io_uring_opcode_supported(probe, IORING_OP_FALLOCATE);
+    // IORING_OP_FTRUNCATE (55) is newer than liburing 2.3's headers.
+    f.op_ftruncate = io_uring_opcode_supported(probe, 55);
+    f.op_renameat = io_uring_opcode_supported(probe, IORING_OP_RENAMEAT);
+    f.op_unlinkat = io_uring_opcode_supported(probe, IORING_OP_UNLINKAT);
+    f.op_mkdirat = io_uring_opcode_supported(probe, IORING_OP_MKDIRAT);
+    f.op_symlinkat = io_uring_opcode_supported(probe, IORING_OP_SYMLINKAT);
+    f.op_linkat = io_uring_opcode_supported(probe, IORING_OP_LINKAT);
+    f.op_sync_file_range = io_uring_opcode_supported(probe, IORING_OP_SYNC_FILE_RANGE);
+    f.op_fadvise = io_uring_opcode_supported(probe, IORING_OP_FADVISE);
     io_uring_free_probe(probe);
   }
   return f;
@@ -111,6 +125,44 @@ std::string ring_features::summary() const {
   add(op_async_cancel, "ASYNC_CANCEL");
   add(op_link_timeout, "LINK_TIMEOUT");
   add(op_uring_cmd, "URING_CMD");
+  add(op_openat, "OPENAT");
+  add(op_openat2, "OPENAT2");
+  add(op_close, "CLOSE");
+  add(op_statx, "STATX");
+  add(op_fallocate, "FALLOCATE");
+  add(op_ftruncate, "FTRUNCATE");
+  add(op_renameat, "RENAMEAT");
+  add(op_unlinkat, "UNLINKAT");
+  add(op_mkdirat, "MKDIRAT");
+  add(op_symlinkat, "SYMLINKAT");
+  add(op_linkat, "LINKAT");
+  add(op_sync_file_range, "SYNC_FILE_RANGE");
+  add(op_fadvise, "FADVISE");
+  s += "; file-system operations through the ring: " + fs_ops_through_ring();
+  return s;
+}
+
+std::string ring_features::fs_ops_through_ring() const {
+  std::string s;
+  if (!available) return s;
+  auto add = [&s](bool on, const char* name) {
+    if (!on) return;
+    if (!s.empty()) s += ' ';
+    s += name;
+  };
+  add(op_openat && op_openat2, "open");
+  add(op_close, "close");
+  add(op_statx, "stat");
+  add(op_fallocate, "allocate");
+  add(op_ftruncate, "resize");
+  add(op_renameat, "rename");
+  add(op_unlinkat, "remove");
+  add(op_mkdirat, "create_directory");
+  add(op_symlinkat, "create_symlink");
+  add(op_linkat, "create_hard_link");
+  add(op_sync_file_range, "sync_range");
+  add(op_fadvise, "advise");
+  add(op_fsync, "sync_directory");
   return s;
 }
 

@@ -1,5 +1,7 @@
 // Transfer rules shared by both backends, and the shared file handle.
+#include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/fs_args.hpp>
 #include <fsys/detail/op.hpp>
 #include <fsys/error.hpp>
 
@@ -37,26 +39,60 @@ file_handle* file_handle::create(int fd, bool owns_fd) {
   return h;
 }
 
-void file_handle::release() noexcept {
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    if (owns_fd_.load(std::memory_order_relaxed) && fd_ >= 0) ::close(fd_);
-    delete this;
+file_handle* file_handle::create_opening() { return new file_handle(opening, true); }
+
+void file_handle::attach(int fd, bool direct) noexcept {
+  if (direct) {
+    struct statx stx;
+    std::memset(&stx, 0, sizeof stx);
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
+        stx.stx_dio_offset_align != 0) {
+      dio_mem_align_ = stx.stx_dio_mem_align;
+      dio_offset_align_ = stx.stx_dio_offset_align;
+    }
   }
+  // Release: a thread that sees the fd also sees the alignment.
+  fd_.store(fd, std::memory_order_release);
+}
+
+int file_handle::close_now() noexcept {
+  const int fd = fd_.load(std::memory_order_acquire);
+  const bool owned = owns_fd_.load(std::memory_order_relaxed) && fd >= 0;
+  int err = 0;
+  if (op_base* op = close_op_) {
+    // async_close: the close goes to the engine, now that no operation of
+    // this file can reach the kernel any more. The op owns the fd from here
+    // (its fs_args closes it if the op is destroyed without running).
+    if (owned) {
+      op->fd_ = fd;
+      op->fs_->owned_fd = fd;
+    } else {
+      op->ec_ = boost::asio::error::bad_descriptor;
+    }
+    close_engine_->start(op);
+  } else if (owned && ::close(fd) != 0) {
+    err = errno;
+  }
+  delete this;
+  return err;
+}
+
+void file_handle::release() noexcept {
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) close_now();
 }
 
 int file_handle::release_owner() noexcept {
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    int err = 0;
-    if (owns_fd_.load(std::memory_order_relaxed) && fd_ >= 0 && ::close(fd_) != 0) err = errno;
-    delete this;
-    return err;
-  }
+  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) return close_now();
   return 0;
 }
 
 // ---- op_base ---------------------------------------------------------------
 
 op_base::~op_base() {
+  delete fs_;
+  // An open that ended without attaching a descriptor (cancelled before the
+  // kernel saw it, refused, dropped at shutdown) leaves its file closed.
+  if (kind_ == op_kind::open && file_ && file_->fd() == file_handle::opening) file_->set_failed();
   if (iov_ != inline_iov_) std::free(iov_);
   if (file_) file_->release();
 }
@@ -82,6 +118,7 @@ unsigned op_base::iov_count() const noexcept {
 
 void op_base::validate() noexcept {
   namespace aerr = boost::asio::error;
+  if (fs_) return validate_fs();
   if (fd_ < 0) {
     ec_ = aerr::bad_descriptor;
     return;
@@ -132,6 +169,7 @@ void op_base::fail(int negative_errno) noexcept {
 void op_base::abort() noexcept { ec_ = boost::asio::error::operation_aborted; }
 
 op_step op_base::on_result(int res) noexcept {
+  if (is_fs_kind(kind_)) return on_fs_result(res);
   if (kind_ == op_kind::write_linked_fsync) {
     // The write half of a linked round: keep it until the fsync's CQE has
     // come too (-ECANCELED when the link broke); either may arrive first.
@@ -169,7 +207,7 @@ op_step op_base::on_result(int res) noexcept {
       consume(n);
       if (remaining_ == 0) return op_step::done;
       return cancel_requested_ ? (abort(), op_step::done) : op_step::again;
-    case op_kind::write_linked_fsync:
+    default:
       break;
   }
   return op_step::done;
@@ -205,6 +243,68 @@ op_step op_base::finish_linked_round() noexcept {
   }
   // Everything written; durable only if this round's fsync succeeded.
   if (fsync_res < 0) fail(fsync_res);
+  return op_step::done;
+}
+
+// ---- file-system operations ------------------------------------------------
+
+void op_base::validate_fs() noexcept {
+  constexpr std::uint64_t off_max = static_cast<std::uint64_t>(std::numeric_limits<off_t>::max());
+  switch (kind_) {
+    case op_kind::fallocate:
+    case op_kind::sync_file_range:
+    case op_kind::fadvise:
+      if (fd_ < 0) {
+        ec_ = boost::asio::error::bad_descriptor;
+      } else if (offset_ > off_max || fs_->length > off_max - offset_) {
+        ec_ = make_error_code(errc::offset_overflow);
+      }
+      return;
+    case op_kind::ftruncate:
+      if (fd_ < 0)
+        ec_ = boost::asio::error::bad_descriptor;
+      else if (offset_ > off_max)
+        ec_ = make_error_code(errc::offset_overflow);
+      return;
+    case op_kind::statx:
+      // On an open file: statx(fd, "", AT_EMPTY_PATH).
+      if ((fs_->flags & AT_EMPTY_PATH) && fd_ < 0) ec_ = boost::asio::error::bad_descriptor;
+      return;
+    default:
+      return;  // path operations: paths were checked by the initiating function
+  }
+}
+
+// The result rules of every file-system operation, for both backends (and the
+// io_uring engine's psync helper): `res` as io_uring returns it.
+op_step op_base::on_fs_result(int res) noexcept {
+  cqes_due_ = 0;
+  if (res >= 0 && fs_->ring_refused) {
+    // The ring refused this kind (EINVAL/EOPNOTSUPP) and the system call did
+    // it: remember, so that the ring sends the kind to the helper from now on.
+    fs_->ring_refused->fetch_or(1u << static_cast<unsigned>(kind_), std::memory_order_relaxed);
+  }
+  if (kind_ == op_kind::open) {
+    if (res >= 0 && cancel_requested_) {
+      // Cancelled, but the kernel opened the file anyway: the caller is told
+      // operation_aborted, so nobody would ever close this fd. Close it.
+      ::close(res);
+      abort();
+      if (file_) file_->set_failed();
+      return op_step::done;
+    }
+    if (res >= 0) {
+      if (file_)
+        file_->attach(res, (fs_->flags & O_DIRECT) != 0);
+      else
+        fs_->owned_fd = res;
+      return op_step::done;
+    }
+    fail(res);
+    if (file_) file_->set_failed();
+    return op_step::done;
+  }
+  if (res < 0) fail(res);
   return op_step::done;
 }
 

@@ -31,6 +31,7 @@
 // on the handler's executor, which may belong to another context).
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/fs_args.hpp>
 #include <fsys/error.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -252,7 +253,7 @@ class psync_engine final : public engine {
 
  private:
   static bool nothing_to_do(const op_base* op) noexcept {
-    return op->remaining() == 0 && op->kind_ != op_kind::fdatasync && op->kind_ != op_kind::fsync;
+    return op->nothing_to_transfer();
   }
 
   // Takes the engine lock. In a child process after fork(), first forgets
@@ -495,8 +496,15 @@ class psync_engine final : public engine {
           if (step == op_step::wait) step = op->on_linked_fsync_result(f);
           break;
         }
-        default:
-          return;
+        default: {
+          if (!is_fs_kind(op->kind_)) return;
+          // A file-system operation: one system call (see run_fs_syscall
+          // for why its arguments are sound to hand over).
+          const int r = run_fs_syscall(op);
+          std::lock_guard lock(mutex_);
+          step = op->on_result(r);
+          break;
+        }
       }
       if (step != op_step::again) return;
     }

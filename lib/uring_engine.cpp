@@ -20,6 +20,7 @@
 // DEFER_TASKRUN, see `get_events`).
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/fs_args.hpp>
 #include <fsys/error.hpp>
 #include <fsys/features.hpp>
 
@@ -39,7 +40,9 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace fsys::detail {
 namespace {
@@ -55,6 +58,53 @@ std::uint64_t user_data(op_base* op, std::uint64_t tag) {
   return reinterpret_cast<std::uintptr_t>(op) | tag;
 }
 
+constexpr std::uint32_t kind_bit(op_kind k) { return 1u << static_cast<unsigned>(k); }
+
+// IORING_OP_FTRUNCATE (kernel 6.9) is newer than liburing 2.3's headers.
+constexpr unsigned op_ftruncate = 55;
+
+// The file-system kinds the ring can run, from the opcode probe, minus those
+// named in FSYS_TEST_DISABLE_OPS (a comma-separated list of kind names, or
+// "all"), which tests use to force the psync path.
+std::uint32_t ring_fs_kinds() {
+  const ring_features& f = probe_features();
+  std::uint32_t m = 0;
+  auto add = [&m](bool on, op_kind k) {
+    if (on) m |= kind_bit(k);
+  };
+  add(f.op_openat && f.op_openat2, op_kind::open);
+  add(f.op_close, op_kind::close);
+  add(f.op_statx, op_kind::statx);
+  add(f.op_fallocate, op_kind::fallocate);
+  add(f.op_ftruncate, op_kind::ftruncate);
+  add(f.op_renameat, op_kind::rename);
+  add(f.op_unlinkat, op_kind::unlink);
+  add(f.op_mkdirat, op_kind::mkdir);
+  add(f.op_symlinkat, op_kind::symlink);
+  add(f.op_linkat, op_kind::link);
+  add(f.op_sync_file_range, op_kind::sync_file_range);
+  add(f.op_fadvise, op_kind::fadvise);
+  if (const char* v = std::getenv("FSYS_TEST_DISABLE_OPS")) {
+    static constexpr std::pair<std::string_view, op_kind> names[] = {
+        {"open", op_kind::open},          {"close", op_kind::close},
+        {"statx", op_kind::statx},        {"fallocate", op_kind::fallocate},
+        {"ftruncate", op_kind::ftruncate}, {"rename", op_kind::rename},
+        {"unlink", op_kind::unlink},      {"mkdir", op_kind::mkdir},
+        {"symlink", op_kind::symlink},    {"link", op_kind::link},
+        {"sync_file_range", op_kind::sync_file_range}, {"fadvise", op_kind::fadvise}};
+    std::string_view list(v);
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      if (item == "all") m = 0;
+      for (const auto& [name, k] : names)
+        if (item == name) m &= ~kind_bit(k);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+  }
+  return m;
+}
+
 class uring_engine final : public engine {
  public:
   uring_engine(asio::io_context& ctx, const ring_options& opts, std::error_code& ec)
@@ -64,6 +114,7 @@ class uring_engine final : public engine {
       ec = f.setup_error;
       return;
     }
+    ring_fs_kinds_ = ring_fs_kinds();
     single_ = opts.issuer == issuer_mode::single_thread;
     if (opts.issuer == issuer_mode::automatic) {
       // Asio's public API does not expose the concurrency hint; the
@@ -119,6 +170,7 @@ class uring_engine final : public engine {
   }
 
   void notify_fork_child() override {
+    if (engine* h = helper_if_any()) h->notify_fork_child();
     op_queue done;
     {
       std::lock_guard lock(mutex_);
@@ -174,6 +226,10 @@ class uring_engine final : public engine {
         op->complete_(op, false);
         return;
       }
+      if (is_fs_kind(op->kind_) && !op->ec_ && !ring_runs(op)) {
+        to_helper(op);  // an opcode this ring lacks or refused
+        return;
+      }
       link_to_file(op);
       queued_.push_back(op);
       if (finishing_ == this)
@@ -206,15 +262,21 @@ class uring_engine final : public engine {
 
   void cancel(op_base* op) override {
     bool post_flush = false;
+    engine* helper = nullptr;
     {
       std::lock_guard lock(mutex_);
-      if (shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) return;
+      if (op->on_helper_) helper = helper_.get();
+      if (helper || shut_down_ || op->state_ == op_state::finished || op->cancel_requested_) {
+        if (!helper) return;
+      } else {
       op->cancel_requested_ = true;
       // A queued op is completed with operation_aborted at the next pump; an
       // op in the kernel gets an ASYNC_CANCEL SQE there.
       if (op->state_ == op_state::in_kernel && !op->cancel_queued_) cancels_.push_back(op);
       if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+      }
     }
+    if (helper) helper->cancel(op);  // the helper's state is under its own lock
     if (post_flush) schedule_flush();
   }
 
@@ -238,6 +300,13 @@ class uring_engine final : public engine {
   }
 
   void shutdown() override {
+    engine* h = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      helper_closed_ = true;  // from now on to_helper() refuses
+      h = helper_.get();
+    }
+    if (h) h->shutdown();
     std::unique_lock lock(mutex_);
     if (shut_down_) return;
     shut_down_ = true;
@@ -314,6 +383,7 @@ class uring_engine final : public engine {
     s.ops_completed = ops_completed_.load(std::memory_order_relaxed);
     s.reactor_wakeups = wakeups_.load(std::memory_order_relaxed);
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
+    s.fs_ops_on_helper = helper_ops_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -494,7 +564,7 @@ class uring_engine final : public engine {
         retire(op, done);
         continue;
       }
-      if (op->remaining() == 0 && op->kind_ != op_kind::fdatasync && op->kind_ != op_kind::fsync) {
+      if (op->nothing_to_transfer()) {
         // Nothing to transfer: complete with 0 bytes, as Asio does.
         queued_.pop();
         retire(op, done);
@@ -571,6 +641,9 @@ class uring_engine final : public engine {
       case op_kind::fsync:
         io_uring_prep_fsync(sqe, fd, 0);
         break;
+      default:
+        prepare_fs(op, sqe);
+        break;
     }
     io_uring_sqe_set_data64(sqe, user_data(op, tag_main));
     op->cqes_due_ = 1;
@@ -587,6 +660,101 @@ class uring_engine final : public engine {
     }
     op->state_ = op_state::in_kernel;
     link_kernel(op);
+  }
+
+  // Writes the SQE of a file-system op.
+  //
+  // Why handing these pointers to the kernel is sound: the path strings, the
+  // open_how block and the statx buffer live in the op's fs_args, which is
+  // freed with the op, and the op is freed only after its CQE has been
+  // reaped (the kernel copies paths when it issues the request, possibly in
+  // an io-wq worker, and writes the statx buffer before posting the CQE).
+  // File descriptors are held open by the op's file_handle reference (or,
+  // for close, owned by the op and given to the kernel here).
+  void prepare_fs(op_base* op, io_uring_sqe* sqe) {
+    fs_args& a = *op->fs_;
+    const int fd = op->fd_;
+    switch (op->kind_) {
+      case op_kind::open:
+        if (a.openat2)
+          io_uring_prep_openat2(sqe, a.dirfd, a.path.c_str(), reinterpret_cast<struct open_how*>(&a.how));
+        else
+          io_uring_prep_openat(sqe, a.dirfd, a.path.c_str(), a.flags, static_cast<mode_t>(a.mode));
+        break;
+      case op_kind::close:
+        io_uring_prep_close(sqe, a.owned_fd);
+        a.owned_fd = -1;  // the kernel closes it, whatever the result
+        break;
+      case op_kind::statx:
+        // AT_EMPTY_PATH: the open file itself (op->fd_).
+        io_uring_prep_statx(sqe, (a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, STATX_BASIC_STATS | STATX_DIOALIGN, &a.stx);
+        break;
+      case op_kind::fallocate:
+        io_uring_prep_fallocate(sqe, fd, a.flags, static_cast<off_t>(op->offset_), static_cast<off_t>(a.length));
+        break;
+      case op_kind::ftruncate:
+        io_uring_prep_rw(op_ftruncate, sqe, fd, nullptr, 0, op->offset_);
+        break;
+      case op_kind::rename:
+        io_uring_prep_renameat(sqe, a.dirfd, a.path.c_str(), a.dirfd2, a.path2.c_str(),
+                               static_cast<unsigned>(a.flags));
+        break;
+      case op_kind::unlink:
+        io_uring_prep_unlinkat(sqe, a.dirfd, a.path.c_str(), a.flags);
+        break;
+      case op_kind::mkdir:
+        io_uring_prep_mkdirat(sqe, a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode));
+        break;
+      case op_kind::symlink:
+        io_uring_prep_symlinkat(sqe, a.path.c_str(), a.dirfd2, a.path2.c_str());
+        break;
+      case op_kind::link:
+        io_uring_prep_linkat(sqe, a.dirfd, a.path.c_str(), a.dirfd2, a.path2.c_str(), a.flags);
+        break;
+      case op_kind::sync_file_range:
+        io_uring_prep_sync_file_range(sqe, fd, static_cast<unsigned>(a.length), op->offset_, a.flags);
+        break;
+      case op_kind::fadvise:
+        io_uring_prep_fadvise(sqe, fd, op->offset_, static_cast<off_t>(a.length), a.flags);
+        break;
+      default:
+        io_uring_prep_nop(sqe);
+        break;
+    }
+  }
+
+  // Whether the ring runs this file-system op; otherwise the psync helper
+  // does. Lock held.
+  bool ring_runs(const op_base* op) const noexcept {
+    const std::uint32_t bit = kind_bit(op->kind_);
+    if (!(ring_fs_kinds_ & bit) || (refused_.load(std::memory_order_relaxed) & bit)) return false;
+    // The SQE carries a 32-bit length for these two.
+    if ((op->kind_ == op_kind::sync_file_range || op->kind_ == op_kind::fadvise) && op->fs_->length > 0xffffffffu)
+      return false;
+    return true;
+  }
+
+  // Hands `op` to the psync helper, made on first use. Lock held: the helper
+  // never calls back into this engine from start() (its shut-down path, which
+  // would destroy a handler, cannot run while this engine is not shut down).
+  void to_helper(op_base* op) {
+    if (helper_closed_) {
+      // Shutting down: the op ends here, its handler destroyed uninvoked.
+      op->abort();
+      op->state_ = op_state::finished;
+      finished_.push_back(op);
+      return;
+    }
+    if (!helper_) helper_ = make_psync_engine(ctx_, opts_);
+    op->unlisted_ = true;
+    op->on_helper_ = true;
+    helper_ops_.fetch_add(1, std::memory_order_relaxed);
+    helper_->start(op);
+  }
+
+  engine* helper_if_any() {
+    std::lock_guard lock(mutex_);
+    return helper_.get();
   }
 
   // The ops whose SQEs are in the kernel, so that a forked child can fail them.
@@ -682,6 +850,18 @@ class uring_engine final : public engine {
       const std::uint64_t ud = cqe->user_data;
       if (ud == internal_user_data) continue;
       auto* op = reinterpret_cast<op_base*>(ud & ~tag_mask);
+      if (is_fs_kind(op->kind_) && (cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP) && !op->cancel_requested_ && !shut_down_ &&
+          op->kind_ != op_kind::close) {
+        // The ring refused the request for this file or filesystem: run it
+        // as a system call on the helper; if that succeeds, the result rules
+        // remember the kind as refused by this ring (fs_args::ring_refused).
+        unlink_kernel(op);
+        unlink_from_file(op);
+        op->state_ = op_state::queued;
+        op->fs_->ring_refused = &refused_;
+        to_helper(op);
+        continue;
+      }
       op_step step = (ud & tag_mask) == tag_linked_fsync ? op->on_linked_fsync_result(cqe->res)
                                                          : op->on_result(cqe->res);
       if (step == op_step::done) {
@@ -724,6 +904,13 @@ class uring_engine final : public engine {
 
   asio::io_context& ctx_;
   ring_options opts_;
+  // File-system kinds: those the ring has (probe, FSYS_TEST_DISABLE_OPS),
+  // those it refused at run time, and the psync helper that runs the rest.
+  std::uint32_t ring_fs_kinds_ = 0;
+  std::atomic<std::uint32_t> refused_{0};
+  std::unique_ptr<engine> helper_;
+  bool helper_closed_ = false;
+  std::atomic<std::uint64_t> helper_ops_{0};
   bool single_ = false;
   io_uring ring_{};
   bool ring_ok_ = false;
@@ -788,7 +975,7 @@ std::uint64_t fork_generation() noexcept {
 
 void engine::link_to_file(op_base* op) noexcept {
   file_handle* f = op->file_;
-  if (!f) return;
+  if (!f || op->unlisted_) return;
   op->file_prev_ = nullptr;
   op->file_next_ = f->ops_;
   if (f->ops_) f->ops_->file_prev_ = op;
@@ -797,7 +984,7 @@ void engine::link_to_file(op_base* op) noexcept {
 
 void engine::unlink_from_file(op_base* op) noexcept {
   file_handle* f = op->file_;
-  if (!f) return;
+  if (!f || op->unlisted_) return;
   if (op->file_prev_)
     op->file_prev_->file_next_ = op->file_next_;
   else if (f->ops_ == op)

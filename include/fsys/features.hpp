@@ -43,6 +43,29 @@ struct ring_features {
   bool op_link_timeout = false;  ///< IORING_OP_LINK_TIMEOUT
   bool op_uring_cmd = false;     ///< IORING_OP_URING_CMD (NVMe passthrough)
 
+  /// File-system opcodes. An operation whose opcode is missing runs on the
+  /// psync workers instead (same results); `fs_ops_through_ring()` names
+  /// the operations that go through the ring.
+  bool op_openat = false;           ///< IORING_OP_OPENAT (5.6)
+  bool op_openat2 = false;          ///< IORING_OP_OPENAT2 (5.6)
+  bool op_close = false;            ///< IORING_OP_CLOSE (5.6)
+  bool op_statx = false;            ///< IORING_OP_STATX (5.6)
+  bool op_fallocate = false;        ///< IORING_OP_FALLOCATE (5.6)
+  bool op_ftruncate = false;        ///< IORING_OP_FTRUNCATE (6.9)
+  bool op_renameat = false;         ///< IORING_OP_RENAMEAT (5.11)
+  bool op_unlinkat = false;         ///< IORING_OP_UNLINKAT (5.11)
+  bool op_mkdirat = false;          ///< IORING_OP_MKDIRAT (5.15)
+  bool op_symlinkat = false;        ///< IORING_OP_SYMLINKAT (5.15)
+  bool op_linkat = false;           ///< IORING_OP_LINKAT (5.15)
+  bool op_sync_file_range = false;  ///< IORING_OP_SYNC_FILE_RANGE (5.2)
+  bool op_fadvise = false;          ///< IORING_OP_FADVISE (5.6)
+
+  /// The file-system operations that go through the ring on this kernel,
+  /// space-separated (`open close stat allocate resize rename remove
+  /// create_directory create_symlink create_hard_link sync_range advise`);
+  /// the others run on the psync workers. Empty when io_uring is unavailable.
+  std::string fs_ops_through_ring() const;
+
   /// A one-line human-readable summary.
   std::string summary() const;
 };

@@ -4,7 +4,10 @@
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/file_op.hpp>
+#include <fsys/detail/fs_args.hpp>
 #include <fsys/error.hpp>
+#include <fsys/file_status.hpp>
+#include <fsys/open_how.hpp>
 #include <fsys/uring_service.hpp>
 
 #include <boost/asio/async_result.hpp>
@@ -138,7 +141,7 @@ class basic_file {
   /// As above; sets `ec` (`open(2)`'s errno, or `device_or_resource_busy`
   /// when the file is already open) instead of throwing.
   void open(const std::filesystem::path& path, int flags, mode_t mode, std::error_code& ec) noexcept {
-    if (handle_) {
+    if (busy()) {
       ec = std::make_error_code(std::errc::device_or_resource_busy);
       return;
     }
@@ -160,7 +163,7 @@ class basic_file {
   /// `bad_file_descriptor` for a negative fd) instead of throwing.
   void adopt(native_handle_type fd, std::error_code& ec) noexcept {
     ec.clear();
-    if (handle_) {
+    if (busy()) {
       ec = std::make_error_code(std::errc::device_or_resource_busy);
       return;
     }
@@ -175,11 +178,15 @@ class basic_file {
     }
   }
 
-  /// True when the file holds a descriptor.
-  bool is_open() const noexcept { return handle_ != nullptr; }
+  /// True when the file holds a descriptor (false while an `async_open` is
+  /// still pending, and after it failed).
+  bool is_open() const noexcept { return handle_ != nullptr && handle_->fd() >= 0; }
 
   /// The descriptor, or -1 when closed.
-  native_handle_type native_handle() const noexcept { return handle_ ? handle_->fd() : -1; }
+  native_handle_type native_handle() const noexcept {
+    int fd = handle_ ? handle_->fd() : -1;
+    return fd >= 0 ? fd : -1;
+  }
 
   /// Cancels outstanding operations and closes the file. If the kernel still
   /// holds operations of this file, the descriptor is closed when the last
@@ -240,6 +247,10 @@ class basic_file {
       return 0;
     }
     struct stat st;
+    if (handle_->fd() < 0) {
+      ec = make_error_code(errc::not_open);
+      return 0;
+    }
     if (::fstat(handle_->fd(), &st) != 0) {
       ec = std::error_code(errno, std::system_category());
       return 0;
@@ -410,7 +421,256 @@ class basic_file {
     return initiate_sync(detail::op_kind::fsync, std::forward<Token>(token));
   }
 
+  // ---- file-system operations --------------------------------------------
+
+  /// Opens `path` (relative paths from the current directory) with `open(2)`
+  /// flags and creation mode, through the ring (IORING_OP_OPENAT) or the
+  /// psync workers; O_CLOEXEC is always added. The file must be closed.
+  /// Completes with `(error_code)`; on success the file is open.
+  ///
+  /// Completion: the handler runs once, on its associated executor (default:
+  /// the file's), never inside this call; `is_open()` is false until then.
+  /// Cancellation: per-operation terminal/partial/total cancellation,
+  /// `cancel()` and `close()` complete it with `operation_aborted` and leave
+  /// the file closed; a descriptor the kernel opened anyway is closed, never
+  /// leaked. Errors: `open(2)`'s errno (system category);
+  /// `errc::already_open` (compares equal to `device_or_resource_busy`) when
+  /// the file is open or being opened; `invalid_argument` for an empty path,
+  /// a path with an embedded NUL, or unknown flags. Nothing is changed on error.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_open(const std::filesystem::path& path, int flags, mode_t mode,
+                  Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        open_initiation{this}, token, static_cast<int>(AT_FDCWD), path.native(), open_how{flags, mode, 0}, false);
+  }
+
+  /// Opens `path` relative to the directory `dirfd` (`AT_FDCWD`: the current
+  /// directory) with `openat2(2)` (IORING_OP_OPENAT2): `how` gives the flags,
+  /// the mode and `RESOLVE_*` flags. With `RESOLVE_BENEATH` a path that would
+  /// leave `dirfd` (`..`, an absolute path, a symlink pointing out) fails with
+  /// `EXDEV`. O_CLOEXEC is always added. Otherwise as the overload above;
+  /// unknown `RESOLVE_*` bits fail with `invalid_argument`. `dirfd` must stay
+  /// open until the handler runs.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_open(int dirfd, const std::filesystem::path& path, const fsys::open_how& how,
+                  Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(open_initiation{this}, token, dirfd,
+                                                                        path.native(), how, true);
+  }
+
+  /// Closes the file through the ring (IORING_OP_CLOSE) or the psync
+  /// workers, and reports `close(2)`'s result. The file's outstanding
+  /// operations are cancelled first (their handlers run as with `close()`),
+  /// and the close is issued only after the kernel has finished with all of
+  /// them. The file is closed (`is_open()` false) as soon as this is called.
+  ///
+  /// Completion: the handler runs once, on its associated executor, never
+  /// inside this call. Cancellation: the close itself is not cancellable
+  /// (the descriptor is always released); a cancellation signal has no
+  /// effect. Errors: `close(2)`'s errno (EIO: an earlier write failed on
+  /// some filesystems; the descriptor is released anyway),
+  /// `asio::error::bad_descriptor` when the file is not open.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_close(Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(close_initiation{this}, token);
+  }
+
+  /// The file's metadata through the ring (IORING_OP_STATX on the open
+  /// descriptor). Completes with `(error_code, file_status)`.
+  ///
+  /// Completion, cancellation: as for the transfers. Errors: statx's errno,
+  /// `asio::error::bad_descriptor` when the file is not open.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, file_status))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_stat(Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code, file_status)>(
+        file_fs_initiation<file_status>{this}, token, detail::op_kind::statx, std::uint64_t{0}, std::uint64_t{0},
+        static_cast<int>(AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT));
+  }
+
+  /// `fallocate(2)` through the ring: `mode` takes `FALLOC_FL_*` flags; 0
+  /// allocates `[offset, offset + length)` and extends the file if that
+  /// reaches past its end (later writes there cannot fail with ENOSPC).
+  /// Completes with `(error_code)`.
+  ///
+  /// Completion, cancellation: as for the transfers. Errors: fallocate's
+  /// errno (`EOPNOTSUPP` when the filesystem lacks the mode, `ENOSPC`,
+  /// `EINVAL` for a zero length or unknown mode), `errc::offset_overflow`,
+  /// `asio::error::bad_descriptor` when the file is not open.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_allocate(std::uint64_t offset, std::uint64_t length, int mode,
+                      Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_fs_initiation<void>{this}, token, detail::op_kind::fallocate, offset, length, mode);
+  }
+
+  /// `ftruncate(2)` through the ring (IORING_OP_FTRUNCATE, kernel 6.9; the
+  /// psync workers otherwise): the file's size becomes `size`. Completes with
+  /// `(error_code)`.
+  ///
+  /// Completion, cancellation: as for the transfers. Errors: ftruncate's
+  /// errno (`EINVAL` when the file is not open for writing),
+  /// `errc::offset_overflow`, `asio::error::bad_descriptor` when not open.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_resize(std::uint64_t size, Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_fs_initiation<void>{this}, token, detail::op_kind::ftruncate, size, std::uint64_t{0}, 0);
+  }
+
+  /// `sync_file_range(2)` through the ring: starts or waits for write-out of
+  /// the dirty pages in `[offset, offset + length)` (length 0: to the end of
+  /// the file); `flags` takes `SYNC_FILE_RANGE_*`. This is write-out
+  /// control, **not durability**: it neither flushes the device cache nor
+  /// writes metadata; use `async_fdatasync` for that. Completes with
+  /// `(error_code)`.
+  ///
+  /// Completion, cancellation: as for the transfers. Errors: the kernel's
+  /// errno (`EINVAL` for unknown flags), `errc::offset_overflow`,
+  /// `asio::error::bad_descriptor` when not open.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_sync_range(std::uint64_t offset, std::uint64_t length, unsigned flags,
+                        Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_fs_initiation<void>{this}, token, detail::op_kind::sync_file_range, offset, length,
+        static_cast<int>(flags));
+  }
+
+  /// `posix_fadvise(2)` through the ring: `advice` (`POSIX_FADV_*`) about
+  /// `[offset, offset + length)` (length 0: to the end of the file).
+  /// Completes with `(error_code)`.
+  ///
+  /// Completion, cancellation: as for the transfers. Errors: `EINVAL` for an
+  /// unknown advice, `errc::offset_overflow`, `asio::error::bad_descriptor`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_advise(std::uint64_t offset, std::uint64_t length, int advice,
+                    Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_fs_initiation<void>{this}, token, detail::op_kind::fadvise, offset, length, advice);
+  }
+
  private:
+  // True when the file holds a descriptor or an open is pending. A handle
+  // left by a failed or cancelled async_open is dropped here.
+  bool busy() noexcept {
+    if (!handle_) return false;
+    if (handle_->fd() != -1) return true;
+    std::exchange(handle_, nullptr)->release_owner();
+    return false;
+  }
+
+  // open(2) flags the kernel knows (anything else: invalid_argument).
+  static constexpr int known_open_flags = O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND |
+                                          O_NONBLOCK | O_DSYNC | O_SYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY |
+                                          O_NOFOLLOW | O_NOATIME | O_CLOEXEC | O_PATH | O_TMPFILE | FASYNC;
+  // RESOLVE_NO_XDEV | NO_MAGICLINKS | NO_SYMLINKS | BENEATH | IN_ROOT | CACHED.
+  static constexpr std::uint64_t known_resolve_flags = 0x3f;
+
+  struct open_initiation {
+    basic_file* self_;
+    using executor_type = Executor;
+    executor_type get_executor() const noexcept { return self_->ex_; }
+
+    template <class Handler>
+    void operator()(Handler&& handler, int dirfd, std::string path, fsys::open_how how, bool openat2) const {
+      using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::open);
+      try {
+        op->fs_ = new detail::fs_args;
+      } catch (...) {
+        op->destroy();
+        throw;
+      }
+      detail::fs_args& a = *op->fs_;
+      a.path = std::move(path);
+      a.dirfd = dirfd;
+      a.flags = how.flags | O_CLOEXEC;
+      a.mode = how.mode;
+      a.openat2 = openat2;
+      a.how = detail::kernel_open_how{static_cast<std::uint64_t>(static_cast<unsigned>(a.flags)), how.mode,
+                                      how.resolve};
+      if (std::error_code ec = detail::check_path(a.path)) {
+        op->ec_ = ec;
+      } else if ((how.flags & ~known_open_flags) != 0 || (how.resolve & ~known_resolve_flags) != 0) {
+        op->ec_ = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+      } else if (self_->busy()) {
+        op->ec_ = make_error_code(errc::already_open);
+      } else {
+        // The file is "being opened" from now on: its handle receives the
+        // descriptor from the open's result rules (op_base::on_result).
+        try {
+          self_->handle_ = detail::file_handle::create_opening();
+        } catch (...) {
+          op->destroy();
+          throw;
+        }
+        self_->handle_->add_ref();
+        op->file_ = self_->handle_;
+      }
+      op->connect_cancellation(self_->service_->engine());
+      self_->service_->engine().start(op);
+    }
+  };
+
+  struct close_initiation {
+    basic_file* self_;
+    using executor_type = Executor;
+    executor_type get_executor() const noexcept { return self_->ex_; }
+
+    template <class Handler>
+    void operator()(Handler&& handler) const {
+      using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::close);
+      try {
+        op->fs_ = new detail::fs_args;
+      } catch (...) {
+        op->destroy();
+        throw;
+      }
+      detail::engine& e = self_->service_->engine();
+      if (!self_->busy()) {
+        op->ec_ = asio::error::bad_descriptor;
+        e.start(op);
+        return;
+      }
+      // The descriptor goes to `op` when the last reference to the handle
+      // is dropped: now, or when the last of the cancelled operations has
+      // finished in the kernel (file_handle::close_now starts the op).
+      e.cancel_file(self_->handle_);
+      self_->handle_->close_with(op, &e);
+      std::exchange(self_->handle_, nullptr)->release_owner();
+    }
+  };
+
+  template <class Value>
+  struct file_fs_initiation {
+    basic_file* self_;
+    using executor_type = Executor;
+    executor_type get_executor() const noexcept { return self_->ex_; }
+
+    template <class Handler>
+    void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset, std::uint64_t length,
+                    int flags) const {
+      using op_t = detail::file_op<std::decay_t<Handler>, Executor, false, Value>;
+      op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
+      try {
+        op->fs_ = new detail::fs_args;
+      } catch (...) {
+        op->destroy();
+        throw;
+      }
+      op->fs_->length = length;
+      op->fs_->flags = flags;
+      self_->launch(op, offset);
+    }
+  };
+
   // The initiation objects Asio's async_initiate calls (now, or later for
   // `deferred`); they only queue the operation, never complete it.
   struct transfer_initiation {

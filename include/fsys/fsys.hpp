@@ -7,6 +7,10 @@
 #include <fsys/uring_service.hpp>
 #include <fsys/file.hpp>
 #include <fsys/co.hpp>
+#include <fsys/file_status.hpp>
+#include <fsys/open_how.hpp>
+#include <fsys/filesystem.hpp>
+#include <fsys/co_filesystem.hpp>
 #include <fsys/timeout.hpp>
 #include <fsys/blocking_ring.hpp>
 #include <fsys/drive.hpp>

@@ -23,6 +23,9 @@ struct engine_stats {
   std::uint64_t ops_completed = 0;
   std::uint64_t reactor_wakeups = 0;  ///< eventfd wake-ups handled
   std::uint64_t queued_waits = 0;     ///< times an op waited for ring capacity
+  /// io_uring engine: file-system operations run on its psync helper (opcode
+  /// missing, refused by the ring, or disabled by FSYS_TEST_DISABLE_OPS).
+  std::uint64_t fs_ops_on_helper = 0;
 };
 
 /// A backend. Every member is thread-safe. Operations are completed by

@@ -8,6 +8,7 @@
 namespace fsys::detail {
 
 struct op_base;
+class engine;
 
 /// Why a shared handle: io_uring resolves an SQE's fd number when the request
 /// is issued, and a linked fsync is issued only after its write completes. If
@@ -20,8 +21,30 @@ class file_handle {
  public:
   /// Adopts `fd` (closed by the last release when `owns_fd`).
   static file_handle* create(int fd, bool owns_fd);
+  /// A handle for a file being opened by `async_open`: `fd()` is `opening`
+  /// until the open's result attaches the descriptor (or marks it failed).
+  static file_handle* create_opening();
 
-  int fd() const noexcept { return fd_; }
+  /// `fd()` of a handle whose `async_open` has not completed yet.
+  static constexpr int opening = -2;
+
+  /// The descriptor; `opening` while an `async_open` is pending, -1 after it
+  /// failed or was cancelled.
+  int fd() const noexcept { return fd_.load(std::memory_order_acquire); }
+
+  /// The open's result: takes ownership of `fd` (O_DIRECT alignment asked
+  /// of the kernel when `direct`). Called once, by the open's result rules.
+  void attach(int fd, bool direct) noexcept;
+  /// The open failed or was cancelled: the handle holds no descriptor.
+  void set_failed() noexcept { fd_.store(-1, std::memory_order_release); }
+
+  /// `async_close`: when the last reference goes, the descriptor (if any) is
+  /// handed to `op` (a `op_kind::close` op), which is started on `e`, instead
+  /// of being closed by `close(2)` here.
+  void close_with(op_base* op, engine* e) noexcept {
+    close_op_ = op;
+    close_engine_ = e;
+  }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   /// Drops one reference; the last one closes the fd (when owned) and frees.
@@ -44,7 +67,11 @@ class file_handle {
 
  private:
   file_handle(int fd, bool owns) noexcept : fd_(fd), owns_fd_(owns) {}
-  int fd_;
+  /// Last reference gone: closes the fd or hands it to the close op.
+  int close_now() noexcept;
+  std::atomic<int> fd_;
+  op_base* close_op_ = nullptr;
+  engine* close_engine_ = nullptr;
   std::atomic<bool> owns_fd_;
   std::atomic<std::uint32_t> refs_{1};
   std::uint32_t dio_mem_align_ = 0;

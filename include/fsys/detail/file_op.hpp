@@ -15,6 +15,7 @@
 #include <boost/asio/recycling_allocator.hpp>
 
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 namespace fsys::detail {
@@ -29,9 +30,16 @@ struct cancel_request {
   }
 };
 
+/// The value a `file_op<..., Value>` completes with, read from the op before
+/// it is freed: `op_result<Value>::get(op)`. Specialised per value type
+/// (detail/fs_args.hpp: file_status).
+template <class Value>
+struct op_result;
+
 /// An operation carrying `Handler`. `WithSize` selects the completion
-/// signature: `void(error_code, std::size_t)` or `void(error_code)`.
-template <class Handler, class IoExecutor, bool WithSize>
+/// signature: `void(error_code, std::size_t)` or `void(error_code)`; a
+/// non-void `Value` makes it `void(error_code, Value)`.
+template <class Handler, class IoExecutor, bool WithSize, class Value = void>
 class file_op final : public op_base {
  public:
   /// Operation memory comes from the handler's associated allocator, or from
@@ -82,6 +90,10 @@ class file_op final : public op_base {
     work_executor work(std::move(self->work_));
     const boost::system::error_code ec = self->ec_;
     const std::size_t n = self->transferred_;
+    [[maybe_unused]] auto value = [self] {
+      if constexpr (std::is_void_v<Value>) return 0;
+      else return op_result<Value>::get(*self);
+    }();
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) slot.clear();
 
@@ -94,7 +106,9 @@ class file_op final : public op_base {
     // dispatch: runs inline when this thread already runs the handler's
     // executor (the common case: the reaping thread runs the io_context), and
     // is posted there otherwise. Never reached from an initiating function.
-    if constexpr (WithSize) {
+    if constexpr (!std::is_void_v<Value>) {
+      asio::dispatch(work, [h = std::move(handler), ec, v = std::move(value)]() mutable { std::move(h)(ec, std::move(v)); });
+    } else if constexpr (WithSize) {
       asio::dispatch(work, [h = std::move(handler), ec, n]() mutable { std::move(h)(ec, n); });
     } else {
       asio::dispatch(work, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });

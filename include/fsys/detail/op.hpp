@@ -17,6 +17,7 @@
 namespace fsys::detail {
 
 class file_handle;
+struct fs_args;
 
 enum class op_kind : std::uint8_t {
   read_some,           ///< one kernel read; may be short; 0 bytes → eof
@@ -26,7 +27,27 @@ enum class op_kind : std::uint8_t {
   write_linked_fsync,  ///< write + fsync(DATASYNC) linked; continues after short writes
   fdatasync,
   fsync,
+  // File-system operations: their arguments live in `op_base::fs_` (see
+  // detail/fs_args.hpp); each is one system call or one SQE.
+  open,             ///< openat / openat2; the result fd is attached to `file_`
+  close,            ///< close(2) of the fd in `fs_->owned_fd`
+  statx,            ///< statx into `fs_->stx`
+  fallocate,        ///< fallocate(fd, mode, offset, length)
+  ftruncate,        ///< ftruncate(fd, offset)
+  rename,           ///< renameat2
+  unlink,           ///< unlinkat (AT_REMOVEDIR for directories)
+  mkdir,            ///< mkdirat
+  symlink,          ///< symlinkat
+  link,             ///< linkat
+  sync_file_range,  ///< sync_file_range(fd, offset, length, flags)
+  fadvise,          ///< posix_fadvise(fd, offset, length, advice)
 };
+
+/// Number of op kinds (for per-kind bit masks).
+inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::fadvise) + 1;
+
+/// True for the file-system kinds (arguments in `op_base::fs_`).
+constexpr bool is_fs_kind(op_kind k) noexcept { return k >= op_kind::open; }
 
 /// Where an operation is in its life; guarded by the engine's mutex.
 enum class op_state : std::uint8_t {
@@ -77,6 +98,11 @@ struct op_base {
   op_step on_linked_fsync_result(int res) noexcept;
   /// Marks the operation aborted before the kernel saw it.
   void abort() noexcept;
+  /// True when the op has no bytes to move and is not a sync or a
+  /// file-system operation: engines complete it at once with 0 bytes.
+  bool nothing_to_transfer() const noexcept {
+    return remaining_ == 0 && kind_ != op_kind::fdatasync && kind_ != op_kind::fsync && !is_fs_kind(kind_);
+  }
 
   complete_fn complete_;
   op_kind kind_;
@@ -101,6 +127,15 @@ struct op_base {
   int buf_index_ = -1;
   std::size_t transferred_ = 0;
   boost::system::error_code ec_;
+  /// Arguments and kernel-read buffers of a file-system op (owned; freed
+  /// with the op, i.e. only after its CQE has been reaped). Null otherwise.
+  fs_args* fs_ = nullptr;
+  /// Not on its file's list of ops (run by the io_uring engine's psync
+  /// helper, whose lock does not guard that list): `cancel_file` does not
+  /// reach it; per-operation cancellation still does.
+  bool unlisted_ = false;
+  /// Run by the io_uring engine's psync helper instead of the ring.
+  bool on_helper_ = false;
 
   op_base* next_ = nullptr;       ///< engine queue link
   op_base* cancel_next_ = nullptr;  ///< io_uring engine: ops awaiting an ASYNC_CANCEL SQE
@@ -115,6 +150,8 @@ struct op_base {
   void consume(std::size_t n) noexcept;
   void fail(int negative_errno) noexcept;
   op_step finish_linked_round() noexcept;
+  op_step on_fs_result(int res) noexcept;
+  void validate_fs() noexcept;
 
   static constexpr unsigned inline_iovs = 4;
   iovec inline_iov_[inline_iovs];

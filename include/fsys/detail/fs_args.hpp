@@ -1,0 +1,79 @@
+// The arguments of a file-system operation, owned by the operation.
+//
+// The kernel reads the path strings, the open_how block and writes the statx
+// buffer after the SQE has been submitted (an OPENAT punted to an io-wq
+// worker copies the path only when the worker runs). So they live here, in
+// memory the op owns and frees only after its CQE has been reaped.
+#pragma once
+
+#include <fsys/detail/op.hpp>
+#include <fsys/file_status.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <system_error>
+
+namespace fsys::detail {
+
+/// Layout of the kernel's `struct open_how` (linux/openat2.h).
+struct kernel_open_how {
+  std::uint64_t flags = 0;
+  std::uint64_t mode = 0;
+  std::uint64_t resolve = 0;
+};
+
+struct fs_args {
+  fs_args() = default;
+  fs_args(const fs_args&) = delete;
+  fs_args& operator=(const fs_args&) = delete;
+  /// Closes `owned_fd` if nobody took it (an op destroyed without its
+  /// handler: shutdown; or a close op that never ran).
+  ~fs_args();
+
+  std::string path;   ///< first path (NUL-terminated by std::string)
+  std::string path2;  ///< second path (rename, link, symlink's link path)
+  int dirfd = AT_FDCWD;
+  int dirfd2 = AT_FDCWD;
+  /// open: open flags; rename: RENAME_*; unlink/link/statx: AT_*;
+  /// fallocate: mode; fadvise: advice; sync_file_range: flags.
+  int flags = 0;
+  std::uint32_t mode = 0;
+  std::uint64_t length = 0;  ///< fallocate / sync_file_range / fadvise
+  bool openat2 = false;      ///< open with openat2 (the caller gave an open_how)
+  kernel_open_how how{};     ///< openat2's argument, read by the kernel
+  struct statx stx {};       ///< statx's result, written by the kernel
+  /// open: the fd the kernel returned, until it is attached to the file;
+  /// close: the fd to close, until handed to the kernel. -1 otherwise.
+  int owned_fd = -1;
+  /// Set by the io_uring engine when it runs the op on its psync helper
+  /// after the ring answered EINVAL/EOPNOTSUPP: the result rules mark the
+  /// kind refused by the ring there when the system call succeeds.
+  std::atomic<std::uint32_t>* ring_refused = nullptr;
+};
+
+/// Checks a path argument: not empty, no embedded NUL.
+std::error_code check_path(const std::string& p) noexcept;
+
+/// The file_status of a statx result.
+file_status to_file_status(const struct statx& stx) noexcept;
+
+template <class Value>
+struct op_result;
+
+/// A statx op completes with the file_status of its buffer.
+template <>
+struct op_result<file_status> {
+  static file_status get(const op_base& op) noexcept {
+    return op.fs_ && !op.ec_ ? to_file_status(op.fs_->stx) : file_status{};
+  }
+};
+
+/// Runs `op`'s file-system system call on the calling thread; returns the
+/// result as io_uring would (>= 0, or -errno).
+int run_fs_syscall(op_base* op) noexcept;
+
+}  // namespace fsys::detail

@@ -1,0 +1,300 @@
+// fsys — file-system operations that never block the io_context: stat,
+// rename, remove, directories, links, directory sync and durable replace.
+#pragma once
+
+#include <fsys/detail/asio.hpp>
+#include <fsys/detail/file_op.hpp>
+#include <fsys/detail/fs_args.hpp>
+#include <fsys/error.hpp>
+#include <fsys/file.hpp>
+#include <fsys/file_status.hpp>
+#include <fsys/uring_service.hpp>
+
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/execution/executor.hpp>
+#include <boost/asio/is_executor.hpp>
+#include <boost/asio/query.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace fsys {
+
+/// How `async_rename` treats an existing destination (`renameat2(2)` flags).
+enum class rename_flags {
+  /// Replace the destination atomically if it exists (`rename(2)`).
+  none = 0,
+  /// Fail with `EEXIST` if the destination exists (RENAME_NOREPLACE).
+  no_replace = 1,
+  /// Swap source and destination atomically; both must exist (RENAME_EXCHANGE).
+  exchange = 2,
+};
+
+namespace detail {
+
+template <class T>
+concept execution_context_type = std::is_convertible_v<T&, asio::execution_context&>;
+template <class T>
+concept executor_type = asio::execution::executor<T> || asio::is_executor<T>::value;
+template <class T>
+concept executor_or_context = executor_type<std::decay_t<T>> || execution_context_type<std::remove_reference_t<T>>;
+
+/// The executor of an executor or of an execution context.
+template <class T>
+auto executor_of(T&& t) {
+  if constexpr (execution_context_type<std::remove_reference_t<T>>)
+    return t.get_executor();
+  else
+    return std::decay_t<T>(t);
+}
+template <class T>
+using executor_of_t = decltype(executor_of(std::declval<T>()));
+
+/// The arguments of a path operation, as given to the initiation (copied,
+/// so that `deferred` can keep them).
+struct path_request {
+  path_request(op_kind k, std::string p, std::string p2 = {}) : kind(k), path(std::move(p)), path2(std::move(p2)) {}
+  op_kind kind;
+  std::string path;
+  std::string path2;
+  int dirfd = AT_FDCWD;
+  int dirfd2 = AT_FDCWD;
+  int flags = 0;
+  mode_t mode = 0;
+  bool check_path2 = false;
+  bool bad_flags = false;
+};
+
+template <class Executor, class Value>
+struct path_initiation {
+  Executor ex_;
+  using executor_type = Executor;
+  executor_type get_executor() const noexcept { return ex_; }
+
+  template <class Handler>
+  void operator()(Handler&& handler, path_request req) const {
+    using op_t = file_op<std::decay_t<Handler>, Executor, false, Value>;
+    op_t* op = op_t::create(std::forward<Handler>(handler), ex_, req.kind);
+    try {
+      op->fs_ = new fs_args;
+    } catch (...) {
+      op->destroy();
+      throw;
+    }
+    fs_args& a = *op->fs_;
+    a.path = std::move(req.path);
+    a.path2 = std::move(req.path2);
+    a.dirfd = req.dirfd;
+    a.dirfd2 = req.dirfd2;
+    a.flags = req.flags;
+    a.mode = req.mode;
+    // Bad input is refused here; the engine then completes the op from the
+    // io_context without any system call.
+    if (std::error_code ec = check_path(a.path))
+      op->ec_ = ec;
+    else if (req.check_path2 && (ec = check_path(a.path2)))
+      op->ec_ = ec;
+    else if (req.bad_flags)
+      op->ec_ = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+    engine& e = asio::use_service<uring_service>(asio::query(ex_, asio::execution::context)).engine();
+    op->connect_cancellation(e);
+    e.start(op);
+  }
+};
+
+/// Starts one path operation on `ex`'s io_context; completes with
+/// `void(error_code)` or, for a non-void `Value`, `void(error_code, Value)`.
+template <class Value, class Executor, class Token>
+auto async_path_op(const Executor& ex, path_request req, Token&& token) {
+  if constexpr (std::is_void_v<Value>)
+    return asio::async_initiate<Token, void(boost::system::error_code)>(path_initiation<Executor, void>{ex}, token,
+                                                                        std::move(req));
+  else
+    return asio::async_initiate<Token, void(boost::system::error_code, Value)>(
+        path_initiation<Executor, Value>{ex}, token, std::move(req));
+}
+
+}  // namespace detail
+
+// Every function below:
+// - takes an executor or an execution context (an `asio::io_context`) as its
+//   first argument, like `asio::post`, and runs the operation on that
+//   io_context's ring (or its psync workers);
+// - takes any completion token; the handler runs once, on its associated
+//   executor (default: the first argument's), never inside the call;
+// - honours per-operation cancellation (terminal, partial, total): if the
+//   kernel had not done the work the handler gets `operation_aborted`, else
+//   the real result;
+// - refuses bad input without changing anything: an empty path or one with
+//   an embedded NUL gets `invalid_argument`, as do unknown flags;
+// - reports the kernel's errno otherwise (system category).
+// Relative paths start from the current directory.
+
+/// The metadata of the file `path` names (statx, following symlinks).
+/// Completes with `(error_code, file_status)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, file_status)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_stat(ExecutorOrContext&& ex, const std::filesystem::path& path,
+                Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::statx, path.native()};
+  r.flags = AT_STATX_SYNC_AS_STAT;
+  return detail::async_path_op<file_status>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Renames `from` to `to` (renameat2), replacing `to` atomically if it
+/// exists. Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext> && (!std::is_same_v<std::decay_t<Token>, rename_flags>)
+auto async_rename(ExecutorOrContext&& ex, const std::filesystem::path& from, const std::filesystem::path& to,
+                  Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::rename, from.native(), to.native()};
+  r.check_path2 = true;
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Renames `from` to `to` as `flags` say: `no_replace` fails with `EEXIST`
+/// when `to` exists, `exchange` swaps the two atomically (`ENOENT` unless
+/// both exist). Flags outside the enumeration get `invalid_argument`; a
+/// filesystem without the flag answers `EINVAL`. Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_rename(ExecutorOrContext&& ex, const std::filesystem::path& from, const std::filesystem::path& to,
+                  rename_flags flags,
+                  Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::rename, from.native(), to.native()};
+  r.check_path2 = true;
+  r.flags = static_cast<int>(flags);
+  r.bad_flags = flags != rename_flags::none && flags != rename_flags::no_replace && flags != rename_flags::exchange;
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Removes the name `path` (unlink; a directory gets `EISDIR`: see
+/// `async_remove_directory`). Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_remove(ExecutorOrContext&& ex, const std::filesystem::path& path,
+                  Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::unlink, path.native()};
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Removes the empty directory `path` (unlinkat with AT_REMOVEDIR;
+/// `ENOTEMPTY` when it is not empty). Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_remove_directory(ExecutorOrContext&& ex, const std::filesystem::path& path,
+                            Token&& token =
+                                asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::unlink, path.native()};
+  r.flags = AT_REMOVEDIR;
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Creates the directory `path` with permission bits `mode` (less the
+/// umask); `EEXIST` if the name exists. Not durable until the parent
+/// directory is synced (`async_sync_directory`). Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_create_directory(ExecutorOrContext&& ex, const std::filesystem::path& path, mode_t mode,
+                            Token&& token =
+                                asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::mkdir, path.native()};
+  r.mode = mode;
+  r.bad_flags = (mode & ~static_cast<mode_t>(07777)) != 0;
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Creates `new_path` as a second name (hard link) of the file `existing`
+/// (linkat, not following a symlink at `existing`). Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_create_hard_link(ExecutorOrContext&& ex, const std::filesystem::path& existing,
+                            const std::filesystem::path& new_path,
+                            Token&& token =
+                                asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::link, existing.native(), new_path.native()};
+  r.check_path2 = true;
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Creates the symbolic link `link_path` pointing to `target` (symlinkat;
+/// `target` is stored as given and need not exist). Completes with `(error_code)`.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_create_symlink(ExecutorOrContext&& ex, const std::filesystem::path& target,
+                          const std::filesystem::path& link_path,
+                          Token&& token =
+                              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  detail::path_request r{detail::op_kind::symlink, target.native(), link_path.native()};
+  r.check_path2 = true;
+  return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
+}
+
+/// Makes the entries of the directory `dir_path` durable: names created,
+/// renamed or removed in it before this call survive a crash or power loss
+/// once it completes without error. Opens the directory (O_RDONLY |
+/// O_DIRECTORY), fsyncs it and closes it, each through the ring. Completes
+/// with `(error_code)`: the first error (an fsync error is final, see
+/// docs/durability.md; a close error is reported when nothing failed before).
+/// Cancellation: terminal cancellation stops it at the step in progress
+/// (`operation_aborted`: nothing is promised); the directory is always closed.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_sync_directory(ExecutorOrContext&& ex, const std::filesystem::path& dir_path,
+                          Token&& token =
+                              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+
+/// Replaces the content of `path` by `data`, durably and atomically: after
+/// success `path` holds exactly `data` (content and directory entry are
+/// durable); after a crash or power loss at any moment `path` holds either
+/// its complete old content (if it existed) or the complete new content.
+///
+/// How: a temporary file in the same directory — unnamed (`O_TMPFILE`) where
+/// the filesystem allows it, then linked under a temporary name; otherwise
+/// created under a temporary name `.<name>.fsys-tmp.<random>` — is written
+/// in full, fdatasync'ed and closed, renamed over `path`, and the directory
+/// is synced. On failure the temporary is removed. A crash may leave a
+/// temporary behind only under that dotted temporary name, never under a
+/// name that looks like `path`. The new file gets mode 0666 less the umask
+/// (the old file's mode, owner and extended attributes are not carried over).
+/// `data` must stay valid until the handler runs.
+///
+/// Completes with `(error_code)`. Cancellation: terminal cancellation stops
+/// it at the step in progress with `operation_aborted`; before the rename the
+/// old content stays, after it the new content is in place but its directory
+/// entry is not known to be durable.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_replace_file(ExecutorOrContext&& ex, const std::filesystem::path& path, asio::const_buffer data,
+                        Token&& token =
+                            asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+
+}  // namespace fsys
+
+#include <fsys/impl/filesystem.hpp>

@@ -1,0 +1,243 @@
+// fsys — the composed file-system operations (included by filesystem.hpp).
+#pragma once
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/compose.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+namespace fsys {
+namespace detail {
+
+// Clean-up steps must run even after a cancellation: they get an empty
+// cancellation slot.
+template <class Self>
+auto uncancellable(Self&& self) {
+  return asio::bind_cancellation_slot(asio::cancellation_slot(), std::forward<Self>(self));
+}
+
+// open(dir, O_RDONLY | O_DIRECTORY) → fsync → close.
+template <class Executor>
+struct sync_directory_op {
+  struct state {
+    explicit state(const Executor& ex, std::string p) : dir(ex), path(std::move(p)) {}
+    basic_file<Executor> dir;
+    std::string path;
+    int step = 0;
+    boost::system::error_code first;
+  };
+  std::unique_ptr<state> s_;
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec = {}, std::size_t = 0) {
+    state& s = *s_;
+    switch (s.step) {
+      case 0:
+        s.step = 1;
+        s.dir.async_open(s.path, O_RDONLY | O_DIRECTORY, 0, std::move(self));
+        return;
+      case 1:
+        if (ec) return self.complete(ec);
+        s.step = 2;
+        s.dir.async_fsync(std::move(self));
+        return;
+      case 2:
+        s.first = ec;
+        s.step = 3;
+        s.dir.async_close(uncancellable(std::move(self)));
+        return;
+      default: {
+        const boost::system::error_code result = s.first ? s.first : ec;
+        self.complete(result);
+        return;
+      }
+    }
+  }
+};
+
+// A name for a temporary file next to `name`: starts with a dot and carries
+// ".fsys-tmp.", so it never looks like the target.
+inline std::string temp_name(const std::string& name) {
+  static std::atomic<std::uint64_t> counter{0};
+  const auto t = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  const std::uint64_t v = t ^ (counter.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ull) ^
+                          (static_cast<std::uint64_t>(::getpid()) << 40);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return "." + name + ".fsys-tmp." + buf;
+}
+
+// Temporary (O_TMPFILE, else named) → write all → fdatasync → [link the
+// unnamed file under a temporary name] → close → rename over the target →
+// sync the directory. On failure: close, remove the named temporary.
+template <class Executor>
+struct replace_file_op {
+  enum step_t { open_tmp, opened, written, synced, linked, closed, renamed, done, cleanup_closed, cleanup_removed };
+  struct state {
+    state(const Executor& e, std::filesystem::path p, asio::const_buffer d)
+        : ex(e), file(e), data(d) {
+      target = p.native();
+      auto parent = p.parent_path();
+      dir = parent.empty() ? std::string(".") : parent.native();
+      name = p.filename().native();
+    }
+    Executor ex;
+    basic_file<Executor> file;
+    asio::const_buffer data;
+    std::string target, dir, name, temp;
+    bool unnamed = true;      // O_TMPFILE in use
+    bool temp_exists = false;  // `temp` names our file and must go on failure
+    step_t step = open_tmp;
+    boost::system::error_code first;
+  };
+  std::unique_ptr<state> s_;
+
+  static bool no_tmpfile(const boost::system::error_code& ec) {
+    // O_TMPFILE unsupported by the filesystem (EOPNOTSUPP), the kernel
+    // (EISDIR, EINVAL on old kernels), or linking it refused (no /proc: ENOENT).
+    return ec == boost::system::errc::operation_not_supported || ec == boost::system::errc::is_a_directory ||
+           ec == boost::system::errc::invalid_argument;
+  }
+
+  template <class Self>
+  void open_named(Self& self) {
+    state& s = *s_;
+    s.unnamed = false;
+    s.temp = s.dir + "/" + temp_name(s.name);
+    s.step = opened;
+    s.file.async_open(s.temp, O_WRONLY | O_CREAT | O_EXCL, 0666, std::move(self));
+  }
+
+  template <class Self>
+  void fail(Self& self, const boost::system::error_code& ec) {
+    state& s = *s_;
+    if (!s.first) s.first = ec;
+    if (s.file.is_open()) {
+      s.step = cleanup_closed;
+      s.file.async_close(uncancellable(std::move(self)));
+      return;
+    }
+    if (s.temp_exists) {
+      s.step = cleanup_removed;
+      s.temp_exists = false;
+      async_path_op<void>(s.ex, path_request{op_kind::unlink, s.temp}, uncancellable(std::move(self)));
+      return;
+    }
+    const boost::system::error_code result = s.first;
+    self.complete(result);
+  }
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec = {}, std::size_t = 0) {
+    state& s = *s_;
+    switch (s.step) {
+      case open_tmp:
+        if (s.name.empty() || s.name == "." || s.name == "..") {
+          // Not a file name: let the engine refuse it from the io_context.
+          s.step = done;
+          async_path_op<void>(s.ex, path_request{op_kind::unlink, std::string()}, std::move(self));
+          return;
+        }
+        s.step = opened;
+        s.file.async_open(s.dir, O_TMPFILE | O_WRONLY, 0666, std::move(self));
+        return;
+      case opened:
+        if (ec) {
+          if (s.unnamed && no_tmpfile(ec)) return open_named(self);
+          return fail(self, ec);
+        }
+        if (!s.unnamed) s.temp_exists = true;
+        s.step = written;
+        s.file.async_write_at(0, s.data, std::move(self));
+        return;
+      case written:
+        if (ec) return fail(self, ec);
+        s.step = synced;
+        s.file.async_fdatasync(std::move(self));
+        return;
+      case synced:
+        if (ec) return fail(self, ec);
+        if (s.unnamed) {
+          // Give the unnamed, now durable file a (temporary) name: linkat of
+          // /proc/<pid>/fd/<fd> with AT_SYMLINK_FOLLOW needs no privilege.
+          s.temp = s.dir + "/" + temp_name(s.name);
+          path_request r{op_kind::link,
+                         "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(s.file.native_handle()),
+                         s.temp};
+          r.flags = AT_SYMLINK_FOLLOW;
+          s.step = linked;
+          async_path_op<void>(s.ex, std::move(r), std::move(self));
+          return;
+        }
+        s.step = closed;
+        s.file.async_close(std::move(self));
+        return;
+      case linked:
+        if (ec) {
+          if (ec == boost::system::errc::no_such_file_or_directory || no_tmpfile(ec)) {
+            // No /proc, or the filesystem refuses: start again with a named
+            // temporary (the unnamed one vanishes when closed).
+            s.file.close();
+            return open_named(self);
+          }
+          return fail(self, ec);
+        }
+        s.temp_exists = true;
+        s.step = closed;
+        s.file.async_close(std::move(self));
+        return;
+      case closed:
+        if (ec) return fail(self, ec);
+        s.step = renamed;
+        async_path_op<void>(s.ex, path_request{op_kind::rename, s.temp, s.target}, std::move(self));
+        return;
+      case renamed:
+        if (ec) return fail(self, ec);
+        s.temp_exists = false;
+        s.step = done;
+        async_sync_directory(s.ex, s.dir, std::move(self));
+        return;
+      case done: {
+        const boost::system::error_code result = ec;
+        self.complete(result);
+        return;
+      }
+      case cleanup_closed:
+      case cleanup_removed:
+        return fail(self, s.first);
+    }
+  }
+};
+
+}  // namespace detail
+
+template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_sync_directory(ExecutorOrContext&& ex, const std::filesystem::path& dir_path, Token&& token) {
+  auto e = detail::executor_of(ex);
+  using executor_t = decltype(e);
+  return asio::async_compose<Token, void(boost::system::error_code)>(
+      detail::sync_directory_op<executor_t>{
+          std::make_unique<typename detail::sync_directory_op<executor_t>::state>(e, dir_path.native())},
+      token, e);
+}
+
+template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_replace_file(ExecutorOrContext&& ex, const std::filesystem::path& path, asio::const_buffer data,
+                        Token&& token) {
+  auto e = detail::executor_of(ex);
+  using executor_t = decltype(e);
+  return asio::async_compose<Token, void(boost::system::error_code)>(
+      detail::replace_file_op<executor_t>{
+          std::make_unique<typename detail::replace_file_op<executor_t>::state>(e, path, data)},
+      token, e);
+}
+
+}  // namespace fsys

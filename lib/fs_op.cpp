@@ -1,0 +1,96 @@
+// File-system operations: argument checks, statx conversion, and the system
+// calls the psync engine (and the io_uring engine's helper) runs for them.
+#include <fsys/detail/fs_args.hpp>
+
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace fsys::detail {
+
+static_assert(sizeof(kernel_open_how) == sizeof(::open_how), "open_how layout");
+
+fs_args::~fs_args() {
+  if (owned_fd >= 0) ::close(owned_fd);
+}
+
+std::error_code check_path(const std::string& p) noexcept {
+  if (p.empty() || p.find('\0') != std::string::npos) return std::make_error_code(std::errc::invalid_argument);
+  return {};
+}
+
+file_status to_file_status(const struct statx& stx) noexcept {
+  file_status s;
+  s.size = stx.stx_size;
+  s.allocated = stx.stx_blocks * 512;
+  s.mode = stx.stx_mode;
+  s.nlink = stx.stx_nlink;
+  s.block_size = stx.stx_blksize;
+  s.modified = std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(stx.stx_mtime.tv_sec) + std::chrono::nanoseconds(stx.stx_mtime.tv_nsec)));
+  if (stx.stx_mask & STATX_DIOALIGN) {
+    s.dio_mem_align = stx.stx_dio_mem_align;
+    s.dio_offset_align = stx.stx_dio_offset_align;
+  }
+  s.device = (static_cast<std::uint64_t>(stx.stx_dev_major) << 32) | stx.stx_dev_minor;
+  s.inode = stx.stx_ino;
+  return s;
+}
+
+namespace {
+int result(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
+}  // namespace
+
+// Why handing the arguments to the system call is sound: they live in the
+// op's fs_args, which the op owns until it is freed, after this returns.
+int run_fs_syscall(op_base* op) noexcept {
+  fs_args& a = *op->fs_;
+  const int fd = op->fd_;
+  const auto off = static_cast<off_t>(op->offset_);
+  const auto len = static_cast<off_t>(a.length);
+  switch (op->kind_) {
+    case op_kind::open:
+      if (a.openat2) {
+        return result(::syscall(SYS_openat2, a.dirfd, a.path.c_str(), &a.how, sizeof a.how));
+      }
+      return result(::openat(a.dirfd, a.path.c_str(), a.flags, static_cast<mode_t>(a.mode)));
+    case op_kind::close: {
+      const int victim = a.owned_fd;
+      a.owned_fd = -1;
+      // Linux releases the descriptor even when close reports an error
+      // (EINTR, EIO): it is never retried.
+      return result(::close(victim));
+    }
+    case op_kind::statx:
+      // AT_EMPTY_PATH: the open file itself (op->fd_).
+      return result(::statx((a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, STATX_BASIC_STATS | STATX_DIOALIGN, &a.stx));
+    case op_kind::fallocate:
+      return result(::fallocate(fd, a.flags, off, len));
+    case op_kind::ftruncate:
+      return result(::ftruncate(fd, off));
+    case op_kind::rename:
+      return result(::renameat2(a.dirfd, a.path.c_str(), a.dirfd2, a.path2.c_str(), static_cast<unsigned>(a.flags)));
+    case op_kind::unlink:
+      return result(::unlinkat(a.dirfd, a.path.c_str(), a.flags));
+    case op_kind::mkdir:
+      return result(::mkdirat(a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode)));
+    case op_kind::symlink:
+      return result(::symlinkat(a.path.c_str(), a.dirfd2, a.path2.c_str()));
+    case op_kind::link:
+      return result(::linkat(a.dirfd, a.path.c_str(), a.dirfd2, a.path2.c_str(), a.flags));
+    case op_kind::sync_file_range:
+      return result(::sync_file_range(fd, off, len, static_cast<unsigned>(a.flags)));
+    case op_kind::fadvise: {
+      int r = ::posix_fadvise(fd, off, len, a.flags);  // returns the errno itself
+      return -r;
+    }
+    default:
+      return -EINVAL;
+  }
+}
+
+}  // namespace fsys::detail
