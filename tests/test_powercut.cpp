@@ -14,8 +14,8 @@
 // Proofs (numbers as in issue 17):
 //   1. linked write+fsync: acknowledged blocks survive every cut;
 //   2. the durable log server: acknowledged records survive, the torn tail is cut;
-//   3. durable create and rename;       } these two need fsys/filesystem.hpp
-//   4. async_replace_file: old or new;  } and only say so without it
+//   3. durable create and rename (async_sync_directory, async_rename);
+//   4. async_replace_file: the old or the new contents, nothing else;
 //   5. negative controls: the layer really loses what was not synced;
 //   6. writeback failure under two linked writes in flight (sticky sync error).
 #include <boost/test/unit_test.hpp>
@@ -625,11 +625,7 @@ BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {
 #endif
 
 // ---- proofs 3 and 4: durable create/rename, async_replace_file ------------
-//
-// They need the file-system API (fsys/filesystem.hpp: async_sync_directory,
-// async_rename, async_replace_file); without it they only say so.
 
-#if __has_include(<fsys/filesystem.hpp>)
 namespace {
 
 // Runs `start(handler)` for an operation completing with (error_code) and
@@ -763,14 +759,6 @@ BOOST_AUTO_TEST_CASE(replace_file_is_old_or_new_after_every_cut) {
   BOOST_TEST(olds > 0);
   BOOST_TEST(news > 0);
 }
-#else
-BOOST_AUTO_TEST_CASE(durable_create_and_rename_survive_every_cut) {
-  BOOST_TEST_MESSAGE("not run: needs fsys/filesystem.hpp (async_sync_directory, async_rename)");
-}
-BOOST_AUTO_TEST_CASE(replace_file_is_old_or_new_after_every_cut) {
-  BOOST_TEST_MESSAGE("not run: needs fsys/filesystem.hpp (async_replace_file)");
-}
-#endif
 
 // ---- proof 5: negative controls: the layer loses what was not synced ------
 
