@@ -908,6 +908,51 @@ BOOST_AUTO_TEST_CASE(control_replace_by_truncate_and_write_ends_torn_or_empty) {
   BOOST_TEST(torn_or_empty >= 1, "truncate+write never ended torn or empty: the layer does not bite");
 }
 
+// ---- the layer's writeback failure, with plain POSIX calls ----------------
+
+BOOST_AUTO_TEST_CASE(layer_writeback_failure_is_reported_once_per_open_file_description) {
+  // As the kernel's errseq: the failing fsync reports EIO and the next fsync
+  // through the same description returns 0; another description open at the
+  // failure reports EIO once, at its next fsync. The failed data is gone after
+  // a cut, data synced afterwards is there.
+  const std::uint64_t seed = case_seed();
+  temp_dir dir;
+  powercut_mount fs(dir.path(), "drop", seed);
+  require_mount(fs);
+  const auto path = fs.file("errseq.dat");
+  auto base = fsys::test::pattern(4096, seed), lost = fsys::test::pattern(4096, seed + 1),
+       kept = fsys::test::pattern(4096, seed + 2);
+  create_durable(path, base);
+  int fd1 = ::open(path.c_str(), O_RDWR | O_CLOEXEC), fd2 = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  BOOST_REQUIRE(fd1 >= 0);
+  BOOST_REQUIRE(fd2 >= 0);
+  fs.control("wb_fail 1");
+  BOOST_TEST(::pwrite(fd1, lost.data(), lost.size(), 0) == static_cast<ssize_t>(lost.size()));
+  errno = 0;
+  BOOST_TEST(::fsync(fd1) == -1);
+  BOOST_TEST(errno == EIO);
+  BOOST_TEST(::fsync(fd1) == 0);  // reported once to this description
+  BOOST_TEST(::pwrite(fd2, kept.data(), kept.size(), 4096) == static_cast<ssize_t>(kept.size()));
+  errno = 0;
+  BOOST_TEST(::fsync(fd2) == -1);  // the other description: once...
+  BOOST_TEST(errno == EIO);
+  BOOST_TEST(::fsync(fd2) == 0);  // ...and its data was synced all the same
+  int fd3 = ::open(path.c_str(), O_RDWR | O_CLOEXEC);  // opened after the failure: not told
+  BOOST_REQUIRE(fd3 >= 0);
+  BOOST_TEST(::fsync(fd3) == 0);
+  BOOST_TEST(fs.counters()["wb_failed"] == 1u);
+  ::close(fd1);
+  ::close(fd2);
+  ::close(fd3);
+  fs.cut();
+  check_cut(fs);
+  fs.reboot(splitmix(seed));
+  auto disk = read_file(path);
+  BOOST_REQUIRE(disk.size() == 8192u);
+  BOOST_TEST(std::equal(base.begin(), base.end(), disk.begin()));  // the failed write is gone
+  BOOST_TEST(std::equal(kept.begin(), kept.end(), disk.begin() + 4096));
+}
+
 // ---- proof 6: writeback failure under two linked writes in flight ---------
 
 BOOST_AUTO_TEST_CASE(writeback_failure_under_two_linked_writes_in_flight) {
