@@ -614,7 +614,7 @@ BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {
                                     << " unsynced writes");
   BOOST_TEST(acked.size() > static_cast<std::size_t>(cuts));
   // A torn tail needs a torn-mode cut that lands on a commit's fsync and
-  // keeps part of its write: with 1.5 KiB records about one cut in eight.
+  // keeps part of its write: with 1.5 KiB records about one cut in six.
   // With fewer cuts (FSYS_POWERCUT_CUTS) there may be none.
   if (cuts >= 50) BOOST_TEST(torn_tails > 0u);
 }
