@@ -16,6 +16,9 @@
 //   delay_ms <n>          every lookup/getattr, open, create and rename
 //                         waits n milliseconds first (0: off); a slow
 //                         filesystem for the stall tests
+// The volatile-cache mode and its power cut (volatile, powercut,
+// powercut_after, wb_fail) are described in volatile_cache.hpp; its counters
+// follow the ones below on the same line.
 // Reading `/.faultctl` returns
 //   "writes=W bytes=B fsyncs=F fsync_failed=X dirty=D"
 // where dirty=1 means a write reached the backing file after the last
@@ -25,10 +28,13 @@
 #define FUSE_USE_VERSION 35
 #include <fuse3/fuse.h>
 
+#include "volatile_cache.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -55,6 +61,9 @@ struct faults {
   bool dirty = false;
 } st;
 
+// ---- volatile-cache mode (see volatile_cache.hpp) ----
+faultfs_volatile::model vol;
+
 std::string real(const char* path) { return backing + path; }
 bool is_ctl(const char* path) { return std::strcmp(path, ctl_name) == 0; }
 
@@ -65,11 +74,6 @@ void slow_down(const char* path) {
 }
 bool slow_control(const std::string& cmd) { return std::sscanf(cmd.c_str(), "delay_ms %ld", &delay_ms) == 1; }
 
-int ff_rename(const char* from, const char* to, unsigned int flags) {
-  slow_down(from);
-  return ::renameat2(AT_FDCWD, real(from).c_str(), AT_FDCWD, real(to).c_str(), flags) == 0 ? 0 : -errno;
-}
-
 int ff_getattr(const char* path, struct stat* sb, fuse_file_info*) {
   slow_down(path);
   if (is_ctl(path)) {
@@ -79,10 +83,14 @@ int ff_getattr(const char* path, struct stat* sb, fuse_file_info*) {
     sb->st_size = 4096;
     return 0;
   }
-  return ::lstat(real(path).c_str(), sb) == 0 ? 0 : -errno;
+  if (int e = vol.alive()) return e;  // volatile
+  if (::lstat(real(path).c_str(), sb) != 0) return -errno;
+  vol.adjust(sb);  // volatile
+  return 0;
 }
 
 int ff_readdir(const char* path, void* buf, fuse_fill_dir_t fill, off_t, fuse_file_info*, fuse_readdir_flags) {
+  if (int e = vol.alive()) return e;  // volatile
   DIR* d = ::opendir(real(path).c_str());
   if (!d) return -errno;
   while (dirent* e = ::readdir(d)) fill(buf, e->d_name, nullptr, 0, static_cast<fuse_fill_dir_flags>(0));
@@ -97,30 +105,37 @@ int ff_open(const char* path, fuse_file_info* fi) {
     fi->direct_io = 1;  // every read of the counters reaches the daemon
     return 0;
   }
+  if (int e = (fi->flags & O_TRUNC) ? vol.gate() : vol.alive()) return e;  // volatile
+  if (vol.active() && (fi->flags & O_TRUNC)) vol.before_truncate(-1, real(path), 0);  // volatile
   int fd = ::open(real(path).c_str(), fi->flags & ~(O_APPEND));
   if (fd < 0) return -errno;
   fi->fh = static_cast<uint64_t>(fd);
+  if (vol.active()) vol.opened(fi->fh, fd);  // volatile
   return 0;
 }
 
 int ff_create(const char* path, mode_t mode, fuse_file_info* fi) {
   slow_down(path);
+  if (int e = vol.gate()) return e;  // volatile
   int fd = ::open(real(path).c_str(), fi->flags | O_CREAT, mode);
   if (fd < 0) return -errno;
   fi->fh = static_cast<uint64_t>(fd);
+  if (vol.active()) vol.created(fi->fh, fd);  // volatile
   return 0;
 }
 
 int ff_read(const char* path, char* buf, size_t size, off_t off, fuse_file_info* fi) {
   if (is_ctl(path)) {
-    char text[256];
+    char text[512];
     int n = std::snprintf(text, sizeof text, "writes=%lu bytes=%lu fsyncs=%lu fsync_failed=%lu dirty=%d\n",
                           st.writes, st.bytes, st.fsyncs, st.fsync_failed, st.dirty ? 1 : 0);
+    n = n - 1 + vol.print_counters(text + n - 1, sizeof text - static_cast<size_t>(n - 1));  // volatile
     if (off >= n) return 0;
     size_t len = std::min(size, static_cast<size_t>(n - off));
     std::memcpy(buf, text + off, len);
     return static_cast<int>(len);
   }
+  if (int e = vol.alive()) return e;  // volatile
   ssize_t r = ::pread(static_cast<int>(fi->fh), buf, size, off);
   return r < 0 ? -errno : static_cast<int>(r);
 }
@@ -128,6 +143,7 @@ int ff_read(const char* path, char* buf, size_t size, off_t off, fuse_file_info*
 int control(const char* buf, size_t size) {
   std::string cmd(buf, size);
   long a = 0, b = 0;
+  if (int r = vol.command(cmd); r != 0) return r < 0 ? r : static_cast<int>(size);  // volatile
   if (cmd.rfind("reset", 0) == 0) {
     st.fsync_eio = 0;
     st.short_max = 0;
@@ -150,11 +166,13 @@ int control(const char* buf, size_t size) {
 
 int ff_write(const char* path, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
   if (is_ctl(path)) return control(buf, size);
+  if (int e = vol.gate()) return e;  // volatile
   if (st.short_max > 0 && size > static_cast<size_t>(st.short_max)) size = static_cast<size_t>(st.short_max);
   if (st.budget >= 0) {
     if (st.budget == 0) return -st.budget_errno;
     if (size > static_cast<size_t>(st.budget)) size = static_cast<size_t>(st.budget);
   }
+  if (vol.active()) vol.before_write(static_cast<int>(fi->fh), static_cast<uint64_t>(off), size);  // volatile
   ssize_t r = ::pwrite(static_cast<int>(fi->fh), buf, size, off);
   if (r < 0) return -errno;
   if (st.budget >= 0) st.budget -= r;
@@ -166,6 +184,7 @@ int ff_write(const char* path, const char* buf, size_t size, off_t off, fuse_fil
 
 int ff_fsync(const char* path, int datasync, fuse_file_info* fi) {
   if (is_ctl(path)) return 0;
+  if (int e = vol.gate()) return e;  // volatile
   ++st.fsyncs;
   if (st.fsync_eio != 0) {
     if (st.fsync_eio > 0) --st.fsync_eio;
@@ -173,13 +192,23 @@ int ff_fsync(const char* path, int datasync, fuse_file_info* fi) {
     return -EIO;
   }
   int fd = static_cast<int>(fi->fh);
+  if (vol.active()) {  // volatile: an injected writeback failure drops the unsynced changes
+    if (int e = vol.before_fsync(fi->fh, fd)) {
+      ++st.fsync_failed;
+      return e;
+    }
+  }
   if ((datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0) return -errno;
   st.dirty = false;
+  if (vol.active()) return vol.after_fsync(fi->fh, fd);  // volatile
   return 0;
 }
 
 int ff_release(const char* path, fuse_file_info* fi) {
-  if (!is_ctl(path)) ::close(static_cast<int>(fi->fh));
+  if (!is_ctl(path)) {
+    if (vol.active()) vol.released(fi->fh);  // volatile
+    ::close(static_cast<int>(fi->fh));
+  }
   return 0;
 }
 
@@ -187,14 +216,84 @@ int ff_flush(const char*, fuse_file_info*) { return 0; }
 
 int ff_truncate(const char* path, off_t size, fuse_file_info* fi) {
   if (is_ctl(path)) return 0;
+  if (int e = vol.gate()) return e;  // volatile
+  if (vol.active()) vol.before_truncate(fi ? static_cast<int>(fi->fh) : -1, fi ? std::string() : real(path), static_cast<uint64_t>(size));  // volatile
   int r = fi ? ::ftruncate(static_cast<int>(fi->fh), size) : ::truncate(real(path).c_str(), size);
   return r == 0 ? 0 : -errno;
 }
 
-int ff_unlink(const char* path) { return ::unlink(real(path).c_str()) == 0 ? 0 : -errno; }
+int ff_unlink(const char* path) {
+  if (int e = vol.gate()) return e;  // volatile
+  return ::unlink(real(path).c_str()) == 0 ? 0 : -errno;
+}
 
 int ff_statfs(const char* path, struct statvfs* sv) {
   return ::statvfs(real(path).c_str(), sv) == 0 ? 0 : -errno;
+}
+
+// ---- namespace operations (plain passthrough, plus the volatile mode's hooks) ----
+
+int ff_mkdir(const char* path, mode_t mode) {
+  if (int e = vol.gate()) return e;
+  return ::mkdir(real(path).c_str(), mode) == 0 ? 0 : -errno;
+}
+
+int ff_rmdir(const char* path) {
+  if (int e = vol.gate()) return e;
+  if (vol.active()) return vol.rmdir(real(path));
+  return ::rmdir(real(path).c_str()) == 0 ? 0 : -errno;
+}
+
+int ff_rename(const char* from, const char* to, unsigned int flags) {
+  slow_down(from);
+  if (int e = vol.gate()) return e;
+  if (vol.active() && flags == 0) vol.before_rename(real(from), real(to));
+  // renameat2 through syscall(): glibc's wrapper is not in every version.
+  long r = ::syscall(SYS_renameat2, AT_FDCWD, real(from).c_str(), AT_FDCWD, real(to).c_str(), flags);
+  return r == 0 ? 0 : -errno;
+}
+
+int ff_link(const char* from, const char* to) {
+  if (int e = vol.gate()) return e;
+  return ::link(real(from).c_str(), real(to).c_str()) == 0 ? 0 : -errno;
+}
+
+int ff_symlink(const char* target, const char* path) {
+  if (int e = vol.gate()) return e;
+  return ::symlink(target, real(path).c_str()) == 0 ? 0 : -errno;
+}
+
+int ff_readlink(const char* path, char* buf, size_t size) {
+  if (int e = vol.alive()) return e;
+  if (size == 0) return -EINVAL;
+  ssize_t n = ::readlink(real(path).c_str(), buf, size - 1);
+  if (n < 0) return -errno;
+  buf[n] = '\0';
+  return 0;
+}
+
+int ff_fsyncdir(const char* path, int, fuse_file_info*) {
+  if (int e = vol.gate()) return e;
+  if (vol.active()) return vol.fsyncdir(real(path));
+  int fd = ::open(real(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int r = ::fsync(fd) == 0 ? 0 : -errno;
+  ::close(fd);
+  return r;
+}
+
+int ff_utimens(const char* path, const struct timespec tv[2], fuse_file_info* fi) {
+  if (is_ctl(path)) return 0;
+  if (int e = vol.alive()) return e;
+  int r = fi ? ::futimens(static_cast<int>(fi->fh), tv) : ::utimensat(AT_FDCWD, real(path).c_str(), tv, AT_SYMLINK_NOFOLLOW);
+  return r == 0 ? 0 : -errno;
+}
+
+int ff_chmod(const char* path, mode_t mode, fuse_file_info* fi) {
+  if (is_ctl(path)) return 0;
+  if (int e = vol.alive()) return e;
+  int r = fi ? ::fchmod(static_cast<int>(fi->fh), mode) : ::chmod(real(path).c_str(), mode);
+  return r == 0 ? 0 : -errno;
 }
 
 }  // namespace
@@ -211,6 +310,7 @@ int main(int argc, char** argv) {
   }
   backing = resolved;
   std::free(resolved);
+  vol.init(backing);
 
   fuse_operations ops;
   std::memset(&ops, 0, sizeof ops);
@@ -226,7 +326,15 @@ int main(int argc, char** argv) {
   ops.truncate = ff_truncate;
   ops.unlink = ff_unlink;
   ops.statfs = ff_statfs;
+  ops.mkdir = ff_mkdir;
+  ops.rmdir = ff_rmdir;
   ops.rename = ff_rename;
+  ops.link = ff_link;
+  ops.symlink = ff_symlink;
+  ops.readlink = ff_readlink;
+  ops.fsyncdir = ff_fsyncdir;
+  ops.utimens = ff_utimens;
+  ops.chmod = ff_chmod;
 
   // fuse_main gets argv without the backing directory.
   argv[1] = argv[0];

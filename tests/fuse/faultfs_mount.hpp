@@ -96,11 +96,12 @@ class faultfs_mount {
     if (n != static_cast<ssize_t>(cmd.size())) throw std::runtime_error("faultfs: bad command " + cmd);
   }
 
-  /// The daemon's counters: writes, bytes, fsyncs, fsync_failed, dirty.
+  /// The daemon's counters: writes, bytes, fsyncs, fsync_failed, dirty, and
+  /// those of the volatile-cache mode (see volatile_cache.hpp).
   std::map<std::string, unsigned long> counters() const {
     int fd = ::open((mnt_ / ".faultctl").c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw std::runtime_error("faultfs: open .faultctl");
-    char buf[256] = {};
+    char buf[1024] = {};
     ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
     ::close(fd);
     if (n <= 0) throw std::runtime_error("faultfs: read .faultctl");
