@@ -671,7 +671,10 @@ BOOST_AUTO_TEST_CASE(cancellation_of_path_operations) {
   temp_dir dir;
   asio::io_context ctx;
   fsys::test::make_ring(ctx);
-  // Cancelled before the engine submitted it: operation_aborted and nothing done.
+  // Cancelled before the engine submitted it: operation_aborted and nothing
+  // done. (On io_uring the op waits for the io_context's flush, so the
+  // cancellation always comes first; a psync worker may pick the op up at
+  // once, and then the real result comes back.)
   asio::cancellation_signal sig;
   std::optional<error_code> got;
   fsys::async_create_directory(ctx, dir.file("d"), 0755,
@@ -679,8 +682,12 @@ BOOST_AUTO_TEST_CASE(cancellation_of_path_operations) {
   sig.emit(asio::cancellation_type::terminal);
   drain(ctx);
   BOOST_REQUIRE(got.has_value());
-  BOOST_TEST((*got == asio::error::operation_aborted));
-  BOOST_TEST(!fs::exists(dir.file("d")));
+  if (fsys::test::expected_backend() == fsys::backend::io_uring || *got) {
+    BOOST_TEST((*got == asio::error::operation_aborted));
+    BOOST_TEST(!fs::exists(dir.file("d")));
+  } else {
+    BOOST_TEST(fs::is_directory(dir.file("d")));
+  }
   // Cancelled after: either aborted (nothing done) or the real result.
   for (int i = 0; i < 50; ++i) {
     auto p = dir.file("e" + std::to_string(i));
