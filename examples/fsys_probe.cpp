@@ -1,10 +1,12 @@
 // fsys-probe PATH [--json]
+// fsys-probe --version
 //
 // Prints what fsys knows about the storage under PATH (block devices, queue
 // limits, O_DIRECT alignment, atomic writes, NVMe identity) and what the
 // kernel's io_uring offers, as an aligned table or as JSON.
 #include <fsys/drive.hpp>
 #include <fsys/features.hpp>
+#include <fsys/version.hpp>
 
 #include <cstdint>
 #include <cstdio>
@@ -172,7 +174,7 @@ table ring_table(const fsys::ring_features& f) {
 }
 
 int usage(const char* argv0) {
-  std::cerr << "usage: " << argv0 << " PATH [--json]\n";
+  std::cerr << "usage: " << argv0 << " PATH [--json]\n       " << argv0 << " --version\n";
   return 2;
 }
 
@@ -183,6 +185,10 @@ int main(int argc, char** argv) {
   bool json = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
+    if (a == "--version") {
+      std::cout << "fsys-probe (fsys) " << FSYS_VERSION_STRING << "\n";
+      return 0;
+    }
     if (a == "--json") json = true;
     else if (a.starts_with("-") && a != "-") return usage(argv[0]);
     else if (path) return usage(argv[0]);

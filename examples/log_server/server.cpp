@@ -94,7 +94,7 @@ class server {
 
   void start() {
     asio::co_spawn(ex_, accept_loop(), asio::detached);
-    asio::co_spawn(ex_, committer(), [this](std::exception_ptr e) {
+    asio::co_spawn(ex_, committer(), [](std::exception_ptr e) {
       if (e) report(e, "committer");
     });
     signals_.async_wait([this](error_code ec, int) {

@@ -109,6 +109,8 @@ struct drive_info {
 /// file is on an NVMe namespace, the controller device opens, and
 /// `nvme_passthrough_disabled_by_environment()` is false; any passthrough
 /// failure just leaves the NVMe Identify fields empty.
+/// \param fd any open descriptor; it is only examined, never read or written.
+/// \param roots where /sys and /dev are (tests point them at a fake tree).
 /// \param ec set to the errno of `fstat` when `fd` is unusable.
 drive_info probe_drive(int fd, const probe_roots& roots, std::error_code& ec);
 /// As above with the real /sys and /dev.
@@ -117,6 +119,7 @@ drive_info probe_drive(int fd, std::error_code& ec);
 drive_info probe_drive(int fd);
 /// Probes the storage under `path` (opened with O_PATH, so no read
 /// permission is needed and FIFOs do not block).
+/// \param path the file, directory or device to examine.
 /// \param ec set to the errno of `open` or `fstat` on failure.
 drive_info probe_drive(const std::filesystem::path& path, std::error_code& ec);
 /// As above; throws `std::system_error` on failure.
@@ -158,6 +161,7 @@ enum class flush_method {
 /// disabled. Otherwise, or if the FLUSH is refused, it calls `fdatasync`.
 /// A FLUSH does not commit file metadata: use it only after O_DIRECT writes
 /// that overwrote already-written blocks without changing the file size.
+/// \param fd an open descriptor of the file written to.
 /// \param ec set to the errno of `fdatasync` (or `fcntl`) on failure.
 flush_method flush_device(int fd, std::error_code& ec);
 /// As above; throws `std::system_error` on failure.

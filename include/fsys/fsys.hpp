@@ -1,6 +1,7 @@
 // fsys — all public headers.
 #pragma once
 
+#include <fsys/version.hpp>
 #include <fsys/error.hpp>
 #include <fsys/features.hpp>
 #include <fsys/options.hpp>

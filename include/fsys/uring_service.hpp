@@ -16,6 +16,16 @@
 
 namespace fsys {
 
+/// A buffer inside the set registered with `uring_service::register_buffers`:
+/// `index` names the registered buffer, `data` any range within it.
+struct fixed_buffer {
+  /// The bytes to transfer: any range inside the registered buffer `index`.
+  asio::mutable_buffer data;
+  /// The position of the registered buffer in the span given to
+  /// `register_buffers`.
+  std::uint16_t index = 0;
+};
+
 /// Owns one io_uring ring (or the psync fallback) per execution context and
 /// runs every `fsys::basic_file` operation of that context.
 ///
@@ -36,13 +46,6 @@ namespace fsys {
 /// @endcode
 /// Otherwise the first file created on the context makes the service with
 /// default options.
-/// A buffer inside the set registered with `uring_service::register_buffers`:
-/// `index` names the registered buffer, `data` any range within it.
-struct fixed_buffer {
-  asio::mutable_buffer data;
-  std::uint16_t index = 0;
-};
-
 class uring_service : public asio::execution_context::service {
  public:
   /// Asio's service identity.
@@ -77,9 +80,11 @@ class uring_service : public asio::execution_context::service {
   /// ring, call it before the first operation or from the io_context's
   /// thread. On the psync backend it succeeds and changes nothing.
   void register_buffers(std::span<const asio::mutable_buffer> buffers, std::error_code& ec);
+  /// As above; throws `std::system_error` on failure.
   void register_buffers(std::span<const asio::mutable_buffer> buffers);
   /// Drops the registered buffers; no fixed operation may be in flight.
   void unregister_buffers(std::error_code& ec);
+  /// As above; throws `std::system_error` on failure.
   void unregister_buffers();
 
   /// Asio's fork notification: in the child (`fork_child`), the service

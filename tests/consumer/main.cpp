@@ -1,7 +1,10 @@
 // A consumer of fsys: writes a file durably with co_write_linked_fsync, reads
-// it back with co_read_at, and checks every byte. Built twice by
-// scripts/consumer_check: as a Meson project with fsys as a subproject, and
-// with plain g++ against an installed fsys found through pkg-config.
+// it back with co_read_at, and checks every byte. Built by
+// scripts/consumer_check in every way a user consumes fsys: as a Meson
+// subproject (a directory, a [wrap-git] and a [wrap-file] wrap), with plain
+// g++ against an install found through pkg-config, and as a CMake project
+// (tests/consumer_cmake). When the build defines FSYS_EXPECTED_VERSION (the
+// version pkg-config or CMake reported), it must equal FSYS_VERSION_STRING.
 #include <fsys/fsys.hpp>
 
 #include <boost/asio/co_spawn.hpp>
@@ -39,6 +42,14 @@ static asio::awaitable<bool> round_trip(std::string path) {
 }
 
 int main() {
+#ifdef FSYS_EXPECTED_VERSION
+  if (std::strcmp(FSYS_EXPECTED_VERSION, FSYS_VERSION_STRING) != 0) {
+    std::fprintf(stderr, "fsys consumer: package version %s, headers say %s\n", FSYS_EXPECTED_VERSION,
+                 FSYS_VERSION_STRING);
+    return 1;
+  }
+#endif
+  std::printf("fsys consumer: built against fsys %s\n", FSYS_VERSION_STRING);
   std::string path = (std::filesystem::temp_directory_path() / "fsys-consumer-XXXXXX").string();
   int fd = ::mkstemp(path.data());
   if (fd < 0) {
