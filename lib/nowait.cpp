@@ -25,8 +25,10 @@ bool try_inline_transfer(op_base& op, inline_counters& c) noexcept {
   file_handle* f = op.file_;
   // Only regular files without O_DIRECT: a pipe or socket read would return
   // EAGAIN whenever it is empty, and an O_DIRECT read never comes from the
-  // page cache. Refused and empty ops are completed by the engine as before.
-  if (!f || !f->nowait_candidate() || op.ec_ || op.remaining() == 0) return false;
+  // page cache. Refused and empty ops are completed by the engine as before;
+  // so are the fixed-buffer variants, whose buffers the ring checks against
+  // the registered ones.
+  if (!f || !f->nowait_candidate() || op.ec_ || op.remaining() == 0 || op.buf_index_ >= 0) return false;
   file_handle::nowait_memory& mem = f->nowait(read);
   if (mem.refused.load(std::memory_order_relaxed)) return false;
   if (mem.skip.load(std::memory_order_relaxed) > 0) {
