@@ -124,7 +124,9 @@ struct ring_options {
   /// buffered writes, tmpfs on some kernels) gets none again; one whose
   /// attempts keep missing (4 in a row) skips the next 64 before trying
   /// again. Syncs and `async_write_linked_fsync` always go to the engine.
-  /// Not the fixed-buffer variants. Applies to both backends. `false` (or the environment variable
+  /// Not the fixed-buffer variants. Applies to both backends. An operation
+  /// completed inline never reaches the ring: on a `single_thread` ring it
+  /// succeeds from any thread. `false` (or the environment variable
   /// `FSYS_INLINE_FAST_PATH=0`) sends every operation to the engine.
   bool inline_fast_path = true;
   /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
