@@ -144,9 +144,10 @@ run_result run_cb(asio_env& env, kind k, unsigned depth, budget& b) {
   return res;
 }
 
-enum class which_file { read, write, sync };
+enum class which_file { read, write, sync, cold };
 
 const std::string& path_of(which_file w) {
+  if (w == which_file::cold) return path_for(op_mode::read_cold);  // drops its pages first
   return w == which_file::read ? files().read_path : w == which_file::write ? files().write_path : files().sync_path;
 }
 
@@ -177,7 +178,9 @@ int main(int argc, char** argv) {
   using namespace bench;
   for (const workload& w : workloads()) {
     const bool write = w.mode == op_mode::write_buffered;
-    const which_file file = write ? which_file::write : which_file::read;
+    const which_file file = write                           ? which_file::write
+                            : w.mode == op_mode::read_cold ? which_file::cold
+                                                           : which_file::read;
     const kind k = write ? kind::write : kind::read;
     add_asio(std::string(w.name) + "/asio_co", k, file, open_flags(w.mode), w.depth, file_blocks, w.ops,
              max_case_seconds, true, false);

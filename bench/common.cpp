@@ -120,9 +120,11 @@ const data_files& files() {
     d.read_path = d.dir + "/read.dat";
     d.write_path = d.dir + "/write.dat";
     d.sync_path = d.dir + "/sync.dat";
+    d.cold_path = d.dir + "/cold.dat";
     make_file(d.read_path, file_blocks, true);
     make_file(d.write_path, file_blocks, false);
     make_file(d.sync_path, sync_file_blocks, false);
+    make_file(d.cold_path, file_blocks, true);
     warm(d.read_path);
     warm(d.write_path);
     return d;
@@ -173,6 +175,7 @@ const std::vector<workload>& workloads() {
       {"randread_direct_d1", op_mode::read_direct, 1, 100000},
       {"randread_direct_d32", op_mode::read_direct, 32, 200000},
       {"randwrite_buffered_d32", op_mode::write_buffered, 32, 1000000},
+      {"randread_cold_d32", op_mode::read_cold, 32, 200000},
   };
   return w;
 }
@@ -182,11 +185,25 @@ int open_flags(op_mode m) {
     case op_mode::read_cache: return O_RDONLY;
     case op_mode::read_direct: return O_RDONLY | O_DIRECT;
     case op_mode::write_buffered: return O_WRONLY;
+    case op_mode::read_cold: return O_RDONLY;
   }
   return O_RDONLY;
 }
 
+void drop_cache(const std::string& path) {
+  int fd = open_or_die(path, O_RDONLY);
+  // Clean pages only (the file is never written after creation): all of them go.
+  ::fdatasync(fd);
+  if (int e = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED); e != 0)
+    fail("posix_fadvise " + path + ": " + std::strerror(e));
+  ::close(fd);
+}
+
 const std::string& path_for(op_mode m) {
+  if (m == op_mode::read_cold) {
+    drop_cache(files().cold_path);
+    return files().cold_path;
+  }
   return m == op_mode::write_buffered ? files().write_path : files().read_path;
 }
 

@@ -31,6 +31,7 @@ struct data_files {
   std::string read_path;   ///< 256 MiB; block i starts with the 8-byte value i; in the page cache
   std::string write_path;  ///< 256 MiB; buffered random writes overwrite its cached pages
   std::string sync_path;   ///< 16 MiB; durable writes (its blocks already allocated on disk)
+  std::string cold_path;   ///< 256 MiB, same content as read_path; kept out of the page cache
 };
 
 /// Creates the files on first use (in $FSYS_BENCH_DIR, default /var/tmp,
@@ -134,7 +135,10 @@ class budget {
 inline constexpr double max_case_seconds = 0.4;
 
 /// The kinds of operation the throughput cases run.
-enum class op_mode { read_cache, read_direct, write_buffered };
+/// `read_cold`: buffered reads of `data_files::cold_path`, whose pages are
+/// dropped (POSIX_FADV_DONTNEED) whenever a case asks `path_for` for it, i.e.
+/// right before it opens the file, warms up and runs its timed window.
+enum class op_mode { read_cache, read_direct, write_buffered, read_cold };
 
 /// One throughput case: what to do, how many in flight, how many in total.
 struct workload {
@@ -149,7 +153,7 @@ const std::vector<workload>& workloads();
 
 /// Flags to open the file of a workload with.
 int open_flags(op_mode m);
-/// The path of a workload's file.
+/// The path of a workload's file (for `read_cold`: after dropping its pages).
 const std::string& path_for(op_mode m);
 
 /// Registers a case with the options every case uses (one timed iteration

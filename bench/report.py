@@ -114,6 +114,7 @@ def get(res, case, impl, key="ops_per_s"):
 THROUGHPUT = [
     ("randread_cache_d1", "4 KiB random reads, page cache, depth 1"),
     ("randread_cache_d32", "4 KiB random reads, page cache, depth 32"),
+    ("randread_cold_d32", "4 KiB random reads, pages dropped before each case, depth 32"),
     ("randread_direct_d1", "4 KiB random reads, O_DIRECT, depth 1"),
     ("randread_direct_d32", "4 KiB random reads, O_DIRECT, depth 32"),
     ("randwrite_buffered_d32", "4 KiB random buffered writes, depth 32"),

@@ -25,10 +25,13 @@ namespace fsys::detail {
 
 file_handle* file_handle::create(int fd, bool owns_fd) {
   auto* h = new file_handle(fd, owns_fd);
-  struct statx type;
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &type) == 0 && (type.stx_mask & STATX_TYPE))
+  struct statx type {};
+  const bool regular =
+      ::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &type) == 0 && (type.stx_mask & STATX_TYPE) && S_ISREG(type.stx_mode);
+  if (type.stx_mask & STATX_TYPE)
     h->stream_ = !S_ISREG(type.stx_mode) && !S_ISBLK(type.stx_mode) && !S_ISDIR(type.stx_mode);
   int fl = ::fcntl(fd, F_GETFL);
+  h->nowait_candidate_ = regular && fl >= 0 && !(fl & O_DIRECT);
   if (fl >= 0 && (fl & O_DIRECT)) {
     // Ask the kernel which alignment O_DIRECT needs for this file (memory
     // alignment follows the device's DMA alignment, not the sector size).
@@ -49,8 +52,10 @@ void file_handle::attach(int fd, bool direct) noexcept {
   struct statx stx;
   std::memset(&stx, 0, sizeof stx);
   if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | (direct ? STATX_DIOALIGN : 0u), &stx) == 0) {
-    if (stx.stx_mask & STATX_TYPE)
+    if (stx.stx_mask & STATX_TYPE) {
       stream_ = !S_ISREG(stx.stx_mode) && !S_ISBLK(stx.stx_mode) && !S_ISDIR(stx.stx_mode);
+      nowait_candidate_ = S_ISREG(stx.stx_mode) && !direct;
+    }
     if (direct && (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
       dio_mem_align_ = stx.stx_dio_mem_align;
       dio_offset_align_ = stx.stx_dio_offset_align;

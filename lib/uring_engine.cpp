@@ -168,6 +168,14 @@ class uring_engine final : public engine {
     cq_capacity_ = p.cq_entries;
     op_capacity_ = cq_capacity_ / 4;
     needs_enable_ = p.flags & IORING_SETUP_R_DISABLED;
+    if (opts_.iowq_max_workers_bounded != 0 || opts_.iowq_max_workers_unbounded != 0) {
+      // Limits of the kernel's io-wq workers for this ring; 0 keeps that
+      // kind's default. The kernel applies them to every thread's io-wq that
+      // serves this ring, now and later. A refusal (older kernel) leaves the
+      // defaults: the ring works the same, only with more workers allowed.
+      unsigned limits[2] = {opts_.iowq_max_workers_bounded, opts_.iowq_max_workers_unbounded};
+      (void)io_uring_register_iowq_max_workers(&ring_, limits);
+    }
 
     int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) return std::error_code(errno, std::system_category());
@@ -426,6 +434,18 @@ class uring_engine final : public engine {
     if (!ring_ok_ || forked()) return make_error_code(errc::forked_process);
     int r = io_uring_unregister_buffers(&ring_);
     return r < 0 ? std::error_code(-r, std::system_category()) : std::error_code{};
+  }
+
+  std::error_code iowq_max_workers(std::uint32_t* values) override {
+    std::lock_guard lock(mutex_);
+    if (!ring_ok_ || forked()) return make_error_code(errc::forked_process);
+    // Zeros change nothing and return the calling thread's current limits.
+    unsigned v[2] = {0, 0};
+    int r = io_uring_register_iowq_max_workers(&ring_, v);
+    if (r < 0) return std::error_code(-r, std::system_category());
+    values[0] = v[0];
+    values[1] = v[1];
+    return {};
   }
 
   fsys::backend kind() const noexcept override { return backend::io_uring; }

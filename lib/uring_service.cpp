@@ -2,6 +2,8 @@
 #include <fsys/features.hpp>
 #include <fsys/uring_service.hpp>
 
+#include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -30,6 +32,21 @@ uring_service::uring_service(asio::execution_context& ctx, ring_options options)
     fallback_reason_ = make_error_code(errc::io_uring_setup_failed);
   }
   if (!engine_) engine_ = detail::make_psync_engine(ctx, options_);
+  const char* v = std::getenv("FSYS_INLINE_FAST_PATH");
+  inline_fast_path_ = options_.inline_fast_path && !(v && std::strcmp(v, "0") == 0);
+}
+
+engine_stats uring_service::stats() const noexcept {
+  engine_stats s = engine_->stats();
+  s.inline_reads = inline_counters_.reads.load(std::memory_order_relaxed);
+  s.inline_read_fallthroughs = inline_counters_.read_fallthroughs.load(std::memory_order_relaxed);
+  s.inline_writes = inline_counters_.writes.load(std::memory_order_relaxed);
+  s.inline_write_fallthroughs = inline_counters_.write_fallthroughs.load(std::memory_order_relaxed);
+  return s;
+}
+
+std::error_code uring_service::iowq_max_workers(std::uint32_t (&values)[2]) const {
+  return engine_->iowq_max_workers(values);
 }
 
 uring_service::~uring_service() = default;

@@ -548,6 +548,9 @@ BOOST_AUTO_TEST_CASE(queued_operations_are_cancelled_while_the_only_worker_is_bu
   fsys::ring_options one;
   one.fallback = fsys::fallback_policy::force_psync;
   one.psync_threads = 1;
+  // The reads must queue behind the busy worker, not complete from the page
+  // cache through the inline fast path.
+  one.inline_fast_path = false;
   fsys::test::make_ring(ctx, one);
   // The only file worker blocks in a write to the FUSE mount while its
   // daemon is stopped.

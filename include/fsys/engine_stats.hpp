@@ -38,6 +38,18 @@ struct engine_stats {
   /// (opcode missing, refused by the ring for that filesystem, or disabled
   /// by FSYS_TEST_DISABLE_OPS).
   std::uint64_t fs_ops_on_helper = 0;
+  /// Asynchronous reads completed by the inline fast path
+  /// (`ring_options::inline_fast_path`) without reaching the engine; they
+  /// are not counted in `ops_started` / `ops_completed`.
+  std::uint64_t inline_reads = 0;
+  /// Inline read attempts that fell through to the engine (the data was not
+  /// all cached, the filesystem refused, any error): the engine finished the
+  /// read (counted in `ops_started`), from where the attempt stopped.
+  std::uint64_t inline_read_fallthroughs = 0;
+  /// Asynchronous writes completed by the inline fast path.
+  std::uint64_t inline_writes = 0;
+  /// Inline write attempts that fell through to the engine.
+  std::uint64_t inline_write_fallthroughs = 0;
 };
 
 }  // namespace fsys

@@ -5,6 +5,7 @@
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/file_op.hpp>
 #include <fsys/detail/fs_args.hpp>
+#include <fsys/detail/nowait.hpp>
 #include <fsys/detail/sync_io.hpp>
 #include <fsys/error.hpp>
 #include <fsys/file_base.hpp>
@@ -952,6 +953,15 @@ class basic_file : public file_base {
       op->fd_ = handle_->fd();
       op->stream_ = handle_->is_stream();
       op->validate();  // a refused op is queued too, and completes from the io_context
+      if (service_->inline_fast_path() && detail::try_inline_transfer(*op, service_->inline_counters())) {
+        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit):
+        // the engine never sees the op, and no cancellation slot is hooked,
+        // so a later cancellation request finds nothing to do and the
+        // result is delivered. The handler is posted to its executor.
+        op->completed_inline_ = true;
+        op->complete_(op, true);
+        return;
+      }
     } else {
       // Closed, never opened, moved from, or its async_open still pending or
       // failed: refused, and completed from the io_context like any other.

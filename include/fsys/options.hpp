@@ -112,6 +112,33 @@ struct ring_options {
   /// `fdatasync` and `write_at_linked_fsync` always. `false` sends every
   /// request to the ring (or the psync workers).
   bool caller_thread_fast_path = true;
+  /// Asynchronous reads and writes (`async_read_some_at`, `async_read_at`,
+  /// `async_write_some_at`, `async_write_at`, their readv/writev and
+  /// coroutine forms) of a regular file not opened O_DIRECT first try
+  /// `preadv2`/`pwritev2` with `RWF_NOWAIT` in the initiating thread: a
+  /// page-cache hit (or a write the filesystem takes without waiting) then
+  /// completes without the ring or the psync workers, and the handler is
+  /// posted to its executor (never invoked inside the initiating function).
+  /// Whatever would wait goes to the engine, from where the attempt stopped.
+  /// A file whose attempts in one direction are refused (`EOPNOTSUPP`: ext4
+  /// buffered writes, tmpfs on some kernels) gets none again; one whose
+  /// attempts keep missing (4 in a row) skips the next 64 before trying
+  /// again. Syncs and `async_write_linked_fsync` always go to the engine.
+  /// Not the fixed-buffer variants. Applies to both backends. An operation
+  /// completed inline never reaches the ring: on a `single_thread` ring it
+  /// succeeds from any thread. `false` (or the environment variable
+  /// `FSYS_INLINE_FAST_PATH=0`) sends every operation to the engine.
+  bool inline_fast_path = true;
+  /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
+  /// when the ring is built: the most kernel worker threads per NUMA node
+  /// for bounded work (regular-file IO that must block, such as buffered
+  /// writes on ext4 and fsyncs) and for unbounded work (pipes, sockets).
+  /// 0 keeps the kernel's default (bounded: min(queue entries, 4 × CPUs);
+  /// unbounded: RLIMIT_NPROC). Ignored by the psync backend. If the kernel
+  /// refuses them, the ring is still built (see
+  /// `uring_service::iowq_max_workers`).
+  std::uint32_t iowq_max_workers_bounded = 0;
+  std::uint32_t iowq_max_workers_unbounded = 0;
 };
 
 }  // namespace fsys

@@ -3,6 +3,7 @@
 
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/engine.hpp>
+#include <fsys/detail/nowait.hpp>
 #include <fsys/engine_stats.hpp>
 #include <fsys/options.hpp>
 
@@ -70,7 +71,7 @@ class uring_service : public asio::execution_context::service {
   std::error_code fallback_reason() const noexcept { return fallback_reason_; }
   /// Counters: operations started and completed, io_uring_enter calls, SQEs,
   /// CQEs (see `engine_stats`).
-  engine_stats stats() const noexcept { return engine_->stats(); }
+  engine_stats stats() const noexcept;
 
   /// Registers `buffers` with the ring (IORING_REGISTER_BUFFERS), so that
   /// `basic_file::async_read_fixed_at` / `async_write_fixed_at` can use
@@ -95,12 +96,28 @@ class uring_service : public asio::execution_context::service {
   /// @private The engine that runs operations.
   detail::engine& engine() noexcept { return *engine_; }
 
+  /// The io-wq worker limits in effect for the calling thread's io-wq
+  /// ([0]: bounded, [1]: unbounded), read back from the kernel
+  /// (`io_uring_register_iowq_max_workers` with zeros). The thread must have
+  /// submitted to this ring (run the io_context while an operation started);
+  /// before that it has no io-wq and both are 0. Fails with
+  /// `operation_not_supported` on the psync backend.
+  std::error_code iowq_max_workers(std::uint32_t (&values)[2]) const;
+
+  /// Whether asynchronous reads and writes try the inline fast path
+  /// (`ring_options::inline_fast_path`, and FSYS_INLINE_FAST_PATH is not 0).
+  bool inline_fast_path() const noexcept { return inline_fast_path_; }
+  /// The fast path's counters (see `engine_stats::inline_reads`).
+  detail::inline_counters& inline_counters() noexcept { return inline_counters_; }
+
  private:
   void shutdown() override;
 
   ring_options options_;
   std::error_code fallback_reason_;
   std::unique_ptr<detail::engine> engine_;
+  bool inline_fast_path_ = true;
+  detail::inline_counters inline_counters_;
 };
 
 }  // namespace fsys

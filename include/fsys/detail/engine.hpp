@@ -63,6 +63,13 @@ class engine {
   virtual std::error_code register_buffers(const iovec*, unsigned) { return {}; }
   virtual std::error_code unregister_buffers() { return {}; }
 
+  /// Reads the io-wq worker limits of the calling thread ([0] bounded,
+  /// [1] unbounded; see `uring_service::iowq_max_workers`).
+  virtual std::error_code iowq_max_workers(std::uint32_t* values) {
+    values[0] = values[1] = 0;
+    return std::make_error_code(std::errc::operation_not_supported);
+  }
+
   virtual fsys::backend kind() const noexcept = 0;
   /// IORING_SETUP_* flags of the ring (0 for psync).
   virtual std::uint32_t setup_flags() const noexcept { return 0; }

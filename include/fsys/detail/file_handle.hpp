@@ -75,6 +75,23 @@ class file_handle {
   /// device): its reads may wait indefinitely (see `op_base::stream_`).
   bool is_stream() const noexcept { return stream_; }
 
+  /// The inline fast path's per-file, per-direction memory (index 0: reads,
+  /// 1: writes; see `try_inline_transfer`). Relaxed atomics: a heuristic
+  /// that only decides whether a `RWF_NOWAIT` attempt is made, never what an
+  /// operation's result is.
+  struct nowait_memory {
+    /// The filesystem refused `RWF_NOWAIT` (EOPNOTSUPP): never again.
+    std::atomic<bool> refused{false};
+    /// Consecutive attempts that transferred nothing (EAGAIN).
+    std::atomic<std::uint8_t> misses{0};
+    /// Operations still to start without an attempt after a run of misses.
+    std::atomic<std::int32_t> skip{0};
+  };
+  /// A regular file not opened O_DIRECT: the only kind of file on which an
+  /// operation may be tried inline.
+  bool nowait_candidate() const noexcept { return nowait_candidate_; }
+  nowait_memory& nowait(bool read) noexcept { return nowait_[read ? 0 : 1]; }
+
  private:
   file_handle(int fd, bool owns) noexcept : fd_(fd), owns_fd_(owns) {}
   /// Last reference gone: closes the fd or hands it to the close op.
@@ -87,6 +104,8 @@ class file_handle {
   std::uint32_t dio_mem_align_ = 0;
   std::uint32_t dio_offset_align_ = 0;
   bool stream_ = false;
+  bool nowait_candidate_ = false;
+  nowait_memory nowait_[2];
 };
 
 }  // namespace fsys::detail

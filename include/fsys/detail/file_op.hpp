@@ -11,6 +11,7 @@
 #include <boost/asio/associator.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/recycling_allocator.hpp>
@@ -117,6 +118,7 @@ class file_op final : public op_base {
     work_executor work(std::move(self->work_));
     const boost::system::error_code ec = self->ec_;
     const std::size_t n = self->transferred_;
+    const bool completed_inline = self->completed_inline_;
     [[maybe_unused]] auto value = [self] {
       if constexpr (std::is_void_v<Value>) return 0;
       else return op_result<Value>::get(*self);
@@ -136,15 +138,22 @@ class file_op final : public op_base {
     }
     // dispatch: runs inline when this thread already runs the handler's
     // executor (the common case: the reaping thread runs the io_context), and
-    // is posted there otherwise. Never reached from an initiating function.
+    // is posted there otherwise. An op completed by its initiating function
+    // (the inline fast path) is always posted: a handler never runs inside
+    // the initiating function.
+    auto deliver = [&](auto&& completion) {
+      if (completed_inline)
+        asio::post(work, std::move(completion));
+      else
+        asio::dispatch(work, std::move(completion));
+    };
     if constexpr (!std::is_void_v<Value>) {
-      asio::dispatch(work, bound_completion<Handler, boost::system::error_code, Value>{
-                               std::move(handler), {ec, std::move(value)}});
+      deliver(bound_completion<Handler, boost::system::error_code, Value>{std::move(handler),
+                                                                          {ec, std::move(value)}});
     } else if constexpr (WithSize) {
-      asio::dispatch(work, bound_completion<Handler, boost::system::error_code, std::size_t>{
-                               std::move(handler), {ec, n}});
+      deliver(bound_completion<Handler, boost::system::error_code, std::size_t>{std::move(handler), {ec, n}});
     } else {
-      asio::dispatch(work, bound_completion<Handler, boost::system::error_code>{std::move(handler), {ec}});
+      deliver(bound_completion<Handler, boost::system::error_code>{std::move(handler), {ec}});
     }
   }
 

@@ -192,6 +192,9 @@ struct op_base {
   bool unlisted_ = false;
   /// Run by the io_uring engine's psync helper instead of the ring.
   bool on_helper_ = false;
+  /// Completed by its initiating function (the inline fast path, see
+  /// `try_inline_transfer`): the handler is posted, never dispatched.
+  bool completed_inline_ = false;
 
   op_base* next_ = nullptr;       ///< engine queue link
   op_base* cancel_next_ = nullptr;  ///< io_uring engine: ops awaiting an ASYNC_CANCEL SQE

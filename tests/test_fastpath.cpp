@@ -1,0 +1,554 @@
+// The inline fast path of asynchronous reads and writes
+// (`ring_options::inline_fast_path`): RWF_NOWAIT attempts in the initiating
+// function, on real files and a real ring. Runs once per backend: the fast
+// path applies to both (it runs before the engine), so the same results are
+// expected on psync.
+#include <boost/test/unit_test.hpp>
+
+#include "support/ring_fixture.hpp"
+#include "support/temp_dir.hpp"
+
+#include <fsys/fsys.hpp>
+
+#include <boost/asio/bind_allocator.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using fsys::test::pattern;
+using fsys::test::temp_dir;
+using fsys::test::temp_dir_on_disk;
+
+namespace {
+
+constexpr int rw_create = O_RDWR | O_CREAT;
+
+bool fast_path_disabled_by_env() {
+  const char* v = std::getenv("FSYS_INLINE_FAST_PATH");
+  return v && std::strcmp(v, "0") == 0;
+}
+
+// Writes `data` with POSIX calls, makes it durable (so its pages are clean
+// and can be dropped) and returns the path.
+std::filesystem::path make_file(const std::filesystem::path& p, const std::vector<std::byte>& data) {
+  fsys::test::write_file(p, data);
+  int fd = ::open(p.c_str(), O_RDONLY);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(::fdatasync(fd) == 0);
+  ::close(fd);
+  return p;
+}
+
+// Drops the clean pages of [off, off + len) from the page cache.
+void evict(const std::filesystem::path& p, off_t off, off_t len) {
+  int fd = ::open(p.c_str(), O_RDONLY);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(::posix_fadvise(fd, off, len, POSIX_FADV_DONTNEED) == 0);
+  ::close(fd);
+}
+
+// Page-cache residency of every page of the file, as mincore reports it.
+std::vector<bool> resident_pages(const std::filesystem::path& p, std::size_t size) {
+  int fd = ::open(p.c_str(), O_RDONLY);
+  BOOST_REQUIRE(fd >= 0);
+  void* m = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  BOOST_REQUIRE(m != MAP_FAILED);
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> vec((size + page - 1) / page);
+  BOOST_REQUIRE(::mincore(m, size, vec.data()) == 0);
+  ::munmap(m, size);
+  std::vector<bool> out(vec.size());
+  for (std::size_t i = 0; i < vec.size(); ++i) out[i] = (vec[i] & 1) != 0;
+  return out;
+}
+
+std::size_t count(const std::vector<bool>& v, std::size_t from, std::size_t to, bool value) {
+  std::size_t n = 0;
+  for (std::size_t i = from; i < to; ++i) n += v[i] == value;
+  return n;
+}
+
+struct fixture {
+  fixture() {
+    if (fast_path_disabled_by_env()) fsys::test::skip_suite("FSYS_INLINE_FAST_PATH=0: the fast path is off");
+  }
+};
+
+// An allocator that counts what it hands out (the handler's associated one).
+struct counting_state {
+  std::size_t allocs = 0;
+  std::size_t frees = 0;
+};
+template <class T>
+struct counting_allocator {
+  using value_type = T;
+  counting_state* s;
+  explicit counting_allocator(counting_state* st) noexcept : s(st) {}
+  template <class U>
+  counting_allocator(const counting_allocator<U>& o) noexcept : s(o.s) {}
+  T* allocate(std::size_t n) {
+    ++s->allocs;
+    return std::allocator<T>().allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) {
+    ++s->frees;
+    std::allocator<T>().deallocate(p, n);
+  }
+  template <class U>
+  bool operator==(const counting_allocator<U>& o) const noexcept {
+    return s == o.s;
+  }
+};
+
+}  // namespace
+
+BOOST_GLOBAL_FIXTURE(fixture);
+
+BOOST_AUTO_TEST_CASE(cached_read_completes_inline_and_the_handler_is_posted) {
+  temp_dir dir;
+  auto data = pattern(64 * 1024, 1);
+  auto path = dir.file("cached.dat");
+  fsys::test::write_file(path, data);  // just written: in the page cache
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  BOOST_TEST(svc.inline_fast_path());
+  fsys::file f(ctx, path, O_RDONLY);
+  const auto before = svc.stats();
+
+  std::vector<std::byte> back(data.size());
+  bool returned = false, ran_after_return = false;
+  std::size_t got = 0;
+  error_code ec = asio::error::would_block;
+  f.async_read_at(0, asio::buffer(back), [&](error_code e, std::size_t n) {
+    ran_after_return = returned;
+    ec = e;
+    got = n;
+  });
+  returned = true;
+  BOOST_TEST(got == 0u);  // not yet: the handler has not run
+  ctx.run();
+  BOOST_TEST(ran_after_return);
+  BOOST_TEST(!ec);
+  BOOST_TEST(got == data.size());
+  BOOST_TEST((back == data));
+  const auto after = svc.stats();
+  BOOST_TEST(after.inline_reads == before.inline_reads + 1);
+  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs);
+  BOOST_TEST(after.ops_started == before.ops_started);  // the engine never saw it
+
+  // read_some at end of file: eof, inline too.
+  error_code eof;
+  f.async_read_some_at(data.size(), asio::buffer(back), [&](error_code e, std::size_t) { eof = e; });
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST((eof == asio::error::eof));
+  BOOST_TEST(svc.stats().inline_reads == before.inline_reads + 2);
+
+  // A coroutine read of cached data.
+  std::size_t co_n = 0;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    co_n = co_await fsys::co_read_at(f, 4096, asio::buffer(back.data(), 4096));
+  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  ctx.restart();
+  ctx.run();
+  BOOST_TEST(co_n == 4096u);
+  BOOST_TEST(svc.stats().inline_reads == before.inline_reads + 3);
+}
+
+BOOST_AUTO_TEST_CASE(handler_never_runs_inside_the_initiating_function_even_on_the_context_thread) {
+  // Started from a handler running on the io_context (where dispatch would
+  // run the completion at once), the inline completion is still posted.
+  temp_dir dir;
+  auto data = pattern(8192, 2);
+  auto path = dir.file("h.dat");
+  fsys::test::write_file(path, data);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx, path, O_RDONLY);
+  std::vector<std::byte> back(data.size());
+  bool returned = false, ran_after_return = false, called = false;
+  asio::post(ctx, [&] {
+    f.async_read_some_at(0, asio::buffer(back), [&](error_code ec, std::size_t n) {
+      BOOST_TEST(!ec);
+      BOOST_TEST(n == data.size());
+      ran_after_return = returned;
+      called = true;
+    });
+    returned = true;
+  });
+  ctx.run();
+  BOOST_TEST(called);
+  BOOST_TEST(ran_after_return);
+  BOOST_TEST(svc.stats().inline_reads == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(cancellation_of_an_inline_completed_read_delivers_the_result) {
+  temp_dir dir;
+  auto data = pattern(16384, 3);
+  auto path = dir.file("c.dat");
+  fsys::test::write_file(path, data);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx, path, O_RDONLY);
+  std::vector<std::byte> back(data.size());
+  asio::cancellation_signal sig;
+  error_code ec = asio::error::would_block;
+  std::size_t got = 0;
+  int calls = 0;
+  f.async_read_at(0, asio::buffer(back), asio::bind_cancellation_slot(sig.slot(), [&](error_code e, std::size_t n) {
+    ec = e;
+    got = n;
+    ++calls;
+  }));
+  BOOST_TEST(svc.stats().inline_reads == 1u);
+  // The op is complete (its handler posted): the request finds nothing.
+  sig.emit(asio::cancellation_type::all);
+  ctx.run();
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(!ec);
+  BOOST_TEST(got == data.size());
+  BOOST_TEST((back == data));
+}
+
+BOOST_AUTO_TEST_CASE(inline_completion_uses_the_handlers_allocator) {
+  temp_dir dir;
+  auto data = pattern(4096, 4);
+  auto path = dir.file("a.dat");
+  fsys::test::write_file(path, data);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx, path, O_RDONLY);
+  counting_state st;
+  std::vector<std::byte> back(data.size());
+  std::size_t got = 0;
+  f.async_read_at(0, asio::buffer(back),
+                  asio::bind_allocator(counting_allocator<void>(&st), [&](error_code, std::size_t n) { got = n; }));
+  BOOST_TEST(svc.stats().inline_reads == 1u);
+  ctx.run();
+  BOOST_TEST(got == data.size());
+  // The operation's memory came from the handler's allocator. (The posted
+  // completion is allocated by the executor: a type-erased executor such as
+  // any_io_executor takes no allocator property and uses Asio's recycling
+  // allocator.)
+  BOOST_TEST(st.allocs >= 1u);
+  BOOST_TEST(st.allocs == st.frees);
+}
+
+BOOST_AUTO_TEST_CASE(partially_cached_range_returns_the_right_bytes) {
+  temp_dir_on_disk dir;
+  if (!dir.ok()) {
+    BOOST_TEST_MESSAGE("skip: no disk-backed directory (page eviction needs one)");
+    return;
+  }
+  // Drop the whole file, then warm its first MiB with a plain read: the
+  // kernel may cache in large folios, which only a whole-file drop evicts.
+  const std::size_t size = 8 << 20, warm = 1 << 20;
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  auto data = pattern(size, 5);
+  auto path = make_file(dir.file("partial.dat"), data);
+  evict(path, 0, 0);
+  {
+    int fd = ::open(path.c_str(), O_RDONLY);
+    BOOST_REQUIRE(fd >= 0);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);  // no readahead beyond what is read
+    std::vector<std::byte> tmp(warm);
+    BOOST_REQUIRE(::pread(fd, tmp.data(), warm, 0) == static_cast<ssize_t>(warm));
+    ::close(fd);
+  }
+  auto res = resident_pages(path, size);
+  const std::size_t pages = size / page;
+  if (count(res, 0, warm / page, true) != warm / page || count(res, pages / 2, pages, false) != pages / 2) {
+    BOOST_TEST_MESSAGE("skip: the page cache did not take the partial state (mincore: "
+                       << count(res, 0, pages, true) << " of " << pages << " resident)");
+    return;
+  }
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx, path, O_RDONLY);
+  const auto before = svc.stats();
+  std::vector<std::byte> back(size);
+  std::size_t got = 0;
+  error_code ec;
+  f.async_read_at(0, asio::buffer(back), [&](error_code e, std::size_t n) {
+    ec = e;
+    got = n;
+  });
+  ctx.run();
+  BOOST_TEST(!ec);
+  BOOST_TEST(got == size);
+  BOOST_TEST((back == data));
+  const auto after = svc.stats();
+  // The cached half was read inline; the rest (not cached when the attempt
+  // reached it) went to the engine, from where the attempt stopped.
+  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs + 1);
+  BOOST_TEST(after.inline_reads == before.inline_reads);
+  BOOST_TEST(after.ops_started == before.ops_started + 1);
+}
+
+BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a_while) {
+  temp_dir_on_disk dir;
+  if (!dir.ok()) {
+    BOOST_TEST_MESSAGE("skip: no disk-backed directory (page eviction needs one)");
+    return;
+  }
+  const std::size_t stride = 1 << 20;  // far apart: readahead of one read does not warm the next
+  const std::size_t reads = 8;
+  auto data = pattern(stride * reads, 6);
+  auto path = make_file(dir.file("cold.dat"), data);
+  evict(path, 0, 0);
+  auto res = resident_pages(path, data.size());
+  if (count(res, 0, res.size(), true) != 0) {
+    BOOST_TEST_MESSAGE("skip: the pages could not be dropped (mincore: " << count(res, 0, res.size(), true)
+                                                                        << " resident)");
+    return;
+  }
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx, path, O_RDONLY);
+  const auto before = svc.stats();
+  std::vector<std::byte> back(4096);
+  for (std::size_t i = 0; i < reads; ++i) {
+    error_code ec;
+    std::size_t got = 0;
+    f.async_read_at(i * stride, asio::buffer(back), [&](error_code e, std::size_t n) {
+      ec = e;
+      got = n;
+    });
+    ctx.restart();
+    ctx.run();
+    BOOST_TEST(!ec);
+    BOOST_TEST(got == back.size());
+    BOOST_TEST(std::equal(back.begin(), back.end(), data.begin() + static_cast<std::ptrdiff_t>(i * stride)));
+  }
+  const auto after = svc.stats();
+  BOOST_TEST(after.inline_reads == before.inline_reads);
+  BOOST_TEST(after.ops_started == before.ops_started + reads);
+  // Four misses in a row, then the file's next reads skip the attempt.
+  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs + fsys::detail::nowait_miss_limit);
+}
+
+BOOST_AUTO_TEST_CASE(empty_pipe_goes_to_the_engine_without_an_attempt) {
+  int p[2];
+  BOOST_REQUIRE(::pipe(p) == 0);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file rd(ctx, p[0]);
+  const auto before = svc.stats();
+  std::vector<std::byte> buf(64);
+  std::size_t got = 0;
+  rd.async_read_some_at(0, asio::buffer(buf), [&](error_code ec, std::size_t n) {
+    BOOST_TEST(!ec);
+    got = n;
+  });
+  BOOST_TEST(svc.stats().ops_started == before.ops_started + 1);
+  const char msg[] = "hello";
+  BOOST_REQUIRE(::write(p[1], msg, 5) == 5);
+  ctx.run();
+  BOOST_TEST(got == 5u);
+  const auto after = svc.stats();
+  BOOST_TEST(after.inline_reads == before.inline_reads);
+  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs);
+  ::close(p[1]);
+}
+
+BOOST_AUTO_TEST_CASE(tmpfs_reads_make_no_attempt_after_the_first) {
+  struct statfs sfs;
+  if (::statfs("/dev/shm", &sfs) != 0 || static_cast<unsigned long>(sfs.f_type) != 0x01021994UL) {
+    BOOST_TEST_MESSAGE("skip: no tmpfs at /dev/shm");
+    return;
+  }
+  auto path = std::filesystem::path("/dev/shm") / ("fsys_fastpath_" + std::to_string(::getpid()));
+  auto data = pattern(8192, 7);
+  fsys::test::write_file(path, data);
+  int probe = ::open(path.c_str(), O_RDONLY);
+  BOOST_REQUIRE(probe >= 0);
+  std::vector<std::byte> tmp(4096);
+  iovec v{tmp.data(), tmp.size()};
+  const bool refuses = ::preadv2(probe, &v, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
+  ::close(probe);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  {
+    fsys::file f(ctx, path, O_RDONLY);
+    for (int i = 0; i < 3; ++i) {
+      std::vector<std::byte> back(data.size());
+      std::size_t got = 0;
+      f.async_read_at(0, asio::buffer(back), [&](error_code ec, std::size_t n) {
+        BOOST_TEST(!ec);
+        got = n;
+      });
+      ctx.restart();
+      ctx.run();
+      BOOST_TEST(got == data.size());
+      BOOST_TEST((back == data));
+    }
+  }
+  std::filesystem::remove(path);
+  const auto s = svc.stats();
+  if (refuses) {
+    BOOST_TEST(s.inline_reads == 0u);
+    BOOST_TEST(s.inline_read_fallthroughs == 1u);  // the first attempt only
+    BOOST_TEST(s.ops_started == 3u);
+  } else {
+    BOOST_TEST_MESSAGE("this kernel's tmpfs accepts RWF_NOWAIT reads: they complete inline");
+    BOOST_TEST(s.inline_reads == 3u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(writes_refused_by_the_filesystem_make_no_attempt_after_the_first) {
+  temp_dir dir;
+  auto path = dir.file("w.dat");
+  auto data = pattern(4096, 8);
+  fsys::test::write_file(path, data);
+  int probe = ::open(path.c_str(), O_RDWR);
+  BOOST_REQUIRE(probe >= 0);
+  iovec v{data.data(), data.size()};
+  const ssize_t pr = ::pwritev2(probe, &v, 1, 0, RWF_NOWAIT);
+  const bool refuses = pr < 0 && errno == EOPNOTSUPP;
+  ::close(probe);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx, path, O_RDWR);
+  auto next = pattern(4096, 9);
+  for (int i = 0; i < 3; ++i) {
+    std::size_t got = 0;
+    f.async_write_at(0, asio::buffer(next), [&](error_code ec, std::size_t n) {
+      BOOST_TEST(!ec);
+      got = n;
+    });
+    ctx.restart();
+    ctx.run();
+    BOOST_TEST(got == next.size());
+  }
+  BOOST_TEST((fsys::test::read_file(path) == next));
+  const auto s = svc.stats();
+  if (refuses) {  // ext4, tmpfs
+    BOOST_TEST(s.inline_writes == 0u);
+    BOOST_TEST(s.inline_write_fallthroughs == 1u);
+    BOOST_TEST(s.ops_started == 3u);
+  } else {  // XFS, btrfs overwrites
+    BOOST_TEST_MESSAGE("this filesystem accepts RWF_NOWAIT writes");
+    BOOST_TEST(s.inline_writes + s.inline_write_fallthroughs == 3u);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(o_direct_files_make_no_attempt) {
+  temp_dir_on_disk dir;
+  if (!dir.ok()) {
+    BOOST_TEST_MESSAGE("skip: no disk-backed directory accepts O_DIRECT here");
+    return;
+  }
+  auto path = dir.file("direct.dat");
+  auto data = pattern(8192, 10);
+  make_file(path, data);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx);
+  fsys::file f(ctx);
+  error_code oec;
+  f.open(path, O_RDONLY | O_DIRECT, 0644, oec);
+  if (oec) {
+    BOOST_TEST_MESSAGE("skip: O_DIRECT refused: " << oec.message());
+    return;
+  }
+  fsys::aligned_buffer buf(8192, 4096);
+  for (int i = 0; i < 2; ++i) {
+    std::size_t got = 0;
+    error_code ec;
+    f.async_read_at(0, asio::buffer(buf.data(), buf.size()), [&](error_code e, std::size_t n) {
+      ec = e;
+      got = n;
+    });
+    ctx.restart();
+    ctx.run();
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(got == data.size());
+  }
+  const auto s = svc.stats();
+  BOOST_TEST(s.inline_reads == 0u);
+  BOOST_TEST(s.inline_read_fallthroughs == 0u);
+  BOOST_TEST(s.ops_started == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(option_off_sends_everything_to_the_engine) {
+  temp_dir dir;
+  auto data = pattern(4096, 11);
+  auto path = dir.file("off.dat");
+  fsys::test::write_file(path, data);
+  asio::io_context ctx;
+  fsys::ring_options o;
+  o.inline_fast_path = false;
+  auto& svc = fsys::test::make_ring(ctx, o);
+  BOOST_TEST(!svc.inline_fast_path());
+  fsys::file f(ctx, path, O_RDONLY);
+  std::vector<std::byte> back(data.size());
+  std::size_t got = 0;
+  f.async_read_at(0, asio::buffer(back), [&](error_code, std::size_t n) { got = n; });
+  ctx.run();
+  BOOST_TEST(got == data.size());
+  const auto s = svc.stats();
+  BOOST_TEST(s.inline_reads == 0u);
+  BOOST_TEST(s.inline_read_fallthroughs == 0u);
+  BOOST_TEST(s.ops_started == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(iowq_worker_limits_are_applied_and_read_back) {
+  // io-wq limits belong to a thread's io-wq, which every ring that thread
+  // submits to shares: each part runs in a fresh thread that submits to
+  // one ring only.
+  temp_dir dir;
+  auto limits_seen_by_a_new_submitter = [&](fsys::ring_options o, std::uint32_t (&v)[2]) {
+    std::error_code ec;
+    std::thread([&] {
+      asio::io_context ctx;
+      auto& svc = fsys::test::make_ring(ctx, o);
+      if (svc.active_backend() != fsys::backend::io_uring) {
+        ec = svc.iowq_max_workers(v);
+        return;
+      }
+      // This thread submits to the ring (it runs the context): its io-wq is
+      // created with the ring's limits.
+      fsys::file f(ctx, dir.file("w.dat"), rw_create);
+      error_code sec = asio::error::would_block;
+      f.async_fdatasync([&](error_code e) { sec = e; });
+      ctx.run();
+      BOOST_TEST(!sec);
+      ec = svc.iowq_max_workers(v);
+    }).join();
+    return ec;
+  };
+  fsys::ring_options o;
+  o.iowq_max_workers_bounded = 2;
+  o.iowq_max_workers_unbounded = 3;
+  std::uint32_t v[2] = {99, 99};
+  auto ec = limits_seen_by_a_new_submitter(o, v);
+  if (fsys::test::expected_backend() != fsys::backend::io_uring) {
+    BOOST_TEST((ec == std::errc::operation_not_supported));
+    return;
+  }
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(v[0] == 2u);
+  BOOST_TEST(v[1] == 3u);
+
+  // Without limits the kernel's defaults apply (bounded: min(SQ size, 4 × CPUs)).
+  std::uint32_t d[2] = {0, 0};
+  ec = limits_seen_by_a_new_submitter(fsys::ring_options{.queue_depth = 8}, d);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST_MESSAGE("default io-wq limits: bounded " << d[0] << ", unbounded " << d[1]);
+  BOOST_TEST(d[0] > 2u);
+  BOOST_TEST(d[1] > 3u);
+}
