@@ -33,7 +33,9 @@ uring_service::uring_service(asio::execution_context& ctx, ring_options options)
   }
   if (!engine_) engine_ = detail::make_psync_engine(ctx, options_);
   const char* v = std::getenv("FSYS_INLINE_FAST_PATH");
-  inline_fast_path_ = options_.inline_fast_path && !(v && std::strcmp(v, "0") == 0);
+  inline_fast_path_ = options_.inline_fast_path;
+  if (v && std::strcmp(v, "0") == 0) inline_fast_path_ = false;
+  if (v && std::strcmp(v, "1") == 0) inline_fast_path_ = true;
 }
 
 engine_stats uring_service::stats() const noexcept {

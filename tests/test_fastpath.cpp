@@ -35,6 +35,13 @@ using fsys::test::temp_dir_on_disk;
 
 namespace {
 
+// The fast path is off by default: these cases ask for it.
+fsys::ring_options fast_path_on() {
+  fsys::ring_options o;
+  o.inline_fast_path = true;
+  return o;
+}
+
 constexpr int rw_create = O_RDWR | O_CREAT;
 
 bool fast_path_disabled_by_env() {
@@ -125,7 +132,7 @@ BOOST_AUTO_TEST_CASE(cached_read_completes_inline_and_the_handler_is_posted) {
   auto path = dir.file("cached.dat");
   fsys::test::write_file(path, data);  // just written: in the page cache
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   BOOST_TEST(svc.inline_fast_path());
   fsys::file f(ctx, path, O_RDONLY);
   const auto before = svc.stats();
@@ -178,7 +185,7 @@ BOOST_AUTO_TEST_CASE(handler_never_runs_inside_the_initiating_function_even_on_t
   auto path = dir.file("h.dat");
   fsys::test::write_file(path, data);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDONLY);
   std::vector<std::byte> back(data.size());
   bool returned = false, ran_after_return = false, called = false;
@@ -203,7 +210,7 @@ BOOST_AUTO_TEST_CASE(cancellation_of_an_inline_completed_read_delivers_the_resul
   auto path = dir.file("c.dat");
   fsys::test::write_file(path, data);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDONLY);
   std::vector<std::byte> back(data.size());
   asio::cancellation_signal sig;
@@ -231,7 +238,7 @@ BOOST_AUTO_TEST_CASE(inline_completion_uses_the_handlers_allocator) {
   auto path = dir.file("a.dat");
   fsys::test::write_file(path, data);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDONLY);
   counting_state st;
   std::vector<std::byte> back(data.size());
@@ -278,7 +285,7 @@ BOOST_AUTO_TEST_CASE(partially_cached_range_returns_the_right_bytes) {
     return;
   }
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDONLY);
   const auto before = svc.stats();
   std::vector<std::byte> back(size);
@@ -318,7 +325,7 @@ BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a
     return;
   }
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDONLY);
   const auto before = svc.stats();
   std::vector<std::byte> back(4096);
@@ -346,7 +353,7 @@ BOOST_AUTO_TEST_CASE(empty_pipe_goes_to_the_engine_without_an_attempt) {
   int p[2];
   BOOST_REQUIRE(::pipe(p) == 0);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file rd(ctx, p[0]);
   const auto before = svc.stats();
   std::vector<std::byte> buf(64);
@@ -382,7 +389,7 @@ BOOST_AUTO_TEST_CASE(tmpfs_reads_make_no_attempt_after_the_first) {
   const bool refuses = ::preadv2(probe, &v, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
   ::close(probe);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   {
     fsys::file f(ctx, path, O_RDONLY);
     for (int i = 0; i < 3; ++i) {
@@ -422,7 +429,7 @@ BOOST_AUTO_TEST_CASE(writes_refused_by_the_filesystem_make_no_attempt_after_the_
   const bool refuses = pr < 0 && errno == EOPNOTSUPP;
   ::close(probe);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDWR);
   auto next = pattern(4096, 9);
   for (int i = 0; i < 3; ++i) {
@@ -457,7 +464,7 @@ BOOST_AUTO_TEST_CASE(o_direct_files_make_no_attempt) {
   auto data = pattern(8192, 10);
   make_file(path, data);
   asio::io_context ctx;
-  auto& svc = fsys::test::make_ring(ctx);
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx);
   error_code oec;
   f.open(path, O_RDONLY | O_DIRECT, 0644, oec);

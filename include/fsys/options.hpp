@@ -126,9 +126,12 @@ struct ring_options {
   /// again. Syncs and `async_write_linked_fsync` always go to the engine.
   /// Not the fixed-buffer variants. Applies to both backends. An operation
   /// completed inline never reaches the ring: on a `single_thread` ring it
-  /// succeeds from any thread. `false` (or the environment variable
-  /// `FSYS_INLINE_FAST_PATH=0`) sends every operation to the engine.
-  bool inline_fast_path = true;
+  /// succeeds from any thread. Off by default for now: measured here it
+  /// makes cached reads at depth 1 15-25% faster but at depth 32 about 20%
+  /// slower than one io_uring_enter shared by the batch (bench/notes.md).
+  /// The environment variable `FSYS_INLINE_FAST_PATH` overrides the option
+  /// (`1` on, `0` off).
+  bool inline_fast_path = false;
   /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
   /// when the ring is built: the most kernel worker threads per NUMA node
   /// for bounded work (regular-file IO that must block, such as buffered

@@ -105,7 +105,7 @@ class uring_service : public asio::execution_context::service {
   std::error_code iowq_max_workers(std::uint32_t (&values)[2]) const;
 
   /// Whether asynchronous reads and writes try the inline fast path
-  /// (`ring_options::inline_fast_path`, and FSYS_INLINE_FAST_PATH is not 0).
+  /// (`ring_options::inline_fast_path`, overridden by FSYS_INLINE_FAST_PATH=0/1).
   bool inline_fast_path() const noexcept { return inline_fast_path_; }
   /// The fast path's counters (see `engine_stats::inline_reads`).
   detail::inline_counters& inline_counters() noexcept { return inline_counters_; }
