@@ -211,7 +211,7 @@ class send_file_op {
     self.complete(ec, sent_);
   }
 
-  static constexpr std::size_t sync_budget = 1024 * 1024;
+  static constexpr std::size_t sync_budget = send_file_zero_copy_chunk;
 
   Socket& sock_;
   basic_file<Executor>& file_;
@@ -244,8 +244,9 @@ class send_file_op {
 /// operation owns (allocated once, on first use) and writes them with
 /// `asio::async_write`. The calling thread never waits for the disk (a page
 /// evicted between the check and the sendfile is the one exception: the
-/// sendfile then reads it). After 1 MiB sent without waiting, the operation
-/// yields to the io_context.
+/// sendfile then reads it). After each zero-copy chunk sent without waiting,
+/// the operation yields to the io_context (through `async_wait`), so that
+/// one fast stream does not delay the other work of the loop.
 ///
 /// End of file: if the file ends before `offset + count`, the operation
 /// completes without error and `sent` says how many bytes were sent (0 when
