@@ -119,7 +119,7 @@ class file_op final : public op_base {
     const boost::system::error_code ec = self->ec_;
     const std::size_t n = self->transferred_;
     const bool completed_inline = self->completed_inline_;
-    [[maybe_unused]] auto value = [self] {
+    [[maybe_unused]] auto value = [&] {
       if constexpr (std::is_void_v<Value>) return 0;
       else return op_result<Value>::get(*self);
     }();

@@ -1,0 +1,401 @@
+// fsys-http-server (examples/http_server) started on an ephemeral port and
+// driven by a raw-socket client: a generated tree fetched whole and by
+// ranges byte for byte, HEAD, 304, 416, pipelined keep-alive requests,
+// traversal attempts, and no descriptor leaked by clients that disconnect
+// mid-body. Runs once (the server picks its backend itself).
+#include <boost/test/unit_test.hpp>
+
+#include "support/temp_dir.hpp"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+using fsys::test::pattern;
+using fsys::test::temp_dir;
+
+namespace {
+
+// The server process: started with --port 0, its port read from the
+// "listening on A:P" line it prints; SIGTERM at the end.
+class server {
+ public:
+  explicit server(const fs::path& root, bool blocking = false) {
+    int p[2];
+    BOOST_REQUIRE(::pipe(p) == 0);
+    pid_ = ::fork();
+    BOOST_REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      ::dup2(p[1], 1);
+      ::close(p[0]);
+      ::close(p[1]);
+      if (blocking)
+        ::execl(FSYS_HTTP_SERVER, FSYS_HTTP_SERVER, "--root", root.c_str(), "--port", "0", "--blocking-file-body",
+                static_cast<char*>(nullptr));
+      else
+        ::execl(FSYS_HTTP_SERVER, FSYS_HTTP_SERVER, "--root", root.c_str(), "--port", "0", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(p[1]);
+    std::string line;
+    char c;
+    while (::read(p[0], &c, 1) == 1 && c != '\n') line.push_back(c);
+    ::close(p[0]);
+    auto colon = line.rfind(':');
+    BOOST_REQUIRE_MESSAGE(line.rfind("listening on ", 0) == 0 && colon != std::string::npos, "server said: " << line);
+    port_ = static_cast<unsigned short>(std::stoul(line.substr(colon + 1)));
+  }
+  ~server() {
+    ::kill(pid_, SIGTERM);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+  }
+  unsigned short port() const { return port_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  unsigned short port_ = 0;
+};
+
+struct response {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+  std::string header(const std::string& n) const {
+    auto it = headers.find(n);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+// A blocking client connection with just enough HTTP/1.1 to check responses.
+class client {
+ public:
+  explicit client(unsigned short port, int rcvbuf = 0) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    BOOST_REQUIRE(fd_ >= 0);
+    if (rcvbuf) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~client() { close(); }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  void send(const std::string& s) {
+    std::size_t done = 0;
+    while (done < s.size()) {
+      ssize_t r = ::send(fd_, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+      BOOST_REQUIRE(r > 0);
+      done += static_cast<std::size_t>(r);
+    }
+  }
+  // Reads one response; `head`: no body follows whatever Content-Length says.
+  response read(bool head = false) {
+    response res;
+    std::size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) BOOST_REQUIRE_MESSAGE(fill(), "connection closed in a header");
+    std::string hdr = buf_.substr(0, end);
+    buf_.erase(0, end + 4);
+    auto line_end = hdr.find("\r\n");
+    std::string status_line = hdr.substr(0, line_end);
+    BOOST_REQUIRE(status_line.rfind("HTTP/1.1 ", 0) == 0);
+    res.status = std::stoi(status_line.substr(9, 3));
+    std::size_t pos = line_end == std::string::npos ? hdr.size() : line_end + 2;
+    while (pos < hdr.size()) {
+      auto e = hdr.find("\r\n", pos);
+      if (e == std::string::npos) e = hdr.size();
+      std::string l = hdr.substr(pos, e - pos);
+      auto c = l.find(':');
+      std::string name = l.substr(0, c);
+      for (auto& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      std::string value = l.substr(c + 1);
+      while (!value.empty() && value[0] == ' ') value.erase(0, 1);
+      res.headers[name] = value;
+      pos = e + 2;
+    }
+    if (head || res.status == 304) return res;
+    std::size_t len = res.headers.count("content-length") ? std::stoull(res.headers["content-length"]) : 0;
+    while (buf_.size() < len) BOOST_REQUIRE_MESSAGE(fill(), "connection closed in a body");
+    res.body = buf_.substr(0, len);
+    buf_.erase(0, len);
+    return res;
+  }
+  // Whether the server closed the connection (after what was read).
+  bool at_eof() { return buf_.empty() && !fill(); }
+  // Reads up to n bytes of whatever comes (no parsing).
+  std::size_t read_some(std::size_t n) {
+    std::string b(n, '\0');
+    ssize_t r = ::recv(fd_, b.data(), n, 0);
+    return r > 0 ? static_cast<std::size_t>(r) : 0;
+  }
+
+ private:
+  bool fill() {
+    char b[65536];
+    ssize_t r = ::recv(fd_, b, sizeof b, 0);
+    if (r <= 0) return false;
+    buf_.append(b, static_cast<std::size_t>(r));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+};
+
+std::string get(const std::string& target, const std::string& extra = "", const char* method = "GET") {
+  return std::string(method) + " " + target + " HTTP/1.1\r\nHost: t\r\n" + extra + "\r\n";
+}
+
+std::string as_string(const std::vector<std::byte>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+int count_fds(pid_t pid) {
+  int n = 0;
+  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!d) return -1;
+  while (auto* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n;
+}
+
+// The tree: sizes around page and buffer boundaries, in nested directories.
+std::map<std::string, std::string> make_tree(const fs::path& root) {
+  std::map<std::string, std::string> files;
+  const std::size_t sizes[] = {0, 1, 100, 4095, 4096, 4097, 65535, 65536, 65537, 262145, 1024 * 1024 + 3, 3 * 1024 * 1024};
+  int i = 0;
+  for (auto s : sizes) {
+    std::string rel = (i % 3 == 0 ? "" : i % 3 == 1 ? "a/" : "a/b c/") + std::to_string(s) + ".bin";
+    fs::create_directories((root / rel).parent_path());
+    auto data = pattern(s, static_cast<std::uint64_t>(i) + 1);
+    fsys::test::write_file(root / rel, data);
+    files[rel] = as_string(data);
+    ++i;
+  }
+  fsys::test::write_file(root / "index.html", pattern(10, 99));
+  files["index.html"] = as_string(pattern(10, 99));
+  return files;
+}
+
+// The tree's relative path of the file named `name`.
+std::string rel_of(const std::map<std::string, std::string>& files, const std::string& name) {
+  for (auto& [rel, data] : files)
+    if (rel == name || (rel.size() > name.size() && rel.compare(rel.size() - name.size() - 1, std::string::npos, "/" + name) == 0))
+      return rel;
+  BOOST_FAIL("no " << name << " in the tree");
+  return {};
+}
+
+std::string url_of(const std::string& rel) {
+  std::string u = "/";
+  for (char c : rel) u += c == ' ' ? std::string("%20") : std::string(1, c);
+  return u;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(tree_whole_and_ranges) {
+  temp_dir d;
+  fs::create_directory(d.file("root"));
+  auto files = make_tree(d.file("root"));
+  server srv(d.file("root"));
+  client c(srv.port());
+  for (auto& [rel, data] : files) {
+    c.send(get(url_of(rel)));
+    auto r = c.read();
+    BOOST_TEST_CONTEXT(rel) {
+      BOOST_TEST(r.status == 200);
+      BOOST_TEST(r.body.size() == data.size());
+      BOOST_TEST((r.body == data));
+      BOOST_TEST(r.header("accept-ranges") == "bytes");
+      BOOST_TEST(!r.header("last-modified").empty());
+    }
+    if (data.empty()) continue;
+    const std::uint64_t n = data.size();
+    struct rg {
+      std::string spec;
+      std::uint64_t first, count;
+    };
+    std::vector<rg> ranges = {{"0-0", 0, 1}, {"-1", n - 1, 1}, {std::to_string(n / 2) + "-", n / 2, n - n / 2}};
+    if (n > 10) ranges.push_back({"3-" + std::to_string(n - 3), 3, n - 5});
+    ranges.push_back({"0-" + std::to_string(n * 2), 0, n});  // last-byte-pos past the end is clipped
+    for (auto& g : ranges) {
+      c.send(get(url_of(rel), "Range: bytes=" + g.spec + "\r\n"));
+      auto rr = c.read();
+      BOOST_TEST_CONTEXT(rel << " bytes=" << g.spec) {
+        BOOST_TEST(rr.status == 206);
+        BOOST_TEST(rr.header("content-range") == "bytes " + std::to_string(g.first) + "-" +
+                                                    std::to_string(g.first + g.count - 1) + "/" + std::to_string(n));
+        BOOST_TEST((rr.body == data.substr(g.first, g.count)));
+      }
+    }
+  }
+  // "/" serves index.html; the types follow the extension.
+  c.send(get("/"));
+  auto r = c.read();
+  BOOST_TEST(r.status == 200);
+  BOOST_TEST(r.header("content-type") == "text/html");
+  BOOST_TEST((r.body == files["index.html"]));
+}
+
+BOOST_AUTO_TEST_CASE(head_304_416_405_400) {
+  temp_dir d;
+  fs::create_directory(d.file("root"));
+  auto files = make_tree(d.file("root"));
+  server srv(d.file("root"));
+  client c(srv.port());
+  const std::string f = rel_of(files, "65537.bin"), u = url_of(f);
+  c.send(get(u, "", "HEAD"));
+  auto h = c.read(true);
+  BOOST_TEST(h.status == 200);
+  BOOST_TEST(h.header("content-length") == "65537");
+  // The connection goes on: no body was sent after the HEAD header.
+  c.send(get(u, "If-Modified-Since: " + h.header("last-modified") + "\r\n"));
+  auto nm = c.read();
+  BOOST_TEST(nm.status == 304);
+  c.send(get(u, "If-Modified-Since: Mon, 01 Jan 2001 00:00:00 GMT\r\n"));
+  auto m = c.read();
+  BOOST_TEST(m.status == 200);
+  BOOST_TEST((m.body == files[f]));
+  c.send(get(u, "Range: bytes=65537-\r\n"));
+  auto r416 = c.read();
+  BOOST_TEST(r416.status == 416);
+  BOOST_TEST(r416.header("content-range") == "bytes */65537");
+  c.send(get(u, "", "POST"));
+  auto r405 = c.read();
+  BOOST_TEST(r405.status == 405);
+  BOOST_TEST(r405.header("allow") == "GET, HEAD");
+  c.send(get(url_of(rel_of(files, "100.bin"))));
+  BOOST_TEST((c.read().body == files[rel_of(files, "100.bin")]));
+  c.send("GARBAGE\r\n\r\n");
+  BOOST_TEST(c.read().status == 400);
+  BOOST_TEST(c.at_eof());  // 400 closes the connection
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_keep_alive) {
+  temp_dir d;
+  fs::create_directory(d.file("root"));
+  auto files = make_tree(d.file("root"));
+  server srv(d.file("root"));
+  client c(srv.port());
+  std::vector<std::string> order;
+  for (auto n : {"4096.bin", "1048579.bin", "4097.bin", "index.html", "1.bin"}) order.push_back(rel_of(files, n));
+  std::string all;
+  for (auto& f : order) all += get(url_of(f));
+  all += get(url_of(rel_of(files, "3145728.bin")), "Range: bytes=10-19\r\n");
+  all += get("/missing");
+  all += get(url_of(rel_of(files, "4095.bin")), "Connection: close\r\n");
+  c.send(all);
+  for (auto& f : order) {
+    auto r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST((r.body == files[f]), f);
+  }
+  auto rr = c.read();
+  BOOST_TEST(rr.status == 206);
+  BOOST_TEST((rr.body == files[rel_of(files, "3145728.bin")].substr(10, 10)));
+  BOOST_TEST(c.read().status == 404);
+  auto last = c.read();
+  BOOST_TEST((last.body == files[rel_of(files, "4095.bin")]));
+  BOOST_TEST(c.at_eof());
+}
+
+BOOST_AUTO_TEST_CASE(traversal_refused) {
+  temp_dir d;
+  fs::create_directory(d.file("root"));
+  fs::create_directory(d.file("root/sub"));
+  fsys::test::write_file(d.file("secret"), pattern(64, 1));
+  fsys::test::write_file(d.file("root/sub/ok.txt"), pattern(64, 2));
+  fs::create_symlink(d.file("secret"), d.file("root/abs_link"));
+  fs::create_symlink("../secret", d.file("root/rel_link"));
+  fs::create_symlink("../sub/ok.txt", d.file("root/sub/inside_link"));
+  fs::create_symlink("/proc/self/root/etc/passwd", d.file("root/magic"));
+  server srv(d.file("root"));
+  client c(srv.port());
+  for (std::string t : {"/../secret", "/sub/../../secret", "/%2e%2e/secret", "/%2E%2E/secret", "/sub/%2e%2e/%2e%2e/secret",
+                        "/..%2fsecret", "//etc/passwd", "/%2fetc/passwd", "/abs_link", "/rel_link", "/magic", "/sub"}) {
+    c.send(get(t));
+    auto r = c.read();
+    BOOST_TEST(r.status == 403, t << " gave " << r.status);
+    BOOST_TEST(r.body.find(as_string(pattern(64, 1))) == std::string::npos);
+  }
+  c.send(get("/sub/inside_link"));
+  auto ok = c.read();
+  BOOST_TEST(ok.status == 200);
+  BOOST_TEST((ok.body == as_string(pattern(64, 2))));
+  c.send(get("/no/such"));
+  BOOST_TEST(c.read().status == 404);
+  c.send(get("/%zz"));
+  BOOST_TEST(c.read().status == 400);
+}
+
+BOOST_AUTO_TEST_CASE(disconnect_mid_body_leaks_no_fd) {
+  temp_dir d;
+  fs::create_directory(d.file("root"));
+  fsys::test::write_file(d.file("root/big"), pattern(32 * 1024 * 1024, 4));
+  server srv(d.file("root"));
+  {
+    client warm(srv.port());  // let the server's loop reach its steady state
+    warm.send(get("/big", "Range: bytes=0-9\r\n"));
+    BOOST_TEST(warm.read().status == 206);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  int before = count_fds(srv.pid());
+  BOOST_REQUIRE(before > 0);
+  for (int i = 0; i < 20; ++i) {
+    client c(srv.port(), 8192);
+    c.send(get("/big"));
+    BOOST_TEST(c.read_some(1000) > 0u);  // the body has started
+    c.close();
+  }
+  int after = -1;
+  for (int i = 0; i < 100; ++i) {  // the server notices the resets asynchronously
+    after = count_fds(srv.pid());
+    if (after == before) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  BOOST_TEST(after == before);
+  client c(srv.port());  // and it still serves
+  c.send(get("/big", "Range: bytes=-3\r\n"));
+  BOOST_TEST(c.read().status == 206);
+}
+
+BOOST_AUTO_TEST_CASE(blocking_file_body_mode) {
+  temp_dir d;
+  fs::create_directory(d.file("root"));
+  auto files = make_tree(d.file("root"));
+  fs::create_symlink("../", d.file("root/up"));
+  server srv(d.file("root"), true);
+  client c(srv.port());
+  for (auto& [rel, data] : files) {
+    c.send(get(url_of(rel)));
+    auto r = c.read();
+    BOOST_TEST(r.status == 200);
+    BOOST_TEST((r.body == data), rel);
+  }
+  c.send(get("/up/root/index.html"));
+  BOOST_TEST(c.read().status == 403);
+  c.send(get(url_of(rel_of(files, "4096.bin")), "", "HEAD"));
+  BOOST_TEST(c.read(true).header("content-length") == "4096");
+}

@@ -1,0 +1,356 @@
+// fsys::async_send_file and co_send_file: whole files, ranges past the end,
+// a slow reader that fills the socket, cancellation midway, a cold file, on
+// a Unix stream socket pair and on a TCP loopback pair. Runs once per
+// backend (the -psync run takes the read + write path).
+#include <boost/test/unit_test.hpp>
+
+#include "support/ring_fixture.hpp"
+#include "support/temp_dir.hpp"
+
+#include <fsys/fsys.hpp>
+#include <fsys/send_file.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/connect_pair.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using fsys::test::pattern;
+using fsys::test::temp_dir;
+
+namespace {
+
+// sendfile(2) cannot pass MSG_NOSIGNAL: a program using async_send_file
+// ignores SIGPIPE (see send_file.hpp).
+struct ignore_sigpipe {
+  ignore_sigpipe() { ::signal(SIGPIPE, SIG_IGN); }
+};
+BOOST_TEST_GLOBAL_FIXTURE(ignore_sigpipe);
+
+// The sending side (an Asio socket on ctx) and the receiving side (a plain
+// descriptor a reader thread reads with blocking calls).
+struct unix_pair {
+  asio::local::stream_protocol::socket tx;
+  int rx = -1;
+  explicit unix_pair(asio::io_context& ctx) : tx(ctx) {
+    asio::local::stream_protocol::socket peer(ctx);
+    asio::local::connect_pair(tx, peer);
+    rx = peer.release();
+  }
+  ~unix_pair() {
+    if (rx >= 0) ::close(rx);
+  }
+};
+
+struct tcp_pair {
+  asio::ip::tcp::socket tx;
+  int rx = -1;
+  explicit tcp_pair(asio::io_context& ctx, int rcvbuf = 0) : tx(ctx) {
+    asio::ip::tcp::acceptor acc(ctx, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket peer(ctx);
+    if (rcvbuf) {
+      peer.open(asio::ip::tcp::v4());
+      peer.set_option(asio::socket_base::receive_buffer_size(rcvbuf));
+      peer.connect(acc.local_endpoint());
+      tx = acc.accept();
+    } else {
+      tx.connect(acc.local_endpoint());
+      peer = acc.accept();
+    }
+    rx = peer.release();
+  }
+  ~tcp_pair() {
+    if (rx >= 0) ::close(rx);
+  }
+};
+
+// Reads fd until end of stream; `chunk` bytes per read, `pause` after each.
+std::vector<std::byte> read_all(int fd, std::size_t chunk = 65536,
+                                std::chrono::microseconds pause = std::chrono::microseconds(0)) {
+  std::vector<std::byte> out;
+  std::vector<std::byte> buf(chunk);
+  for (;;) {
+    ssize_t r = ::read(fd, buf.data(), buf.size());
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    out.insert(out.end(), buf.begin(), buf.begin() + r);
+    if (pause.count()) std::this_thread::sleep_for(pause);
+  }
+  return out;
+}
+
+std::vector<std::byte> slice(const std::vector<std::byte>& v, std::size_t off, std::size_t n) {
+  off = std::min(off, v.size());
+  n = std::min(n, v.size() - off);
+  return std::vector<std::byte>(v.begin() + off, v.begin() + off + n);
+}
+
+// Sends [offset, offset + count) of the file at p through `Pair`'s socket
+// while a thread reads the other end; returns (ec, sent, received bytes).
+template <class Pair>
+std::tuple<error_code, std::size_t, std::vector<std::byte>> send_and_read(
+    asio::io_context& ctx, Pair& pair, const std::filesystem::path& p, std::uint64_t offset, std::uint64_t count,
+    std::size_t read_chunk = 65536, std::chrono::microseconds pause = std::chrono::microseconds(0)) {
+  fsys::file f(ctx, p, O_RDONLY);
+  auto reader = std::async(std::launch::async, [&] { return read_all(pair.rx, read_chunk, pause); });
+  std::optional<std::pair<error_code, std::size_t>> got;
+  fsys::async_send_file(pair.tx, f, offset, count, [&](error_code ec, std::size_t n) {
+    got.emplace(ec, n);
+    pair.tx.close();
+  });
+  BOOST_CHECK(!got);  // never inside the initiating function
+  ctx.run();
+  ctx.restart();
+  BOOST_REQUIRE(got);
+  return {got->first, got->second, reader.get()};
+}
+
+template <class Pair>
+void whole_file(std::size_t size) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  BOOST_REQUIRE(asio::use_service<fsys::uring_service>(ctx).active_backend() == fsys::test::expected_backend());
+  temp_dir d;
+  auto data = pattern(size, size);
+  fsys::test::write_file(d.file("f"), data);
+  Pair pair(ctx);
+  auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 0, size);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(n == size);
+  BOOST_TEST(got.size() == size);
+  BOOST_TEST((got == data));
+}
+
+template <class Pair>
+void past_end() {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 300 * 1024 + 17;
+  auto data = pattern(size, 7);
+  fsys::test::write_file(d.file("f"), data);
+  {
+    Pair pair(ctx);
+    auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 1001, 10 * size);
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(n == size - 1001);
+    BOOST_TEST((got == slice(data, 1001, size)));
+  }
+  {
+    Pair pair(ctx);
+    auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), size + 5, 100);
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(n == 0u);
+    BOOST_TEST(got.empty());
+  }
+  {
+    // A range inside the file, not page aligned.
+    Pair pair(ctx);
+    auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 4095, 70000);
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(n == 70000u);
+    BOOST_TEST((got == slice(data, 4095, 70000)));
+  }
+  {
+    Pair pair(ctx);
+    auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 0, 0);
+    BOOST_TEST(!ec, ec.message());
+    BOOST_TEST(n == 0u);
+    BOOST_TEST(got.empty());
+  }
+}
+
+// Cancels the send once the socket has been full for a while, then writes a
+// marker after what was sent; the reader must see exactly the first `sent`
+// bytes of the file followed by the marker.
+template <class Pair>
+void cancel_midway() {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 32 * 1024 * 1024;  // far more than the socket buffers hold
+  auto data = pattern(size, 3);
+  fsys::test::write_file(d.file("f"), data);
+  Pair pair(ctx);
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  std::promise<void> start_reading;
+  auto reader = std::async(std::launch::async, [&, go = start_reading.get_future()]() mutable {
+    go.wait();
+    return read_all(pair.rx);
+  });
+  asio::cancellation_signal sig;
+  std::optional<std::pair<error_code, std::size_t>> got;
+  const std::string marker = "--marker--";
+  fsys::async_send_file(pair.tx, f, 0, size,
+                        asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, std::size_t n) {
+                          got.emplace(ec, n);
+                          asio::write(pair.tx, asio::buffer(marker));
+                          pair.tx.close();
+                        }));
+  asio::steady_timer t(ctx, std::chrono::milliseconds(100));
+  t.async_wait([&](error_code) {
+    sig.emit(asio::cancellation_type::terminal);
+    start_reading.set_value();
+  });
+  ctx.run();
+  BOOST_REQUIRE(got);
+  BOOST_TEST(got->first == asio::error::operation_aborted, got->first.message());
+  BOOST_TEST(got->second > 0u);
+  BOOST_TEST(got->second < size);
+  auto all = reader.get();
+  BOOST_REQUIRE(all.size() == got->second + marker.size());
+  BOOST_TEST((slice(all, 0, got->second) == slice(data, 0, got->second)));
+  BOOST_TEST(std::memcmp(all.data() + got->second, marker.data(), marker.size()) == 0);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(unix_whole_file) {
+  whole_file<unix_pair>(1);
+  whole_file<unix_pair>(4096);
+  whole_file<unix_pair>(3 * 1024 * 1024 + 123);
+}
+
+BOOST_AUTO_TEST_CASE(tcp_whole_file) {
+  whole_file<tcp_pair>(100);
+  whole_file<tcp_pair>(5 * 1024 * 1024 + 1);
+}
+
+BOOST_AUTO_TEST_CASE(unix_past_end) { past_end<unix_pair>(); }
+BOOST_AUTO_TEST_CASE(tcp_past_end) { past_end<tcp_pair>(); }
+
+BOOST_AUTO_TEST_CASE(tcp_slow_reader_fills_the_socket) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 2 * 1024 * 1024 + 99;
+  auto data = pattern(size, 11);
+  fsys::test::write_file(d.file("f"), data);
+  tcp_pair pair(ctx, 4096);
+  pair.tx.set_option(asio::socket_base::send_buffer_size(4096));
+  // The sender must have met a full socket: time the run against the reader's pauses.
+  auto t0 = std::chrono::steady_clock::now();
+  auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 0, size, 16384, std::chrono::microseconds(200));
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(n == size);
+  BOOST_TEST((got == data));
+  BOOST_TEST_MESSAGE("slow reader: " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                                     << " s");
+}
+
+BOOST_AUTO_TEST_CASE(unix_slow_reader_fills_the_socket) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 1024 * 1024 + 5;
+  auto data = pattern(size, 12);
+  fsys::test::write_file(d.file("f"), data);
+  unix_pair pair(ctx);
+  pair.tx.set_option(asio::socket_base::send_buffer_size(4096));
+  auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 0, size, 4096, std::chrono::microseconds(100));
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(n == size);
+  BOOST_TEST((got == data));
+}
+
+BOOST_AUTO_TEST_CASE(unix_cancel_midway) { cancel_midway<unix_pair>(); }
+BOOST_AUTO_TEST_CASE(tcp_cancel_midway) { cancel_midway<tcp_pair>(); }
+
+BOOST_AUTO_TEST_CASE(cold_file_on_disk) {
+  fsys::test::temp_dir_on_disk d;
+  if (!d.ok()) {
+    BOOST_TEST_MESSAGE("skipped: no disk-backed directory for a cold file");
+    return;
+  }
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const std::size_t size = 8 * 1024 * 1024 + 3;
+  auto data = pattern(size, 21);
+  fsys::test::write_file(d.file("cold"), data);
+  int fd = ::open(d.file("cold").c_str(), O_RDONLY);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(::fdatasync(fd) == 0);
+  BOOST_REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  int cached = fsys::detail::send_file_range_cached(fd, 0, size);
+  ::close(fd);
+  if (cached >= 0) BOOST_TEST(cached == 0);  // the pages really were dropped
+  tcp_pair pair(ctx);
+  auto [ec, n, got] = send_and_read(ctx, pair, d.file("cold"), 0, size);
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(n == size);
+  BOOST_TEST((got == data));
+}
+
+BOOST_AUTO_TEST_CASE(co_send_file_returns_the_count) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 200000;
+  auto data = pattern(size, 5);
+  fsys::test::write_file(d.file("f"), data);
+  unix_pair pair(ctx);
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  auto reader = std::async(std::launch::async, [&] { return read_all(pair.rx); });
+  std::size_t n = 0;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        n = co_await fsys::co_send_file(pair.tx, f, 10, size);
+        pair.tx.close();
+      },
+      asio::detached);
+  ctx.run();
+  BOOST_TEST(n == size - 10);
+  BOOST_TEST((reader.get() == slice(data, 10, size)));
+}
+
+BOOST_AUTO_TEST_CASE(closed_file_reports_not_open) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  unix_pair pair(ctx);
+  fsys::file f(ctx);
+  std::optional<std::pair<error_code, std::size_t>> got;
+  fsys::async_send_file(pair.tx, f, 0, 100, [&](error_code ec, std::size_t n) { got.emplace(ec, n); });
+  ctx.run();
+  BOOST_REQUIRE(got);
+  BOOST_TEST(got->first == fsys::errc::not_open, got->first.message());
+  BOOST_TEST(got->second == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(peer_gone_reports_the_socket_error) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  auto data = pattern(4 * 1024 * 1024, 9);
+  fsys::test::write_file(d.file("f"), data);
+  unix_pair pair(ctx);
+  ::close(pair.rx);
+  pair.rx = -1;
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  std::optional<std::pair<error_code, std::size_t>> got;
+  fsys::async_send_file(pair.tx, f, 0, data.size(), [&](error_code ec, std::size_t n) { got.emplace(ec, n); });
+  ctx.run();
+  BOOST_REQUIRE(got);
+  BOOST_TEST(got->first == boost::system::errc::broken_pipe, got->first.message());
+}
