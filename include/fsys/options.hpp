@@ -141,6 +141,7 @@ struct ring_options {
   /// refuses them, the ring is still built (see
   /// `uring_service::iowq_max_workers`).
   std::uint32_t iowq_max_workers_bounded = 0;
+  /// The io-wq limit for unbounded work (see `iowq_max_workers_bounded`).
   std::uint32_t iowq_max_workers_unbounded = 0;
 };
 
