@@ -368,7 +368,7 @@ def chart(res, png):
              ("psync_co", "fsys psync backend"), ("asio_co", "Asio random_access_file"), ("pthreads", "pread/pwrite threads")]
     labels = {"randread_cache_d1": "cached read d1", "randread_cache_d32": "cached read d32",
               "randread_direct_d1": "O_DIRECT read d1", "randread_direct_d32": "O_DIRECT read d32",
-              "randwrite_buffered_d32": "buffered write d32"}
+              "randwrite_buffered_d32": "buffered write d32", "randread_cold_d32": "cold read d32"}
     tmp = tempfile.mkdtemp(prefix="fsys-bench-plot-")
     top = os.path.join(tmp, "throughput.dat")
     with open(top, "w") as f:
