@@ -14,6 +14,12 @@
 // - pread_ / pwrite_: T threads each calling pread/pwrite (the reference;
 //   one operation in flight per thread).
 //
+// Besides ops/s, every case reports cpu_ns_per_op: the CPU time of the whole
+// process (all its threads, io-wq workers included) in the window, divided by
+// the operations. Other processes on the machine lower ops/s but not this, so
+// it shows what a thread more costs per operation (lock contention, cache
+// lines moving between CPUs) even on a loaded machine.
+//
 // No shared counter on the hot path: every coroutine (or thread) has its own
 // share of the operation budget and the common deadline, and counts its own
 // operations, so the harness adds no contention of its own.
@@ -28,6 +34,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -79,6 +86,13 @@ struct quota {
     return true;
   }
 };
+
+/// CPU time of the process so far (every thread, io-wq workers included).
+double process_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 /// Per-worker state on its own cache lines.
 struct alignas(64) worker_slot {
@@ -148,7 +162,8 @@ void make_env(mt_env& e, op_mode mode, bool fast) {
 }
 
 /// ONE io_context run by `threads` threads, 32·threads coroutines on it.
-run_result run_one_ctx(mt_env& e, op_mode mode, unsigned threads, std::uint64_t ops_per_thread, double max_s) {
+run_result run_one_ctx(mt_env& e, op_mode mode, unsigned threads, std::uint64_t ops_per_thread, double max_s,
+                       double& cpu_s) {
   const unsigned coros = per_thread_depth * threads;
   std::vector<worker_slot> slots(coros);
   first_error err;
@@ -161,10 +176,12 @@ run_result run_one_ctx(mt_env& e, op_mode mode, unsigned threads, std::uint64_t 
   }
   const std::uint64_t a0 = allocations();
   const std::uint64_t e0 = e.svc->stats().enter_calls;
+  const double c0 = process_cpu_seconds();
   std::vector<std::thread> pool;
   for (unsigned t = 1; t < threads; ++t) pool.emplace_back([&] { e.ctx->run(); });
   e.ctx->run();
   for (auto& th : pool) th.join();
+  cpu_s = process_cpu_seconds() - c0;
   run_result r;
   r.seconds = seconds_since(t0);
   r.allocs = allocations() - a0;
@@ -175,7 +192,8 @@ run_result run_one_ctx(mt_env& e, op_mode mode, unsigned threads, std::uint64_t 
 }
 
 /// `threads` io_contexts, one per thread, each with its own file and 32 coroutines.
-run_result run_ctx_per_thread(std::vector<mt_env>& envs, op_mode mode, std::uint64_t ops_per_thread, double max_s) {
+run_result run_ctx_per_thread(std::vector<mt_env>& envs, op_mode mode, std::uint64_t ops_per_thread, double max_s,
+                              double& cpu_s) {
   const auto threads = static_cast<unsigned>(envs.size());
   std::vector<worker_slot> slots(per_thread_depth * threads);
   std::vector<first_error> errs(threads);
@@ -201,10 +219,12 @@ run_result run_ctx_per_thread(std::vector<mt_env>& envs, op_mode mode, std::uint
   }
   ready.arrive_and_wait();
   const std::uint64_t a0 = allocations();
+  const double c0 = process_cpu_seconds();
   t0 = clock::now();
   deadline = t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(max_s));
   go.count_down();  // publishes t0 and deadline to the workers
   for (auto& th : pool) th.join();
+  cpu_s = process_cpu_seconds() - c0;
   run_result r;
   r.seconds = seconds_since(t0);
   r.allocs = allocations() - a0;
@@ -218,7 +238,8 @@ run_result run_ctx_per_thread(std::vector<mt_env>& envs, op_mode mode, std::uint
 }
 
 /// `threads` threads calling pread/pwrite on one shared fd.
-run_result run_syscall_threads(op_mode mode, unsigned threads, std::uint64_t ops_per_thread, double max_s) {
+run_result run_syscall_threads(op_mode mode, unsigned threads, std::uint64_t ops_per_thread, double max_s,
+                               double& cpu_s) {
   int fd = open_or_die(path_for(mode), open_flags(mode));
   std::vector<worker_slot> slots(threads);
   std::latch go(1);
@@ -244,10 +265,12 @@ run_result run_syscall_threads(op_mode mode, unsigned threads, std::uint64_t ops
     });
   }
   const std::uint64_t a0 = allocations();
+  const double c0 = process_cpu_seconds();
   t0 = clock::now();
   deadline = t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(max_s));
   go.count_down();
   for (auto& th : pool) th.join();
+  cpu_s = process_cpu_seconds() - c0;
   run_result r;
   r.seconds = seconds_since(t0);
   r.allocs = allocations() - a0;
@@ -256,8 +279,9 @@ run_result run_syscall_threads(op_mode mode, unsigned threads, std::uint64_t ops
   return r;
 }
 
-void set_threads_counter(benchmark::State& st, unsigned threads) {
+void set_thread_counters(benchmark::State& st, unsigned threads, const run_result& r, double cpu_s) {
   st.counters["threads"] = static_cast<double>(threads);
+  st.counters["cpu_ns_per_op"] = cpu_s * 1e9 / static_cast<double>(r.ops);
 }
 
 }  // namespace
@@ -275,29 +299,32 @@ void register_thread_benchmarks() {
         add(std::string(w.name) + "/fsys_one_ctx" + suffix, [w, threads, fast](benchmark::State& st) {
           mt_env e;
           make_env(e, w.mode, fast);
-          run_one_ctx(e, w.mode, threads, std::min<std::uint64_t>(w.ops_per_thread / 10, 2000), 1.0);  // warm-up
+          double cpu = 0;
+          run_one_ctx(e, w.mode, threads, std::min<std::uint64_t>(w.ops_per_thread / 10, 2000), 1.0, cpu);  // warm-up
           run_result r;
-          for (auto _ : st) r = run_one_ctx(e, w.mode, threads, w.ops_per_thread, max_case_seconds);
+          for (auto _ : st) r = run_one_ctx(e, w.mode, threads, w.ops_per_thread, max_case_seconds, cpu);
           report(st, r);
-          set_threads_counter(st, threads);
+          set_thread_counters(st, threads, r, cpu);
         });
         if (!cached) continue;
         add(std::string(w.name) + "/fsys_ctx_per_thread" + suffix, [w, threads, fast](benchmark::State& st) {
           std::vector<mt_env> envs(threads);
           for (auto& e : envs) make_env(e, w.mode, fast);
-          run_ctx_per_thread(envs, w.mode, std::min<std::uint64_t>(w.ops_per_thread / 10, 2000), 1.0);  // warm-up
+          double cpu = 0;
+          run_ctx_per_thread(envs, w.mode, std::min<std::uint64_t>(w.ops_per_thread / 10, 2000), 1.0, cpu);  // warm-up
           run_result r;
-          for (auto _ : st) r = run_ctx_per_thread(envs, w.mode, w.ops_per_thread, max_case_seconds);
+          for (auto _ : st) r = run_ctx_per_thread(envs, w.mode, w.ops_per_thread, max_case_seconds, cpu);
           report(st, r);
-          set_threads_counter(st, threads);
+          set_thread_counters(st, threads, r, cpu);
         });
       }
       const char* sys = is_read(w.mode) ? "/pread" : "/pwrite";
       add(std::string(w.name) + sys + t, [w, threads](benchmark::State& st) {
         run_result r;
-        for (auto _ : st) r = run_syscall_threads(w.mode, threads, w.ops_per_thread, max_case_seconds);
+        double cpu = 0;
+        for (auto _ : st) r = run_syscall_threads(w.mode, threads, w.ops_per_thread, max_case_seconds, cpu);
         report(st, r);
-        set_threads_counter(st, threads);
+        set_thread_counters(st, threads, r, cpu);
       });
     }
   }

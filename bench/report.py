@@ -83,7 +83,8 @@ def load(paths):
                 continue
             if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
                 continue
-            keys = ("ops_per_s", "ns_per_op", "enters_per_op", "allocs_per_op", "p50_us", "p99_us", "ops")
+            keys = ("ops_per_s", "ns_per_op", "enters_per_op", "allocs_per_op", "p50_us", "p99_us", "ops",
+                    "cpu_ns_per_op")
             res.setdefault(case, {})[impl] = {k: b[k] for k in keys if k in b}
     return res
 
@@ -285,14 +286,19 @@ def threads_table(res, case):
     variants.sort(key=lambda v: (order.index(v) if v in order else len(order), v))
     more = [t for t in ts if t != 1]
     head = "| variant | " + " | ".join(f"{t} thr ops/s" for t in ts) + " | " + \
-        " | ".join(f"{t} thr ÷ 1 thr" for t in more) + " |"
-    out = [head, "|---|" + "---:|" * (len(ts) + len(more))]
+        " | ".join(f"{t} thr ÷ 1 thr" for t in more) + " | " + \
+        " | ".join(f"{t} thr CPU ns/op" for t in ts) + " | " + \
+        " | ".join(f"CPU/op {t} thr ÷ 1 thr" for t in more) + " |"
+    out = [head, "|---|" + "---:|" * (2 * len(ts) + 2 * len(more))]
     for v in variants:
         cells = []
         for t in ts:
             r = rows.get(f"{v}_{t}t")
             cells.append("—" if r is None else ("skipped" if "error" in r else fmt_num(r.get("ops_per_s"))))
         cells += [fmt_ratio(thread_ratio(res, case, v, t)) for t in more]
+        cpu = {t: get(res, case, f"{v}_{t}t", "cpu_ns_per_op") for t in ts}
+        cells += [fmt_num(cpu[t]) for t in ts]
+        cells += [fmt_ratio(ratio(cpu[t], cpu.get(1))) for t in more]
         out.append(f"| `{v}` | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -523,7 +529,10 @@ def main():
           "e.g. `FSYS_BENCH_THREADS=1,2,4,8,16` on a bigger machine), depth 32 per thread, 4 KiB random blocks. "
           "Every coroutine or thread has its own share of the operation budget and the common deadline, so the "
           "harness shares no counter between threads. **T thr ÷ 1 thr** divides a variant's ops/s at T threads by "
-          "its own ops/s at 1 thread (2.0× = perfect scaling on 2 CPUs).\n")
+          "its own ops/s at 1 thread (2.0× = perfect scaling on 2 CPUs). **CPU ns/op** is the CPU time of the whole "
+          "process (every thread, io-wq workers included) in the window divided by the operations; other processes "
+          "on the machine do not change it, so **CPU/op T thr ÷ 1 thr** shows what each added thread costs per "
+          "operation (1.0× = nothing: lock contention and cache lines moving between CPUs raise it).\n")
         for k, v in THREAD_VARIANTS.items():
             w(f"- `{k}`: {v}")
         w("")
