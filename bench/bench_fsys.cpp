@@ -299,6 +299,7 @@ int main(int argc, char** argv) {
   bench::register_reference_benchmarks();
   bench::register_fsys_benchmarks();
   bench::register_fs_benchmarks();
+  bench::register_thread_benchmarks();
 #ifdef FSYS_BENCH_HAVE_BLOCKING_RING
   bench::register_blocking_ring_benchmarks();
 #endif

@@ -35,6 +35,7 @@ run_result run_threads(op_kind kind, op_mode mode, unsigned threads, budget& b,
 void register_reference_benchmarks();
 void register_fsys_benchmarks();
 void register_fs_benchmarks();
+void register_thread_benchmarks();
 #ifdef FSYS_BENCH_HAVE_BLOCKING_RING
 void register_blocking_ring_benchmarks();
 #endif

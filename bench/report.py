@@ -83,7 +83,8 @@ def load(paths):
                 continue
             if b.get("run_type") == "aggregate" and b.get("aggregate_name") != "median":
                 continue
-            keys = ("ops_per_s", "ns_per_op", "enters_per_op", "allocs_per_op", "p50_us", "p99_us", "ops")
+            keys = ("ops_per_s", "ns_per_op", "enters_per_op", "allocs_per_op", "p50_us", "p99_us", "ops",
+                    "cpu_ns_per_op")
             res.setdefault(case, {})[impl] = {k: b[k] for k in keys if k in b}
     return res
 
@@ -232,6 +233,76 @@ def blocking_table(res, kind):
     return "\n".join(out)
 
 
+THREAD_CASES = [
+    ("threads_randread_cache_d32", "4 KiB random reads, page cache, depth 32 per thread"),
+    ("threads_randread_direct_d32", "4 KiB random reads, O_DIRECT, depth 32 per thread"),
+    ("threads_randwrite_buffered_d32", "4 KiB random buffered writes (overwrite), depth 32 per thread"),
+]
+
+THREAD_VARIANTS = {
+    "fsys_one_ctx": "one io_context and one `fsys::file`, run by T threads; 32·T coroutines co_spawned onto it; "
+                    "`inline_fast_path = false` (every operation through the ring)",
+    "fsys_one_ctx_fast": "the same with `inline_fast_path = true`",
+    "fsys_ctx_per_thread": "T io_contexts, one per thread, each with its own `fsys::file` on the same file and "
+                           "32 coroutines; fast path off",
+    "fsys_ctx_per_thread_fast": "the same with the fast path on",
+    "pread": "T threads calling pread (one operation in flight per thread)",
+    "pwrite": "T threads calling pwrite",
+}
+
+
+def thread_split(impl):
+    """'fsys_one_ctx_fast_2t' -> ('fsys_one_ctx_fast', 2), or None."""
+    head, sep, tail = impl.rpartition("_")
+    if not sep or not tail.endswith("t") or not tail[:-1].isdigit():
+        return None
+    return head, int(tail[:-1])
+
+
+def thread_counts(res):
+    ts = set()
+    for case, _ in THREAD_CASES:
+        for impl in res.get(case, {}):
+            sp = thread_split(impl)
+            if sp:
+                ts.add(sp[1])
+    return sorted(ts)
+
+
+def thread_ratio(res, case, variant, t):
+    """ops/s of `variant` at t threads divided by its ops/s at 1 thread."""
+    return ratio(get(res, case, f"{variant}_{t}t"), get(res, case, f"{variant}_1t"))
+
+
+def threads_table(res, case):
+    rows = res.get(case, {})
+    ts = thread_counts(res)
+    variants = []
+    for impl in rows:
+        sp = thread_split(impl)
+        if sp and sp[0] not in variants:
+            variants.append(sp[0])
+    order = list(THREAD_VARIANTS)
+    variants.sort(key=lambda v: (order.index(v) if v in order else len(order), v))
+    more = [t for t in ts if t != 1]
+    head = "| variant | " + " | ".join(f"{t} thr ops/s" for t in ts) + " | " + \
+        " | ".join(f"{t} thr ÷ 1 thr" for t in more) + " | " + \
+        " | ".join(f"{t} thr CPU ns/op" for t in ts) + " | " + \
+        " | ".join(f"CPU/op {t} thr ÷ 1 thr" for t in more) + " |"
+    out = [head, "|---|" + "---:|" * (2 * len(ts) + 2 * len(more))]
+    for v in variants:
+        cells = []
+        for t in ts:
+            r = rows.get(f"{v}_{t}t")
+            cells.append("—" if r is None else ("skipped" if "error" in r else fmt_num(r.get("ops_per_s"))))
+        cells += [fmt_ratio(thread_ratio(res, case, v, t)) for t in more]
+        cpu = {t: get(res, case, f"{v}_{t}t", "cpu_ns_per_op") for t in ts}
+        cells += [fmt_num(cpu[t]) for t in ts]
+        cells += [fmt_ratio(ratio(cpu[t], cpu.get(1))) for t in more]
+        out.append(f"| `{v}` | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def targets(res):
     """(description, measured text, met: True/False/None)."""
     out = []
@@ -282,6 +353,18 @@ def targets(res):
             ratio(get(res, prefix + "16t", "blocking_ring"), get(res, prefix + "16t", "seed_owner_thread")), 3.0)
         add(f"blocking_ring {kind}, 1 thread vs plain {plain}",
             ratio(get(res, prefix + "1t", "blocking_ring"), get(res, prefix + "1t", plain)), 0.8)
+    # Thread scaling (issue 15), at 2 threads.
+    c = "threads_randread_cache_d32"
+    for v in ("fsys_one_ctx", "fsys_one_ctx_fast"):
+        add(f"cached reads d32/thread, `{v}` 2 threads ÷ 1 thread", thread_ratio(res, c, v, 2), 1.8)
+    add("cached reads d32/thread, `fsys_one_ctx_fast` 2 threads ÷ `pread` 2 threads",
+        ratio(get(res, c, "fsys_one_ctx_fast_2t"), get(res, c, "pread_2t")), 0.9)
+    add("cached reads d32/thread, `fsys_ctx_per_thread` 2 threads ÷ 1 thread",
+        thread_ratio(res, c, "fsys_ctx_per_thread", 2), 1.9)
+    add("O_DIRECT reads d32/thread, `fsys_one_ctx` 2 threads ÷ 1 thread",
+        thread_ratio(res, "threads_randread_direct_d32", "fsys_one_ctx", 2), 1.0)
+    add("buffered writes d32/thread, `fsys_one_ctx` 2 threads ÷ 1 thread",
+        thread_ratio(res, "threads_randwrite_buffered_d32", "fsys_one_ctx", 2), 1.0)
     return out
 
 
@@ -291,7 +374,7 @@ def chart(res, png):
              ("psync_co", "fsys psync backend"), ("asio_co", "Asio random_access_file"), ("pthreads", "pread/pwrite threads")]
     labels = {"randread_cache_d1": "cached read d1", "randread_cache_d32": "cached read d32",
               "randread_direct_d1": "O_DIRECT read d1", "randread_direct_d32": "O_DIRECT read d32",
-              "randwrite_buffered_d32": "buffered write d32"}
+              "randwrite_buffered_d32": "buffered write d32", "randread_cold_d32": "cold read d32"}
     tmp = tempfile.mkdtemp(prefix="fsys-bench-plot-")
     top = os.path.join(tmp, "throughput.dat")
     with open(top, "w") as f:
@@ -440,6 +523,25 @@ def main():
         w(f"## {title} (`{case}`)\n")
         w(throughput_table(res, case))
         w("")
+    if any(case in res for case, _ in THREAD_CASES):
+        w("## Thread scaling (issue 15)\n")
+        w("The same workload run by T threads (T from `FSYS_BENCH_THREADS`, default `1,2`; the cases take any list, "
+          "e.g. `FSYS_BENCH_THREADS=1,2,4,8,16` on a bigger machine), depth 32 per thread, 4 KiB random blocks. "
+          "Every coroutine or thread has its own share of the operation budget and the common deadline, so the "
+          "harness shares no counter between threads. **T thr ÷ 1 thr** divides a variant's ops/s at T threads by "
+          "its own ops/s at 1 thread (2.0× = perfect scaling on 2 CPUs). **CPU ns/op** is the CPU time of the whole "
+          "process (every thread, io-wq workers included) in the window divided by the operations; other processes "
+          "on the machine do not change it, so **CPU/op T thr ÷ 1 thr** shows what each added thread costs per "
+          "operation (1.0× = nothing: lock contention and cache lines moving between CPUs raise it).\n")
+        for k, v in THREAD_VARIANTS.items():
+            w(f"- `{k}`: {v}")
+        w("")
+        for case, title in THREAD_CASES:
+            if case not in res:
+                continue
+            w(f"### {title} (`{case}`)\n")
+            w(threads_table(res, case))
+            w("")
     w("## Durable 4 KiB writes: latency at depth 1 (`durable_latency_d1`)\n")
     w("One writer; each operation is a 4 KiB write at a random block of a 16 MiB file followed by a data sync, "
       "and is timed from start to durable completion. `*_linked*`: write linked to fsync(DATASYNC) in one "

@@ -31,6 +31,8 @@
 #include <boost/asio/use_future.hpp>
 #include <boost/asio/write_at.hpp>
 
+#include "support/run.hpp"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -307,13 +309,13 @@ BOOST_AUTO_TEST_CASE(asynchronous_transfers) {
       BOOST_TEST(text(back, m) == msg);
     });
   });
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   BOOST_TEST(wrote);
 
   // Futures, and eof at the end of file.
   auto fut = f.async_read_some_at(msg.size(), asio::buffer(back), asio::use_future);
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   try {
     (void)fut.get();
@@ -330,7 +332,7 @@ BOOST_AUTO_TEST_CASE(asynchronous_transfers) {
     BOOST_TEST(!ec);
     written = n;
   });
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   BOOST_TEST(written == big.size());
   std::vector<char> all(big.size() + 100 + 50);
@@ -340,7 +342,7 @@ BOOST_AUTO_TEST_CASE(asynchronous_transfers) {
     got_ec = ec;
     got = n;
   });
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   BOOST_TEST((got_ec == asio::error::eof));  // asked for 50 bytes past the end
   BOOST_TEST(got == big.size() + 100);
@@ -354,7 +356,7 @@ BOOST_AUTO_TEST_CASE(asynchronous_transfers) {
         co_n = co_await f.async_read_some_at(0, asio::buffer(back.data(), 5), asio::use_awaitable);
       },
       asio::detached);
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   BOOST_TEST(co_n == 5u);
   BOOST_TEST(text(back, 5) == "HELLO");
@@ -363,7 +365,7 @@ BOOST_AUTO_TEST_CASE(asynchronous_transfers) {
   file_type closed(ctx);
   error_code closed_ec;
   closed.async_read_some_at(0, asio::buffer(back), [&](error_code ec, std::size_t) { closed_ec = ec; });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST((closed_ec == std::errc::bad_file_descriptor));
 }
 
@@ -379,6 +381,6 @@ BOOST_AUTO_TEST_CASE(a_file_on_a_strand) {
     BOOST_TEST(n == 1u);
     on_strand = strand.running_in_this_thread();
   });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(on_strand);
 }

@@ -6,6 +6,7 @@
 
 #include "support/fail_alloc.hpp"
 #include "support/ring_fixture.hpp"
+#include "support/run.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fsys/fsys.hpp>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -62,7 +64,7 @@ T run_coro(asio::io_context& ctx, asio::awaitable<T> aw) {
     err = e;
     result = std::move(v);
   });
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   if (err) std::rethrow_exception(err);
   BOOST_REQUIRE(result.has_value());
@@ -147,7 +149,7 @@ BOOST_AUTO_TEST_CASE(handlers_receive_fsys_errors_in_the_fsys_category) {
   error_code got;
   f.async_read_at(std::numeric_limits<std::uint64_t>::max() - 4, asio::buffer(buf),
                   [&](error_code ec, std::size_t) { got = ec; });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(std::string(got.category().name()) == "fsys");
   BOOST_TEST(got.value() == static_cast<int>(fsys::errc::offset_overflow));
   BOOST_TEST((got == fsys::errc::offset_overflow));
@@ -162,18 +164,19 @@ namespace {
 // the io_context, with errc::not_open and 0 bytes.
 void expect_async_not_open(asio::io_context& ctx, fsys::file& f) {
   std::array<std::byte, 64> buf{};
-  int done = 0;
-  bool in_initiation = true;
+  // The handlers may run on several threads at once (FSYS_TEST_MT).
+  std::atomic<int> done{0};
+  std::atomic<bool> in_initiation{true};
   auto check2 = [&](error_code ec, std::size_t n) {
-    BOOST_TEST(!in_initiation);
-    BOOST_TEST((ec == fsys::errc::not_open));
-    BOOST_TEST(std::string(ec.category().name()) == "fsys");
-    BOOST_TEST(n == 0u);
+    FSYS_TEST_MT(!in_initiation.load());
+    FSYS_TEST_MT((ec == fsys::errc::not_open));
+    FSYS_TEST_MT(std::string(ec.category().name()) == "fsys");
+    FSYS_TEST_MT(n == 0u);
     ++done;
   };
   auto check1 = [&](error_code ec) {
-    BOOST_TEST(!in_initiation);
-    BOOST_TEST((ec == fsys::errc::not_open));
+    FSYS_TEST_MT(!in_initiation.load());
+    FSYS_TEST_MT((ec == fsys::errc::not_open));
     ++done;
   };
   f.async_read_some_at(0, asio::buffer(buf), check2);
@@ -186,9 +189,9 @@ void expect_async_not_open(asio::io_context& ctx, fsys::file& f) {
   f.async_fdatasync(check1);
   f.async_fsync(check1);
   in_initiation = false;
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
-  BOOST_TEST(done == 9);
+  BOOST_TEST(done.load() == 9);
 }
 
 void expect_sync_not_open(fsys::file& f) {
@@ -402,7 +405,7 @@ BOOST_AUTO_TEST_CASE(asio_read_at_and_write_at_compose_over_the_sync_calls) {
     aec = e;
     n = m;
   });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(!aec);
   BOOST_TEST(n == 2000u);
 }
@@ -522,7 +525,7 @@ BOOST_AUTO_TEST_CASE(resize_size_sync_assign_release_cancel) {
   ctx.poll();
   pipe_r.cancel(b);
   BOOST_TEST(!b);
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST((got == asio::error::operation_aborted));
   ::close(p[1]);
 }
@@ -585,7 +588,7 @@ BOOST_AUTO_TEST_CASE(co_functions_on_a_strand_with_buffer_sequences) {
         err = e;
         result = n;
       });
-  ctx.run();
+  fsys::test::run(ctx);
   if (err) std::rethrow_exception(err);
   BOOST_REQUIRE(result.has_value());
   BOOST_TEST(*result == 20100u);
@@ -632,7 +635,7 @@ BOOST_AUTO_TEST_CASE(to_string_names_and_public_stats) {
   std::array<std::byte, 4096> buf{};
   f.async_write_at(0, asio::buffer(buf), [](error_code, std::size_t) {});
   f.async_fdatasync([](error_code) {});
-  ctx.run();
+  fsys::test::run(ctx);
   const fsys::engine_stats after = svc.stats();
   BOOST_TEST(after.ops_started - before.ops_started == 2u);
   BOOST_TEST(after.ops_completed - before.ops_completed == 2u);

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support/ring_fixture.hpp"
+#include "support/run.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fsys/fsys.hpp>
@@ -334,7 +335,7 @@ BOOST_AUTO_TEST_CASE(the_final_dispatch_keeps_the_handlers_allocator) {
                                                                      BOOST_TEST(n == 4096u);
                                                                      done = true;
                                                                    })));
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(done);
   // One for the operation, one for the completion queued on the strand.
   BOOST_TEST(allocations.load() >= 2);

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support/ring_fixture.hpp"
+#include "support/run.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fsys/fsys.hpp>
@@ -13,6 +14,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -161,7 +164,7 @@ BOOST_AUTO_TEST_CASE(force_psync_round_trip_every_operation) {
       });
     });
   });
-  ctx.run();
+  ctx.run();  // one thread: the handlers' thread is checked below
   BOOST_TEST(steps == (std::vector<std::string>{"write_some", "linked", "fdatasync", "fsync", "read_some", "read"}),
              boost::test_tools::per_element());
   BOOST_TEST(on_other_thread == 0);  // handlers run on the io_context's thread, never on a worker
@@ -193,18 +196,21 @@ BOOST_AUTO_TEST_CASE(cancelling_a_running_full_read_keeps_the_bytes_so_far) {
       p.fd[0] = -1;
       BOOST_REQUIRE(::write(p.fd[1], pattern(40, 4).data(), 40) == 40);
       std::vector<std::byte> buf(100);
+      // The handler and the timer that emits its signal share a strand (a
+      // signal is not thread-safe; several threads may run ctx).
+      auto strand = asio::make_strand(ctx);
       asio::cancellation_signal sig;
       error_code got;
       std::size_t n = 0;
       int calls = 0;
-      rd.async_read_at(0, asio::buffer(buf), asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, std::size_t m) {
+      rd.async_read_at(0, asio::buffer(buf), asio::bind_cancellation_slot(sig.slot(), asio::bind_executor(strand, [&](error_code ec, std::size_t m) {
         got = ec;
         n = m;
         ++calls;
-      }));
+      })));
       asio::steady_timer t(ctx, std::chrono::milliseconds(30));
-      t.async_wait([&](error_code) { sig.emit(asio::cancellation_type::terminal); });
-      ctx.run();
+      t.async_wait(asio::bind_executor(strand, [&](error_code) { sig.emit(asio::cancellation_type::terminal); }));
+      fsys::test::run(ctx);
       BOOST_TEST(calls == 1);
       BOOST_TEST((got == asio::error::operation_aborted));
       BOOST_TEST(n == 40u);
@@ -234,7 +240,7 @@ BOOST_AUTO_TEST_CASE(run_stays_busy_while_a_psync_operation_is_outstanding) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     wrote = ::write(p.fd[1], "abc", 3);
   });
-  ctx.run();
+  fsys::test::run(ctx);
   writer.join();
   BOOST_TEST(wrote == 3);
   BOOST_TEST(done);
@@ -262,7 +268,7 @@ BOOST_AUTO_TEST_CASE(run_stays_busy_when_the_handler_belongs_to_another_context)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     wrote = ::write(p.fd[1], "hi", 2);
   });
-  ctx.run();
+  fsys::test::run(ctx);
   writer.join();
   BOOST_TEST(wrote == 2);
   other.poll();
@@ -306,17 +312,21 @@ BOOST_AUTO_TEST_CASE(closing_a_file_cancels_its_running_and_queued_psync_operati
   asio::io_context ctx;
   fsys::test::make_ring(ctx, psync_options(2));
   std::vector<error_code> results;
+  std::mutex m;  // the handlers may run on several threads at once
   {
     fsys::file rd(ctx, p.fd[0]);
     p.fd[0] = -1;
     for (int i = 0; i < 6; ++i) {
       auto buf = std::make_shared<std::vector<std::byte>>(32);
-      rd.async_read_some_at(0, asio::buffer(*buf), [&, buf](error_code ec, std::size_t) { results.push_back(ec); });
+      rd.async_read_some_at(0, asio::buffer(*buf), [&, buf](error_code ec, std::size_t) {
+        std::lock_guard<std::mutex> l(m);
+        results.push_back(ec);
+      });
     }
     ctx.poll();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(results.size() == 6u);
   for (auto& ec : results) BOOST_TEST((ec == asio::error::operation_aborted));
   // The descriptor was closed after the workers let go: the write end sees no reader.
@@ -389,7 +399,7 @@ BOOST_AUTO_TEST_CASE(a_forked_child_gets_its_own_workers) {
   BOOST_REQUIRE(WIFEXITED(status));
   BOOST_TEST(WEXITSTATUS(status) == 0);
   BOOST_REQUIRE(::write(p.fd[1], "parent", 6) == 6);
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(!read_ec);
   BOOST_TEST(read_n == 6u);
   BOOST_TEST(!write_ec);

@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support/ring_fixture.hpp"
+#include "support/run.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fsys/fsys.hpp>
@@ -148,7 +149,7 @@ BOOST_AUTO_TEST_CASE(cached_read_completes_inline_and_the_handler_is_posted) {
   });
   returned = true;
   BOOST_TEST(got == 0u);  // not yet: the handler has not run
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(ran_after_return);
   BOOST_TEST(!ec);
   BOOST_TEST(got == data.size());
@@ -162,7 +163,7 @@ BOOST_AUTO_TEST_CASE(cached_read_completes_inline_and_the_handler_is_posted) {
   error_code eof;
   f.async_read_some_at(data.size(), asio::buffer(back), [&](error_code e, std::size_t) { eof = e; });
   ctx.restart();
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST((eof == asio::error::eof));
   BOOST_TEST(svc.stats().inline_reads == before.inline_reads + 2);
 
@@ -172,7 +173,7 @@ BOOST_AUTO_TEST_CASE(cached_read_completes_inline_and_the_handler_is_posted) {
     co_n = co_await fsys::co_read_at(f, 4096, asio::buffer(back.data(), 4096));
   }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
   ctx.restart();
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(co_n == 4096u);
   BOOST_TEST(svc.stats().inline_reads == before.inline_reads + 3);
 }
@@ -198,7 +199,7 @@ BOOST_AUTO_TEST_CASE(handler_never_runs_inside_the_initiating_function_even_on_t
     });
     returned = true;
   });
-  ctx.run();
+  ctx.run();  // one thread: "after the initiating handler returned" needs it
   BOOST_TEST(called);
   BOOST_TEST(ran_after_return);
   BOOST_TEST(svc.stats().inline_reads == 1u);
@@ -225,7 +226,7 @@ BOOST_AUTO_TEST_CASE(cancellation_of_an_inline_completed_read_delivers_the_resul
   BOOST_TEST(svc.stats().inline_reads == 1u);
   // The op is complete (its handler posted): the request finds nothing.
   sig.emit(asio::cancellation_type::all);
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(calls == 1);
   BOOST_TEST(!ec);
   BOOST_TEST(got == data.size());
@@ -246,7 +247,7 @@ BOOST_AUTO_TEST_CASE(inline_completion_uses_the_handlers_allocator) {
   f.async_read_at(0, asio::buffer(back),
                   asio::bind_allocator(counting_allocator<void>(&st), [&](error_code, std::size_t n) { got = n; }));
   BOOST_TEST(svc.stats().inline_reads == 1u);
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(got == data.size());
   // The operation's memory came from the handler's allocator. (The posted
   // completion is allocated by the executor: a type-erased executor such as
@@ -295,7 +296,7 @@ BOOST_AUTO_TEST_CASE(partially_cached_range_returns_the_right_bytes) {
     ec = e;
     got = n;
   });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(!ec);
   BOOST_TEST(got == size);
   BOOST_TEST((back == data));
@@ -340,7 +341,7 @@ BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a
       got = n;
     });
     ctx.restart();
-    ctx.run();
+    fsys::test::run(ctx);
     BOOST_TEST(!ec);
     BOOST_TEST(got == back.size());
     BOOST_TEST(std::equal(back.begin(), back.end(), data.begin() + static_cast<std::ptrdiff_t>(i * stride)));
@@ -368,7 +369,7 @@ BOOST_AUTO_TEST_CASE(empty_pipe_goes_to_the_engine_without_an_attempt) {
   BOOST_TEST(svc.stats().ops_started == before.ops_started + 1);
   const char msg[] = "hello";
   BOOST_REQUIRE(::write(p[1], msg, 5) == 5);
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(got == 5u);
   const auto after = svc.stats();
   BOOST_TEST(after.inline_reads == before.inline_reads);
@@ -403,7 +404,7 @@ BOOST_AUTO_TEST_CASE(tmpfs_reads_make_no_attempt_after_the_first) {
         got = n;
       });
       ctx.restart();
-      ctx.run();
+      fsys::test::run(ctx);
       BOOST_TEST(got == data.size());
       BOOST_TEST((back == data));
     }
@@ -442,7 +443,7 @@ BOOST_AUTO_TEST_CASE(writes_refused_by_the_filesystem_make_no_attempt_after_the_
       got = n;
     });
     ctx.restart();
-    ctx.run();
+    fsys::test::run(ctx);
     BOOST_TEST(got == next.size());
   }
   BOOST_TEST((fsys::test::read_file(path) == next));
@@ -484,7 +485,7 @@ BOOST_AUTO_TEST_CASE(o_direct_files_make_no_attempt) {
       got = n;
     });
     ctx.restart();
-    ctx.run();
+    fsys::test::run(ctx);
     BOOST_TEST(!ec, ec.message());
     BOOST_TEST(got == data.size());
   }
@@ -508,7 +509,7 @@ BOOST_AUTO_TEST_CASE(option_off_sends_everything_to_the_engine) {
   std::vector<std::byte> back(data.size());
   std::size_t got = 0;
   f.async_read_at(0, asio::buffer(back), [&](error_code, std::size_t n) { got = n; });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(got == data.size());
   const auto s = svc.stats();
   BOOST_TEST(s.inline_reads == 0u);
@@ -535,7 +536,7 @@ BOOST_AUTO_TEST_CASE(iowq_worker_limits_are_applied_and_read_back) {
       fsys::file f(ctx, dir.file("w.dat"), rw_create);
       error_code sec = asio::error::would_block;
       f.async_fdatasync([&](error_code e) { sec = e; });
-      ctx.run();
+      ctx.run();  // this thread alone: it must be the submitter
       BOOST_TEST(!sec);
       ec = svc.iowq_max_workers(v);
     }).join();

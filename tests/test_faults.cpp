@@ -8,6 +8,7 @@
 
 #include "fuse/faultfs_mount.hpp"
 #include "support/ring_fixture.hpp"
+#include "support/run.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fsys/fsys.hpp>
@@ -83,7 +84,7 @@ outcome run_write(asio::io_context& ctx, fsys::file& f, wkind k, std::uint64_t o
     case wkind::writev: f.async_write_at(off, parts, h); break;
     case wkind::linked_writev: f.async_write_linked_fsync(off, parts, h); break;
   }
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   return out;
 }
@@ -98,7 +99,7 @@ outcome run_sync(asio::io_context& ctx, fsys::file& f, bool data_only) {
     f.async_fdatasync(h);
   else
     f.async_fsync(h);
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   return out;
 }
@@ -298,7 +299,7 @@ BOOST_AUTO_TEST_CASE(enospc_on_a_small_tmpfs) {
     else
       f.async_write_at(i * block, buf, h);
   }
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   auto disk = read_file(path);
   std::size_t failed = 0;
@@ -409,7 +410,7 @@ BOOST_AUTO_TEST_CASE(fsync_eio_reaches_linked_write_fdatasync_and_fsync_and_is_n
                                  ++outs[i].calls;
                                });
   }
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   for (auto& o : outs) {
     BOOST_TEST(o.calls == 1);
@@ -519,7 +520,7 @@ BOOST_AUTO_TEST_CASE(a_sync_that_overlapped_a_failed_sync_of_the_same_file_fails
   error_code ea = asio::error::would_block, eb = asio::error::would_block;
   f.async_write_linked_fsync(0, asio::buffer(data.data(), 4096), [&](error_code ec, std::size_t) { ea = ec; });
   f.async_write_linked_fsync(4096, asio::buffer(data.data() + 4096, 4096), [&](error_code ec, std::size_t) { eb = ec; });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST((ea == std::errc::io_error), ea.message());
   BOOST_TEST((eb == std::errc::io_error), eb.message());
   BOOST_TEST(fx.fs.counters()["fsync_failed"] == 1u);  // one real failure, shared
@@ -527,7 +528,7 @@ BOOST_AUTO_TEST_CASE(a_sync_that_overlapped_a_failed_sync_of_the_same_file_fails
   error_code later = asio::error::would_block;
   f.async_fdatasync([&](error_code ec) { later = ec; });
   ctx.restart();
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST((later == std::errc::io_error), later.message());
   fx.fs.control("reset");
 }
@@ -601,7 +602,7 @@ BOOST_AUTO_TEST_CASE(queued_operations_are_cancelled_while_the_only_worker_is_bu
       ::kill(fx.fs.pid(), SIGCONT);
     });
   });
-  ctx.run();
+  ctx.run();  // one thread: the order of the handlers is checked below
   BOOST_TEST(order == (std::vector<std::string>{"write", "read", "slow", "kept"}), boost::test_tools::per_element());
   BOOST_TEST((write_ec == asio::error::operation_aborted));
   BOOST_TEST(write_n == 0u);

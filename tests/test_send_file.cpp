@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support/ring_fixture.hpp"
+#include "support/run.hpp"
 #include "support/temp_dir.hpp"
 
 #include <fsys/fsys.hpp>
@@ -12,6 +13,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -19,6 +21,7 @@
 #include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
@@ -120,7 +123,7 @@ std::tuple<error_code, std::size_t, std::vector<std::byte>> send_and_read(
     pair.tx.close();
   });
   BOOST_CHECK(!got);  // never inside the initiating function
-  ctx.run();
+  fsys::test::run(ctx);
   ctx.restart();
   BOOST_REQUIRE(got);
   return {got->first, got->second, reader.get()};
@@ -199,21 +202,24 @@ void cancel_midway() {
     go.wait();
     return read_all(pair.rx);
   });
+  // The operation's handler and the timer that emits its signal share a
+  // strand: a signal is not thread-safe, and several threads may run ctx.
+  auto strand = asio::make_strand(ctx);
   asio::cancellation_signal sig;
   std::optional<std::pair<error_code, std::size_t>> got;
   const std::string marker = "--marker--";
   fsys::async_send_file(pair.tx, f, 0, size,
-                        asio::bind_cancellation_slot(sig.slot(), [&](error_code ec, std::size_t n) {
+                        asio::bind_cancellation_slot(sig.slot(), asio::bind_executor(strand, [&](error_code ec, std::size_t n) {
                           got.emplace(ec, n);
                           asio::write(pair.tx, asio::buffer(marker));
                           pair.tx.close();
-                        }));
+                        })));
   asio::steady_timer t(ctx, std::chrono::milliseconds(100));
-  t.async_wait([&](error_code) {
+  t.async_wait(asio::bind_executor(strand, [&](error_code) {
     sig.emit(asio::cancellation_type::terminal);
     start_reading.set_value();
-  });
-  ctx.run();
+  }));
+  fsys::test::run(ctx);
   BOOST_REQUIRE(got);
   BOOST_TEST(got->first == asio::error::operation_aborted, got->first.message());
   BOOST_TEST(got->second > 0u);
@@ -320,7 +326,7 @@ BOOST_AUTO_TEST_CASE(co_send_file_returns_the_count) {
         pair.tx.close();
       },
       asio::detached);
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_TEST(n == size - 10);
   BOOST_TEST((reader.get() == slice(data, 10, size)));
 }
@@ -332,7 +338,7 @@ BOOST_AUTO_TEST_CASE(closed_file_reports_not_open) {
   fsys::file f(ctx);
   std::optional<std::pair<error_code, std::size_t>> got;
   fsys::async_send_file(pair.tx, f, 0, 100, [&](error_code ec, std::size_t n) { got.emplace(ec, n); });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_REQUIRE(got);
   BOOST_TEST(got->first == fsys::errc::not_open, got->first.message());
   BOOST_TEST(got->second == 0u);
@@ -350,7 +356,7 @@ BOOST_AUTO_TEST_CASE(peer_gone_reports_the_socket_error) {
   fsys::file f(ctx, d.file("f"), O_RDONLY);
   std::optional<std::pair<error_code, std::size_t>> got;
   fsys::async_send_file(pair.tx, f, 0, data.size(), [&](error_code ec, std::size_t n) { got.emplace(ec, n); });
-  ctx.run();
+  fsys::test::run(ctx);
   BOOST_REQUIRE(got);
   BOOST_TEST(got->first == boost::system::errc::broken_pipe, got->first.message());
 }
