@@ -482,3 +482,60 @@ BOOST_AUTO_TEST_CASE(files_work_on_a_thread_pool) {
   BOOST_TEST((read_file(dir.file("pool2.dat")) == data));
   pool.join();
 }
+
+// ---- rings per thread (ring_set) -------------------------------------------
+
+BOOST_AUTO_TEST_CASE(each_thread_gets_its_own_ring_and_close_cancels_reads_on_all_of_them) {
+  // Reads started from three threads land on three rings (one per thread);
+  // only the first ring keeps the per-file list, so close() must find the
+  // others' reads by scanning their rings. Pipe reads wait forever: if any
+  // ring missed its read, its handler would never run.
+  asio::io_context ctx;
+  fsys::ring_options opts;
+  opts.rings = 4;
+  auto& service = fsys::test::make_ring(ctx, opts);
+  pipe_fds p;
+  fsys::file reader(ctx, p.fd[0]);
+  p.fd[0] = -1;
+  std::array<std::array<std::byte, 8>, 3> bufs{};
+  std::atomic<int> aborted{0}, other{0};
+  for (auto& b : bufs) {
+    // One thread at a time: a basic_file is not meant for concurrent calls.
+    std::thread([&] {
+      reader.async_read_some_at(0, asio::buffer(b), [&](error_code ec, std::size_t) {
+        (ec == asio::error::operation_aborted ? aborted : other).fetch_add(1);
+      });
+    }).join();
+  }
+  if (service.active_backend() == fsys::backend::io_uring) BOOST_TEST(service.stats().rings == 3u);
+  ctx.run_for(50ms);  // the reads are now in the kernel (or with a psync worker)
+  BOOST_TEST(aborted.load() + other.load() == 0);
+  reader.close();
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (aborted.load() + other.load() < 3 && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
+  BOOST_TEST(aborted.load() == 3);
+  BOOST_TEST(other.load() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(one_ring_when_asked_or_single_issuer) {
+  for (int mode = 0; mode < 2; ++mode) {
+    asio::io_context ctx;
+    fsys::ring_options opts;
+    if (mode == 0)
+      opts.rings = 1;
+    else
+      opts.issuer = fsys::issuer_mode::single_thread;
+    auto& service = fsys::test::make_ring(ctx, opts);
+    if (service.active_backend() != fsys::backend::io_uring) return;
+    temp_dir dir;
+    fsys::test::write_file(dir.file("a.dat"), pattern(4096, 1));
+    fsys::file f(ctx, dir.file("a.dat"), O_RDONLY);
+    std::vector<std::byte> b(4096);
+    std::atomic<int> done{0};
+    std::thread([&] { f.async_read_at(0, asio::buffer(b), [&](error_code, std::size_t) { ++done; }); }).join();
+    f.async_read_at(0, asio::buffer(b), [&](error_code, std::size_t) { ++done; });
+    ctx.run_for(2s);
+    BOOST_TEST(done.load() == 2);
+    BOOST_TEST(service.stats().rings == 1u);
+  }
+}
