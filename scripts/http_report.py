@@ -11,7 +11,9 @@ import statistics
 import sys
 
 CASES = [("small", "4 KiB cached"), ("medium", "64 KiB cached"), ("large", "1 MiB cached"),
-         ("mixed", "mixed: 4 KiB during cold 256 MiB streams")]
+         ("mixed", "mixed: 4 KiB during cold 256 MiB streams"),
+         ("mixed_slow", "mixed, slow disk (reads limited by a blkio cgroup)")]
+MIXED = [("mixed", "mixed"), ("mixed_slow", "mixed, slow disk")]
 SERVERS = ["nginx", "fsys", "blocking"]
 TARGET_RPS = {"small": 0.7, "medium": 0.9, "large": 1.0}
 
@@ -81,18 +83,23 @@ def main():
                                  if (r, case, s) in rows and (r, case, "nginx") in rows]
         out.append("| {} | requests/s ÷ nginx | {} | {} | ≥ {} |".format(
             label, fmt_range(ratios[(case, "fsys")]), fmt_range(ratios[(case, "blocking")]), TARGET_RPS[case]))
-    mixed_vs_blocking = [rows[(r, "mixed", "fsys")]["p99"] / rows[(r, "mixed", "blocking")]["p99"] for r in reps
-                         if (r, "mixed", "fsys") in rows and (r, "mixed", "blocking") in rows]
-    mixed_vs_nginx = {s: [rows[(r, "mixed", s)]["p99"] / rows[(r, "mixed", "nginx")]["p99"] for r in reps
-                          if (r, "mixed", s) in rows and (r, "mixed", "nginx") in rows] for s in ("fsys", "blocking")}
-    out.append("| mixed | small-request p99 ÷ blocking's | {} | 1 | ≤ 0.25 |".format(fmt_range(mixed_vs_blocking)))
-    out.append("| mixed | small-request p99 ÷ nginx's | {} | {} | ≤ 1.5 |".format(
-        fmt_range(mixed_vs_nginx["fsys"]), fmt_range(mixed_vs_nginx["blocking"])))
-    streams = {s: [rows[(r, "mixed", s)]["stream"] for r in reps
-                   if (r, "mixed", s) in rows and rows[(r, "mixed", s)]["stream"] is not None] for s in SERVERS}
-    out.append("")
-    out.append("Cold 256 MiB streams beside the mixed case, MB/s: " + "; ".join(
-        "{} {}".format(s, fmt_range(streams[s], "{:.0f}")) for s in SERVERS) + ".")
+    for case, label in MIXED:
+        vs_blocking = [rows[(r, case, "fsys")]["p99"] / rows[(r, case, "blocking")]["p99"] for r in reps
+                       if (r, case, "fsys") in rows and (r, case, "blocking") in rows]
+        vs_nginx = {s: [rows[(r, case, s)]["p99"] / rows[(r, case, "nginx")]["p99"] for r in reps
+                        if (r, case, s) in rows and (r, case, "nginx") in rows] for s in ("fsys", "blocking")}
+        if not vs_blocking:
+            continue
+        out.append("| {} | small-request p99 ÷ blocking's | {} | 1 | ≤ 0.25 |".format(label, fmt_range(vs_blocking)))
+        out.append("| {} | small-request p99 ÷ nginx's | {} | {} | ≤ 1.5 |".format(
+            label, fmt_range(vs_nginx["fsys"]), fmt_range(vs_nginx["blocking"])))
+    for case, label in MIXED:
+        streams = {s: [rows[(r, case, s)]["stream"] for r in reps
+                       if (r, case, s) in rows and rows[(r, case, s)]["stream"] is not None] for s in SERVERS}
+        if any(streams.values()):
+            out.append("")
+            out.append("Cold 256 MiB streams beside the {} case, MB/s: ".format(label) + "; ".join(
+                "{} {}".format(s, fmt_range(streams[s], "{:.0f}")) for s in SERVERS) + ".")
     out.append("")
     out.append("![requests/s relative to nginx, and p99 of the mixed case](http.svg)")
     print("\n".join(out))
@@ -100,7 +107,7 @@ def main():
 
 
 def chart(path, ratios, rows, reps):
-    w, h = 760, 340
+    w, h = 780, 340
     colors = {"fsys": "#1f77b4", "blocking": "#ff7f0e", "nginx": "#7f7f7f"}
     e = []
     e.append('<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" '
@@ -138,30 +145,36 @@ def chart(path, ratios, rows, reps):
         e.append('<line x1="{:.1f}" x2="{:.1f}" y1="{:.1f}" y2="{:.1f}" stroke="green" stroke-width="2"/>'.format(
             gx + 15, gx + 110, ty, ty))
         e.append('<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>'.format(gx + 62, y0 + ph + 16, label))
-    # Right: p99 of the small requests in the mixed case, ms.
-    x1, pw2 = 480, 240
-    vals = {s: [rows[(r, "mixed", s)]["p99"] for r in reps if (r, "mixed", s) in rows] for s in SERVERS}
-    vmax = max([1.0] + [max(v) for v in vals.values() if v]) * 1.15
-    e.append('<text x="{}" y="20" font-weight="bold">mixed: p99 of 4 KiB requests, ms</text>'.format(x1))
-    for i in range(0, 5):
-        val = vmax * i / 4
-        y = y0 + ph - ph * i / 4
+    # Right: p99 of the small requests in the mixed cases, ms, log axis.
+    import math
+    x1, pw2 = 480, 260
+    vals = {(c, s): [rows[(r, c, s)]["p99"] for r in reps if (r, c, s) in rows] for c, _ in MIXED for s in SERVERS}
+    top = max([10.0] + [max(v) for v in vals.values() if v])
+    lo_exp, hi_exp = -1, math.ceil(math.log10(top))
+    def ypos(v):
+        v = max(v, 10 ** lo_exp)
+        return y0 + ph - ph * (math.log10(v) - lo_exp) / (hi_exp - lo_exp)
+    e.append('<text x="{}" y="20" font-weight="bold">p99 of 4 KiB requests beside cold streams, ms</text>'.format(x1 - 20))
+    for k in range(lo_exp, hi_exp + 1):
+        y = ypos(10 ** k)
         e.append('<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#ddd"/>'.format(x1, x1 + pw2, y, y))
-        e.append('<text x="{}" y="{:.1f}" text-anchor="end">{:.1f}</text>'.format(x1 - 5, y + 4, val))
-    for si, s in enumerate(SERVERS):
-        v = vals[s]
-        if not v:
-            continue
-        m = statistics.median(v)
-        bx = x1 + 20 + si * 70
-        by = y0 + ph - ph * m / vmax
-        e.append('<rect x="{:.1f}" y="{:.1f}" width="50" height="{:.1f}" fill="{}"/>'.format(
-            bx, by, y0 + ph - by, colors[s]))
-        lo, hi = (y0 + ph - ph * min(v) / vmax), (y0 + ph - ph * max(v) / vmax)
-        e.append('<line x1="{0:.1f}" x2="{0:.1f}" y1="{1:.1f}" y2="{2:.1f}" stroke="black"/>'.format(bx + 25, lo, hi))
-        e.append('<text x="{:.1f}" y="{:.1f}" text-anchor="middle" font-size="10">{:.1f}</text>'.format(
-            bx + 25, min(by, hi) - 4, m))
-        e.append('<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>'.format(bx + 25, y0 + ph + 16, s))
+        e.append('<text x="{}" y="{:.1f}" text-anchor="end">{:g}</text>'.format(x1 - 5, y + 4, 10 ** k))
+    for ci, (case, label) in enumerate(MIXED):
+        gx = x1 + ci * (pw2 / 2)
+        for si, s in enumerate(SERVERS):
+            v = vals[(case, s)]
+            if not v:
+                continue
+            m = statistics.median(v)
+            bx = gx + 8 + si * 38
+            by = ypos(m)
+            e.append('<rect x="{:.1f}" y="{:.1f}" width="32" height="{:.1f}" fill="{}"/>'.format(
+                bx, by, y0 + ph - by, colors[s]))
+            e.append('<line x1="{0:.1f}" x2="{0:.1f}" y1="{1:.1f}" y2="{2:.1f}" stroke="black"/>'.format(
+                bx + 16, ypos(min(v)), ypos(max(v))))
+            e.append('<text x="{:.1f}" y="{:.1f}" text-anchor="middle" font-size="10">{:.3g}</text>'.format(
+                bx + 16, min(by, ypos(max(v))) - 4, m))
+        e.append('<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>'.format(gx + 65, y0 + ph + 16, label))
     # Legend.
     ly = h - 18
     for i, (s, text) in enumerate((("fsys", "fsys-http-server, 1 thread"),
