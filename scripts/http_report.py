@@ -47,7 +47,7 @@ def load(path):
     return rows
 
 
-def fmt_range(values, f="{:.2f}"):
+def fmt_range(values, f="{:.3g}"):
     if not values:
         return "-"
     m = statistics.median(values)
@@ -69,8 +69,8 @@ def main():
             if not v:
                 continue
             out.append("| {} | {} | {} | {} | {} | {} |".format(
-                label, s, fmt_range([x["rps"] for x in v], "{:.0f}"), fmt_range([x["mb"] for x in v], "{:.0f}"),
-                fmt_range([x["p50"] for x in v]), fmt_range([x["p99"] for x in v])))
+                label, s, fmt_range([x["rps"] for x in v], "{:.0f}"), fmt_range([x["mb"] for x in v], "{:.1f}"),
+                fmt_range([x["p50"] for x in v], "{:.2f}"), fmt_range([x["p99"] for x in v], "{:.2f}")))
     out.append("")
     out.append("Ratios, computed within each repetition (the three servers ran one after the other), "
                "then the median (min–max):\n")

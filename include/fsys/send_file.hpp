@@ -323,9 +323,16 @@ class send_file_op {
 /// `send_file_buffer_size` bytes with `file.async_read_some_at` (through the
 /// ring or the psync workers, off the calling thread) into a buffer the
 /// operation owns (allocated once, on first use) and writes them with
-/// `asio::async_write`. The calling thread never waits for the disk (a page
-/// evicted between the check and the sendfile is the one exception: the
-/// sendfile then reads it). After each zero-copy chunk sent without waiting,
+/// `asio::async_write`. cachestat also counts pages whose read is still in
+/// flight (read-ahead, this operation's or another's), which sendfile would
+/// wait for; so when the range is longer than one chunk, a chunk cachestat
+/// calls cached is also checked with `mincore(2)` on a read-only mapping of
+/// the range (never touched; one `mmap` per 64 MiB), which counts only
+/// pages that are up to date, and goes through the read path otherwise.
+/// The calling thread does not wait for the disk; the exceptions are a page
+/// evicted between the check and the sendfile, and a page of a single-chunk
+/// range (at most `send_file_zero_copy_chunk` bytes, checked by cachestat
+/// alone) whose read-ahead is in flight. After each zero-copy chunk sent without waiting,
 /// the operation yields to the io_context (through `async_wait`), so that
 /// one fast stream does not delay the other work of the loop.
 ///
