@@ -308,6 +308,45 @@ BOOST_AUTO_TEST_CASE(cold_file_on_disk) {
   BOOST_TEST((got == data));
 }
 
+// The page-by-page check used for ranges of more than one chunk: pages
+// dropped from the cache are reported absent, pages read back present; the
+// mapping follows a range that moves past it; pages past the end of the
+// file are absent.
+BOOST_AUTO_TEST_CASE(residency_map_reports_uptodate_pages) {
+  fsys::test::temp_dir_on_disk d;
+  if (!d.ok()) {
+    BOOST_TEST_MESSAGE("skipped: no disk-backed directory for a cold file");
+    return;
+  }
+  const std::size_t size = 1024 * 1024 + 5;
+  fsys::test::write_file(d.file("f"), pattern(size, 5));
+  int fd = ::open(d.file("f").c_str(), O_RDONLY);
+  BOOST_REQUIRE(fd >= 0);
+  BOOST_REQUIRE(::fdatasync(fd) == 0);
+  const std::uint64_t chunk = fsys::send_file_zero_copy_chunk;
+  auto read_range = [&](std::uint64_t off, std::size_t n) {
+    std::vector<char> b(n);
+    BOOST_REQUIRE(::pread(fd, b.data(), n, static_cast<off_t>(off)) == static_cast<ssize_t>(n));
+  };
+  fsys::detail::send_file_residency_map map;
+  read_range(0, size);
+  BOOST_TEST(map.uptodate(fd, 0, chunk, chunk + 100) == 1);
+  BOOST_REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  BOOST_TEST(map.uptodate(fd, 0, chunk, chunk + 100) == 0);
+  // Past the first mapping ([0, chunk + 100) rounded to pages): it moves.
+  BOOST_TEST(map.uptodate(fd, 2 * chunk, chunk, size) == 0);
+  read_range(2 * chunk, chunk);
+  BOOST_TEST(map.uptodate(fd, 2 * chunk, chunk, size) == 1);
+  // The last chunk reaches past the end of the file: its last pages do not exist.
+  read_range(size - 5, 5);
+  BOOST_TEST(map.uptodate(fd, 4 * chunk, chunk, 5 * chunk) == 0);
+  BOOST_TEST(map.uptodate(fd, 4 * chunk, 5, 5 * chunk) == 1);
+  // Moved out, the object releases its mapping.
+  fsys::detail::send_file_residency_map moved(std::move(map));
+  BOOST_TEST(moved.uptodate(fd, 4 * chunk, 5, 5 * chunk) == 1);
+  ::close(fd);
+}
+
 BOOST_AUTO_TEST_CASE(co_send_file_returns_the_count) {
   asio::io_context ctx;
   fsys::test::make_ring(ctx);

@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <utility>
 
 namespace fsys {
 
@@ -83,11 +85,83 @@ inline int send_file_range_cached(int fd, std::uint64_t off, std::uint64_t len) 
   return cs.nr_cache >= pages ? 1 : 0;
 }
 
+// A read-only shared mapping of a range of a file, used only to ask
+// mincore(2) which of its pages are in the page cache *and up to date*.
+// cachestat(2) also counts pages whose read is still in flight (read-ahead
+// allocates and locks them before the disk answers), and sendfile(2) waits
+// for those; mincore reports them as absent. Mapping a range reads nothing
+// from the disk and populates no page table; the mapping is never touched.
+class send_file_residency_map {
+ public:
+  send_file_residency_map() = default;
+  send_file_residency_map(send_file_residency_map&& o) noexcept
+      : addr_(std::exchange(o.addr_, nullptr)), len_(std::exchange(o.len_, 0)), off_(o.off_), failed_(o.failed_) {}
+  send_file_residency_map& operator=(send_file_residency_map&&) = delete;
+  ~send_file_residency_map() {
+    // Sound: addr_/len_ are exactly what mmap returned and was given.
+    if (addr_) ::munmap(addr_, len_);
+  }
+
+  // 1: every page of [off, off + len) of fd is cached and up to date; 0:
+  // not (or the file cannot be mapped: the caller then reads through the
+  // ring). `end`: where the caller's range ends; the mapping covers at most
+  // `window` bytes of [off, end) and moves along with the range.
+  int uptodate(int fd, std::uint64_t off, std::uint64_t len, std::uint64_t end) noexcept {
+    static constexpr std::uint64_t window = 64 * 1024 * 1024;
+    std::uint64_t page = page_size();
+    if (failed_) return 0;
+    if (!addr_ || off < off_ || off + len > off_ + len_) {
+      if (addr_) ::munmap(addr_, len_);  // Sound: what mmap returned, with its length
+      addr_ = nullptr;
+      off_ = off / page * page;
+      std::uint64_t stop = std::max(off + len, std::min(end, off_ + window));
+      if (off_ > static_cast<std::uint64_t>(std::numeric_limits<off_t>::max()) || stop - off_ > window + len) {
+        failed_ = true;
+        return 0;
+      }
+      len_ = static_cast<std::size_t>(stop - off_);
+      // Sound: a PROT_READ shared mapping of an open descriptor; the kernel
+      // keeps its own reference to the file, and the mapping is only
+      // passed to mincore and munmap, never read.
+      void* m = ::mmap(nullptr, len_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(off_));
+      if (m == MAP_FAILED) {
+        failed_ = true;
+        len_ = 0;
+        return 0;
+      }
+      addr_ = m;
+    }
+    if (failed_ || off < off_ || off + len > off_ + len_) return 0;
+    std::uint64_t a = (off - off_) / page * page;
+    std::uint64_t e = off + len - off_;
+    unsigned char vec[send_file_zero_copy_chunk / 4096 + 2];
+    std::uint64_t pages = (e - a + page - 1) / page;
+    if (pages > sizeof vec) return 0;
+    // Sound: [addr_ + a, addr_ + a + pages * page) lies inside the mapping
+    // (its length is rounded up to whole pages by the kernel), and vec has
+    // room for one byte per page.
+    if (::mincore(static_cast<char*>(addr_) + a, static_cast<std::size_t>(e - a), vec) != 0) return 0;
+    for (std::uint64_t i = 0; i < pages; ++i)
+      if (!(vec[i] & 1)) return 0;
+    return 1;
+  }
+
+ private:
+  static std::uint64_t page_size() noexcept {
+    long p = ::sysconf(_SC_PAGESIZE);
+    return p > 0 ? static_cast<std::uint64_t>(p) : 4096;
+  }
+  void* addr_ = nullptr;
+  std::size_t len_ = 0;
+  std::uint64_t off_ = 0;
+  bool failed_ = false;
+};
+
 template <class Socket, class Executor>
 class send_file_op {
  public:
   send_file_op(Socket& sock, basic_file<Executor>& file, std::uint64_t offset, std::uint64_t count)
-      : sock_(sock), file_(file), offset_(offset), remaining_(count) {}
+      : sock_(sock), file_(file), offset_(offset), remaining_(count), total_(count) {}
 
   template <class Self>
   void operator()(Self& self, boost::system::error_code ec = {}, std::size_t n = 0) {
@@ -151,6 +225,11 @@ class send_file_op {
         std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, send_file_zero_copy_chunk));
         int fd = file_.native_handle();
         int cached = send_file_range_cached(fd, offset_, chunk);
+        // A range of more than one chunk (a stream, whose read-ahead may be
+        // in flight, its own or another client's) is also checked page by
+        // page for up-to-date pages: sendfile would wait for the others.
+        if (cached == 1 && total_ > send_file_zero_copy_chunk)
+          cached = residency_.uptodate(fd, offset_, chunk, offset_ + remaining_);
         if (cached < 0) {
           zero_copy_ = false;
         } else if (cached == 1) {
@@ -217,6 +296,8 @@ class send_file_op {
   basic_file<Executor>& file_;
   std::uint64_t offset_;
   std::uint64_t remaining_;
+  std::uint64_t total_;  // the count asked for
+  send_file_residency_map residency_;
   std::size_t sent_ = 0;
   std::unique_ptr<std::byte[]> buf_;
   bool zero_copy_ = false;
@@ -242,9 +323,16 @@ class send_file_op {
 /// `send_file_buffer_size` bytes with `file.async_read_some_at` (through the
 /// ring or the psync workers, off the calling thread) into a buffer the
 /// operation owns (allocated once, on first use) and writes them with
-/// `asio::async_write`. The calling thread never waits for the disk (a page
-/// evicted between the check and the sendfile is the one exception: the
-/// sendfile then reads it). After each zero-copy chunk sent without waiting,
+/// `asio::async_write`. cachestat also counts pages whose read is still in
+/// flight (read-ahead, this operation's or another's), which sendfile would
+/// wait for; so when the range is longer than one chunk, a chunk cachestat
+/// calls cached is also checked with `mincore(2)` on a read-only mapping of
+/// the range (never touched; one `mmap` per 64 MiB), which counts only
+/// pages that are up to date, and goes through the read path otherwise.
+/// The calling thread does not wait for the disk; the exceptions are a page
+/// evicted between the check and the sendfile, and a page of a single-chunk
+/// range (at most `send_file_zero_copy_chunk` bytes, checked by cachestat
+/// alone) whose read-ahead is in flight. After each zero-copy chunk sent without waiting,
 /// the operation yields to the io_context (through `async_wait`), so that
 /// one fast stream does not delay the other work of the loop.
 ///
