@@ -17,6 +17,57 @@ fs_args::~fs_args() {
   if (owned_fd >= 0) ::close(owned_fd);
 }
 
+namespace {
+
+// A few recycled blocks per thread. Ops usually end on the thread that
+// started them (the io_context's), so the cache stays warm; a block freed on
+// another thread simply joins that thread's cache.
+struct fs_args_cache {
+  static constexpr int capacity = recycle_blocks ? 8 : 0;
+  fs_args* blocks[8] = {};
+  int count = 0;
+  bool alive = true;  // false once the thread's cache is gone (thread exit)
+  ~fs_args_cache() {
+    alive = false;
+    while (count > 0) delete blocks[--count];
+  }
+};
+thread_local fs_args_cache args_cache;
+
+}  // namespace
+
+void release_fs_args_cache() noexcept {
+  while (args_cache.alive && args_cache.count > 0) delete args_cache.blocks[--args_cache.count];
+}
+
+fs_args* fs_args::make() {
+  if (args_cache.alive && args_cache.count > 0) return args_cache.blocks[--args_cache.count];
+  return new fs_args;
+}
+
+void fs_args::recycle(fs_args* a) noexcept {
+  if (!a) return;
+  if (a->owned_fd >= 0) ::close(a->owned_fd);
+  if (!args_cache.alive || args_cache.count == fs_args_cache::capacity) {
+    a->owned_fd = -1;
+    delete a;
+    return;
+  }
+  // Back to the default values; clear() keeps the strings' buffers.
+  a->path.clear();
+  a->path2.clear();
+  a->dirfd = a->dirfd2 = AT_FDCWD;
+  a->flags = 0;
+  a->mode = 0;
+  a->length = 0;
+  a->openat2 = false;
+  a->how = kernel_open_how{};
+  a->stx = {};
+  a->owned_fd = -1;
+  a->ring_refused = nullptr;
+  args_cache.blocks[args_cache.count++] = a;
+}
+
 std::error_code check_path(const std::string& p) noexcept {
   if (p.empty() || p.find('\0') != std::string::npos) return std::make_error_code(std::errc::invalid_argument);
   return {};

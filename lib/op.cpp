@@ -23,6 +23,42 @@ namespace fsys::detail {
 
 // ---- file_handle -----------------------------------------------------------
 
+namespace {
+
+// Recycled handle memory, per thread (see fs_args::make for the same idea).
+struct handle_cache {
+  static constexpr int capacity = recycle_blocks ? 8 : 0;
+  void* blocks[8] = {};
+  int count = 0;
+  bool alive = true;
+  ~handle_cache() {
+    alive = false;
+    while (count > 0) ::operator delete(blocks[--count]);
+  }
+};
+thread_local handle_cache handles;
+
+}  // namespace
+
+void release_thread_caches() noexcept {
+  while (handles.alive && handles.count > 0) ::operator delete(handles.blocks[--handles.count]);
+  release_fs_args_cache();
+}
+
+void* file_handle::operator new(std::size_t size) {
+  if (size == sizeof(file_handle) && handles.alive && handles.count > 0) return handles.blocks[--handles.count];
+  return ::operator new(size);
+}
+
+void file_handle::operator delete(void* p) noexcept {
+  if (!p) return;
+  if (handles.alive && handles.count < handle_cache::capacity) {
+    handles.blocks[handles.count++] = p;
+    return;
+  }
+  ::operator delete(p);
+}
+
 file_handle* file_handle::create(int fd, bool owns_fd) {
   auto* h = new file_handle(fd, owns_fd);
   struct statx type {};
@@ -99,7 +135,7 @@ int file_handle::release_owner() noexcept {
 // ---- op_base ---------------------------------------------------------------
 
 op_base::~op_base() {
-  delete fs_;
+  fs_args::recycle(fs_);
   // An open that ended without attaching a descriptor (cancelled before the
   // kernel saw it, refused, dropped at shutdown) leaves its file closed.
   if (kind_ == op_kind::open && file_ && file_->fd() == file_handle::opening) file_->set_failed();

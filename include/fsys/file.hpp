@@ -808,7 +808,7 @@ class basic_file : public file_base {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::open);
       try {
-        op->fs_ = new detail::fs_args;
+        op->fs_ = detail::fs_args::make();
       } catch (...) {
         op->destroy();
         throw;
@@ -854,7 +854,7 @@ class basic_file : public file_base {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::close);
       try {
-        op->fs_ = new detail::fs_args;
+        op->fs_ = detail::fs_args::make();
       } catch (...) {
         op->destroy();
         throw;
@@ -886,7 +886,7 @@ class basic_file : public file_base {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false, Value>;
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
       try {
-        op->fs_ = new detail::fs_args;
+        op->fs_ = detail::fs_args::make();
       } catch (...) {
         op->destroy();
         throw;

@@ -82,7 +82,7 @@ struct path_initiation {
     using op_t = file_op<std::decay_t<Handler>, Executor, false, Value>;
     op_t* op = op_t::create(std::forward<Handler>(handler), ex_, req.kind);
     try {
-      op->fs_ = new fs_args;
+      op->fs_ = fs_args::make();
     } catch (...) {
       op->destroy();
       throw;

@@ -4,6 +4,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <system_error>
 
@@ -26,6 +27,11 @@ class file_handle {
   /// A handle for a file being opened by `async_open`: `fd()` is `opening`
   /// until the open's result attaches the descriptor (or marks it failed).
   static file_handle* create_opening();
+
+  /// Handle memory is recycled per thread (a server opening a file per
+  /// request allocates nothing for it).
+  static void* operator new(std::size_t size);
+  static void operator delete(void* p) noexcept;
 
   /// `fd()` of a handle whose `async_open` has not completed yet.
   static constexpr int opening = -2;

@@ -34,6 +34,15 @@ struct fs_args {
   /// handler: shutdown; or a close op that never ran).
   ~fs_args();
 
+  /// A fresh (default-valued) block, taken from the calling thread's cache
+  /// of recycled ones when it has one: a server making open + stat + close
+  /// per request then allocates nothing, path strings included (a recycled
+  /// block keeps its strings' capacity).
+  static fs_args* make();
+  /// Ends `a`'s use (closing `owned_fd` as the destructor does) and keeps
+  /// it in the calling thread's cache, or frees it when the cache is full.
+  static void recycle(fs_args* a) noexcept;
+
   std::string path;   ///< first path (NUL-terminated by std::string)
   std::string path2;  ///< second path (rename, link, symlink's link path)
   int dirfd = AT_FDCWD;
@@ -54,6 +63,9 @@ struct fs_args {
   /// kind refused by the ring there when the system call succeeds.
   std::atomic<std::uint32_t>* ring_refused = nullptr;
 };
+
+/// Frees the calling thread's cached fs_args blocks.
+void release_fs_args_cache() noexcept;
 
 /// Checks a path argument: not empty, no embedded NUL.
 std::error_code check_path(const std::string& p) noexcept;

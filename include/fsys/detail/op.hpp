@@ -17,6 +17,26 @@
 
 namespace fsys::detail {
 
+/// Whether fsys keeps freed operation-side blocks (fs_args, file handles) in
+/// per-thread caches for reuse. Off under AddressSanitizer, so that a use
+/// after free of those blocks is still reported.
+#if defined(__SANITIZE_ADDRESS__)
+#define FSYS_DETAIL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FSYS_DETAIL_ASAN 1
+#endif
+#endif
+#ifdef FSYS_DETAIL_ASAN
+inline constexpr bool recycle_blocks = false;
+#else
+inline constexpr bool recycle_blocks = true;
+#endif
+
+/// Frees the calling thread's cached blocks (tests that count allocations
+/// or inject allocation failures start from an empty cache).
+void release_thread_caches() noexcept;
+
 class file_handle;
 struct op_base;
 
