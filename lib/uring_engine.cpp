@@ -37,6 +37,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "context_executor.hpp"
 #include "ring_mapping.hpp"
@@ -125,8 +126,15 @@ class uring_engine final : public engine {
   lane& lane_of(const op_base* op) noexcept { return op->stream_ ? streams_ : files_; }
 
  public:
-  uring_engine(asio::execution_context& ctx, const ring_options& opts, std::error_code& ec)
-      : ctx_(ctx), opts_(opts), eventfd_(asio::any_io_executor(ctx_)), generation_(fork_generation()) {
+  uring_engine(asio::execution_context& ctx, const ring_options& opts, const shard_params& shard, std::error_code& ec)
+      : ctx_(ctx),
+        opts_(opts),
+        set_(shard.set),
+        home_(shard.home),
+        attach_wq_fd_(shard.attach_wq_fd),
+        eventfd_(asio::any_io_executor(ctx_)),
+        rescue_(asio::any_io_executor(ctx_)),
+        generation_(fork_generation()) {
     const ring_features& f = probe_features();
     if (!f.available) {
       ec = f.setup_error;
@@ -148,6 +156,12 @@ class uring_engine final : public engine {
     std::memset(&p, 0, sizeof p);
     p.flags = IORING_SETUP_CQSIZE;
     p.cq_entries = opts_.queue_depth * 4;
+    if (attach_wq_fd_ >= 0 && !forked()) {
+      // A ring of a set shares the first ring's async worker pool (kernels
+      // before 5.12; later ones keep io-wq per thread and ignore this).
+      p.flags |= IORING_SETUP_ATTACH_WQ;
+      p.wq_fd = static_cast<std::uint32_t>(attach_wq_fd_);
+    }
     if (f.submit_all) p.flags |= IORING_SETUP_SUBMIT_ALL;
     defer_taskrun_ = false;
     if (opts_.sqpoll && f.sqpoll) {
@@ -219,6 +233,7 @@ class uring_engine final : public engine {
       files_.in_kernel = streams_.in_kernel = 0;
       single_issuer_bound_ = false;
       generation_ = fork_generation();
+      attach_wq_fd_ = -1;  // the parent's ring: never attach to it
       if (std::error_code ec = setup_ring()) {
         // No new ring: fail what is queued; later operations fail the same way.
         fail_all(done, -(ec.category() == std::system_category() ? ec.value() : ENOMEM));
@@ -256,14 +271,23 @@ class uring_engine final : public engine {
         to_helper(op);  // an opcode this ring lacks or refused
         return;
       }
-      link_to_file(op);
+      list_op(op);
       lane_of(op).queued.push_back(op);
       // finish() submits ops its handlers start right after them, in one
       // batch. A flush is posted all the same whenever none is scheduled: a
       // handler that waits for its new op (a future, a nested run_one) is
       // then served by another pass or thread; the flush finds the batch
       // already submitted and does nothing.
-      if (finishing_ == this) batch_pending_ = true;
+      if (finishing_ == this) {
+        batch_pending_ = true;
+        batch_taker_ = std::this_thread::get_id();
+      } else if (finishing_ && set_ && finishing_->set_ == set_) {
+        // Started by a handler that another ring of the set is completing on
+        // this thread: that finish() submits this ring's batch too.
+        batch_pending_ = true;
+        batch_taker_ = std::this_thread::get_id();
+        also_pump_ = this;
+      }
       if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
     }
     if (post_flush) schedule_flush();
@@ -281,7 +305,7 @@ class uring_engine final : public engine {
         op->complete_(op, true);
         return true;
       }
-      link_to_file(op);
+      list_op(op);
       submit_own(op, done);
     }
     finish(done);
@@ -345,11 +369,22 @@ class uring_engine final : public engine {
     {
       std::lock_guard lock(mutex_);
       if (shut_down_) return;
-      for (op_base* op = file->ops_; op; op = op->file_next_) {
-        if (op->state_ == op_state::finished || op->cancel_requested_) continue;
+      auto request = [&](op_base* op) {
+        if (op->state_ == op_state::finished || op->cancel_requested_) return;
         op->cancel_requested_ = true;
         if (op->state_ == op_state::in_kernel && !op->cancel_queued_) cancels_.push_back(op);
         post_flush = true;
+      };
+      if (home_) {
+        for (op_base* op = file->ops_; op; op = op->file_next_) request(op);
+      } else {
+        // Not on the file's list (see list_op): look through this ring's
+        // queued and in-kernel ops; a close is rare, the ring holds few.
+        for (lane* l : {&files_, &streams_})
+          for (op_base* op = l->queued.front(); op; op = op->next_)
+            if (op->file_ == file) request(op);
+        for (op_base* op = kernel_ops_; op; op = op->kernel_next_)
+          if (op->file_ == file) request(op);
       }
       if (post_flush && !flush_scheduled_)
         flush_scheduled_ = true;
@@ -370,6 +405,7 @@ class uring_engine final : public engine {
     std::unique_lock lock(mutex_);
     if (shut_down_) return;
     shut_down_ = true;
+    rescue_.cancel();
     if (!ring_ok_) return;
     op_queue done;
     if (forked()) {
@@ -461,6 +497,7 @@ class uring_engine final : public engine {
     s.reactor_wakeups = wakeups_.load(std::memory_order_relaxed);
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
     s.fs_ops_on_helper = helper_ops_.load(std::memory_order_relaxed);
+    s.rings = 1;
     return s;
   }
 
@@ -509,9 +546,38 @@ class uring_engine final : public engine {
       std::lock_guard lock(mutex_);
       flush_scheduled_ = false;
       if (shut_down_) return;
+      if (batch_pending_ && batch_taker_ != std::this_thread::get_id()) {
+        // Another thread is running handlers that started these ops, and
+        // submits them in one batch when they return (finish()). Pumping now
+        // would split its batch and hold this ring's lock against its
+        // starts. In case one of those handlers blocks until its op is done
+        // (a future), a rescue flush submits the batch anyway, soon.
+        arm_rescue();
+        return;
+      }
+      batch_pending_ = false;
       pump(done);
     }
     finish(done);
+  }
+
+  // Lock held. The rescue for a batch its thread never submits (see flush).
+  void arm_rescue() {
+    if (rescue_armed_) return;
+    rescue_armed_ = true;
+    rescue_.expires_after(rescue_delay);
+    rescue_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted) return;  // shutdown: `this` may be gone
+      op_queue done;
+      {
+        std::lock_guard lock(mutex_);
+        rescue_armed_ = false;
+        if (shut_down_ || !batch_pending_) return;
+        batch_pending_ = false;
+        pump(done);
+      }
+      finish(done);
+    });
   }
 
   void on_wakeup(const boost::system::error_code& ec) {
@@ -539,23 +605,29 @@ class uring_engine final : public engine {
   void finish(op_queue& done) {
     if (done.empty()) return;
     uring_engine* const outer = finishing_;
+    uring_engine* const outer_also = also_pump_;
     finishing_ = this;
+    also_pump_ = nullptr;
     bool post_flush = false;
     try {
       for (int pass = 0;; ++pass) {
         complete_all(done, [](op_queue&) {});
-        std::lock_guard lock(mutex_);
-        if (!batch_pending_) break;
-        batch_pending_ = false;
-        if (pass == max_inline_passes || shut_down_) {
-          if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
-          break;
+        // The handlers may have started ops on this ring and on the calling
+        // thread's own ring of the same set (see `start`): submit both.
+        const bool last = pass == max_inline_passes;
+        bool more = take_batch(done, last, post_flush);
+        if (uring_engine* other = std::exchange(also_pump_, nullptr); other && other != this) {
+          bool other_post = false;
+          more = other->take_batch(done, last, other_post) || more;
+          if (other_post) other->schedule_flush();
         }
-        pump(done);
+        if (!more) break;
       }
     } catch (...) {
       // A handler threw (Asio lets that propagate out of run()): the ops not
-      // yet completed, and the ones started meanwhile, go to a posted flush.
+      // yet completed, and the ones started meanwhile, go to a posted flush
+      // (an op of another ring that is already reaped completes the same way
+      // from here: only its handler is left to run).
       {
         std::lock_guard lock(mutex_);
         finished_.splice(done);
@@ -563,11 +635,28 @@ class uring_engine final : public engine {
         if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
       }
       finishing_ = outer;
+      also_pump_ = outer_also;
       if (post_flush) schedule_flush();
       throw;
     }
     finishing_ = outer;
+    also_pump_ = outer_also;
     if (post_flush) schedule_flush();
+  }
+
+  // Submits the ops handlers started on this ring during a finish() pass and
+  // reaps into `done`; on the last pass (or when shutting down) leaves them
+  // to a posted flush instead (`post_flush` set). Returns whether it pumped.
+  bool take_batch(op_queue& done, bool last, bool& post_flush) {
+    std::lock_guard lock(mutex_);
+    if (!batch_pending_) return false;
+    batch_pending_ = false;
+    if (last || shut_down_) {
+      if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+      return false;
+    }
+    pump(done);
+    return true;
   }
 
   // Whether this thread may use the ring now: not a forked child's copy of
@@ -869,6 +958,21 @@ class uring_engine final : public engine {
     helper_->start(op);
   }
 
+  // Puts `op` on its file's list (lock held). A ring of a set other than the
+  // first runs only reads and writes (ring_set sends every other kind to the
+  // first ring) and keeps them off the list, which the first ring's lock
+  // guards; its cancel_file finds them in its own queues instead.
+  void list_op(op_base* op) noexcept {
+    if (home_)
+      link_to_file(op);
+    else
+      op->unlisted_ = true;
+  }
+
+ public:
+  int ring_fd() const noexcept { return ring_ok_ ? ring_.ring_fd : -1; }
+
+ private:
   engine* helper_if_any() {
     std::lock_guard lock(mutex_);
     return helper_.get();
@@ -1072,6 +1176,9 @@ class uring_engine final : public engine {
 
   context_executor ctx_;  // the io_context (or thread pool) the ring serves
   ring_options opts_;
+  const void* set_ = nullptr;  // the ring_set this ring belongs to, if any
+  bool home_ = true;           // the set's first ring (or a ring alone)
+  int attach_wq_fd_ = -1;
   // File-system kinds: those the ring has (probe, FSYS_TEST_DISABLE_OPS),
   // those it refused at run time, and the psync helper that runs the rest.
   std::uint32_t ring_fs_kinds_ = 0;
@@ -1103,11 +1210,17 @@ class uring_engine final : public engine {
   static constexpr int max_inline_passes = 16;
   // The engine whose completions this thread is running in finish(), if any.
   static thread_local uring_engine* finishing_;
+  // Another ring of the same set that handlers run by finishing_ started ops on.
+  static thread_local uring_engine* also_pump_;
   bool flush_scheduled_ = false;
+  std::thread::id batch_taker_;  // the thread whose finish() submits the batch
+  bool rescue_armed_ = false;
+  static constexpr std::chrono::microseconds rescue_delay{500};
   bool armed_ = false;
   bool shut_down_ = false;
 
   asio::posix::stream_descriptor eventfd_;
+  asio::steady_timer rescue_;
   std::uint64_t eventfd_value_ = 0;
   std::uint64_t generation_;
 
@@ -1116,19 +1229,22 @@ class uring_engine final : public engine {
 };
 
 thread_local uring_engine* uring_engine::finishing_ = nullptr;
+thread_local uring_engine* uring_engine::also_pump_ = nullptr;
 
 }  // namespace
 
-std::unique_ptr<engine> make_uring_engine(asio::execution_context& ctx, const ring_options& options,
-                                          std::error_code& ec) {
+std::unique_ptr<engine> make_uring_ring(asio::execution_context& ctx, const ring_options& options,
+                                        const shard_params& shard, std::error_code& ec) {
   ec.clear();
-  auto e = std::make_unique<uring_engine>(ctx, options, ec);
+  auto e = std::make_unique<uring_engine>(ctx, options, shard, ec);
   if (ec || !e->usable()) {
     if (!ec) ec = make_error_code(errc::io_uring_setup_failed);
     return nullptr;
   }
   return e;
 }
+
+int ring_fd_of(engine& e) noexcept { return static_cast<uring_engine&>(e).ring_fd(); }
 
 // ---- fork detection ---------------------------------------------------------
 

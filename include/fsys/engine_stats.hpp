@@ -50,6 +50,9 @@ struct engine_stats {
   std::uint64_t inline_writes = 0;
   /// Inline write attempts that fell through to the engine.
   std::uint64_t inline_write_fallthroughs = 0;
+  /// io_uring rings the io_context uses: one per thread that started
+  /// operations, up to `ring_options::rings` (0 on the psync backend).
+  std::uint64_t rings = 0;
 };
 
 }  // namespace fsys

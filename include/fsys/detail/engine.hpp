@@ -132,10 +132,23 @@ namespace fsys::detail {
 /// an engine can tell, with one relaxed load, that it runs in a child.
 std::uint64_t fork_generation() noexcept;
 
-/// Builds the io_uring engine for `ctx`; on failure returns null and sets
-/// `ec` to the kernel's error.
+/// Builds the io_uring engine for `ctx`: one ring, or a `ring_set` of rings
+/// (lib/ring_set.cpp) when several threads may run the context. On failure
+/// returns null and sets `ec` to the kernel's error.
 std::unique_ptr<engine> make_uring_engine(asio::execution_context& ctx, const ring_options& options,
                                           std::error_code& ec);
+
+/// Where a ring stands in a ring_set.
+struct shard_params {
+  const void* set = nullptr;  ///< the set, or null for a ring alone
+  bool home = true;           ///< the first ring: runs every kind, keeps the file lists
+  int attach_wq_fd = -1;      ///< IORING_SETUP_ATTACH_WQ to this ring fd
+};
+/// Builds one io_uring ring engine (lib/uring_engine.cpp).
+std::unique_ptr<engine> make_uring_ring(asio::execution_context& ctx, const ring_options& options,
+                                        const shard_params& shard, std::error_code& ec);
+/// The ring fd of an engine made by `make_uring_ring`.
+int ring_fd_of(engine& e) noexcept;
 /// Builds the pread/pwrite engine for `ctx`.
 std::unique_ptr<engine> make_psync_engine(asio::execution_context& ctx, const ring_options& options);
 
