@@ -14,11 +14,14 @@ namespace {
 
 std::atomic<std::uint64_t> next_counters_id{1};
 
-/// The calling thread's last looked-up block: one entry, keyed by the
-/// counters' id (ids are never reused, so a stale entry never matches).
+/// The calling thread's last looked-up blocks (a thread may serve a few
+/// io_contexts), keyed by the counters' id: ids are never reused, so a stale
+/// entry never matches.
 struct counters_cache {
-  std::uint64_t id = 0;
-  inline_counters::block* b = nullptr;
+  static constexpr unsigned size = 4;
+  std::uint64_t id[size] = {};
+  inline_counters::block* b[size] = {};
+  unsigned next = 0;  ///< entry replaced by the next miss
 };
 thread_local counters_cache tl_counters;
 
@@ -77,7 +80,8 @@ inline_counters::~inline_counters() {
 
 inline_counters::block* inline_counters::local() noexcept {
   counters_cache& tc = tl_counters;
-  if (tc.id == id_) return tc.b;
+  for (unsigned i = 0; i < counters_cache::size; ++i)
+    if (tc.id[i] == id_) return tc.b[i];
   return local_slow();
 }
 
@@ -96,8 +100,10 @@ inline_counters::block* inline_counters::local_slow() noexcept {
     b->next = head_;
     head_ = b;
   }
-  tc.id = id_;
-  tc.b = b;
+  const unsigned i = tc.next;
+  tc.next = (i + 1) % counters_cache::size;
+  tc.id[i] = id_;
+  tc.b[i] = b;
   return b;
 }
 

@@ -37,7 +37,7 @@ using fsys::test::temp_dir_on_disk;
 
 namespace {
 
-// The fast path is on by default; these cases ask for it all the same.
+// The fast path is off by default: these cases ask for it.
 fsys::ring_options fast_path_on() {
   fsys::ring_options o;
   o.inline_fast_path = true;
@@ -317,10 +317,15 @@ BOOST_AUTO_TEST_CASE(partially_cached_range_returns_the_right_bytes) {
   BOOST_TEST(got == size);
   BOOST_TEST((back == data));
   const auto after = svc.stats();
-  // The cached half was read inline; the rest (not cached when the attempt
-  // reached it) went to the engine, from where the attempt stopped.
-  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs + 1);
-  BOOST_TEST(after.inline_reads == before.inline_reads);
+  // The cached part was read inline; the rest (not cached when the attempt
+  // reached it) went to the engine, from where the attempt stopped. (A
+  // RWF_NOWAIT read that finds no page still starts readahead, and on a fast
+  // disk the attempt's next call may find it done: then the whole range
+  // completes inline. Either way exactly one attempt was made.)
+  const auto fell = after.inline_read_fallthroughs - before.inline_read_fallthroughs;
+  const auto inl = after.inline_reads - before.inline_reads;
+  BOOST_TEST(fell + inl == 1u);
+  BOOST_TEST_MESSAGE((fell ? "the rest went to the engine" : "readahead finished in time: all inline"));
   BOOST_TEST(after.ops_started == before.ops_started + 1);
 }
 
@@ -681,7 +686,11 @@ BOOST_AUTO_TEST_CASE(coroutine_read_of_a_partially_cached_range_continues_on_the
   BOOST_TEST(std::equal(a.begin(), a.end(), data.begin()));
   BOOST_TEST(std::equal(b.begin(), b.end(), data.begin() + static_cast<std::ptrdiff_t>(a.size())));
   const auto after = svc.stats();
-  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs + 1);
+  // One attempt, continued on the engine (or, when readahead it started
+  // finished in time, completed inline; see the callback case above).
+  BOOST_TEST((after.inline_read_fallthroughs - before.inline_read_fallthroughs) +
+                 (after.inline_reads - before.inline_reads) ==
+             1u);
   BOOST_TEST(after.ops_started == before.ops_started + 1);
 }
 

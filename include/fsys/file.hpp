@@ -982,9 +982,11 @@ class basic_file : public file_base {
     detail::nowait_outcome r;
     const bool read = kind == op_kind::read_some || kind == op_kind::read_full;
     if (!read && kind != op_kind::write_some && kind != op_kind::write_full) return r;
-    if (!service_->inline_fast_path() || !handle_ || !handle_->nowait_candidate()) return r;
+    if (!service_->inline_fast_path() || !handle_) return r;
+    // The fd first (acquire): a handle whose async_open completes on another
+    // thread publishes its file type with the fd (file_handle::attach).
     const int fd = handle_->fd();
-    if (fd < 0) return r;
+    if (fd < 0 || !handle_->nowait_candidate()) return r;
     iovec iov[detail::nowait_direct_iovs];
     unsigned n = 0;
     std::size_t total = 0;

@@ -131,10 +131,13 @@ struct ring_options {
   /// Not the fixed-buffer variants. Applies to both backends. An operation
   /// completed inline never reaches the ring: on a `single_thread` ring it
   /// succeeds from any thread. Counted in `engine_stats` (`inline_*`, and in
-  /// `ops_started` / `ops_completed`). On by default: a cached read then
-  /// costs about one `pread` (bench/notes.md). The environment variable
+  /// `ops_started` / `ops_completed`). A cached read then costs about one
+  /// `preadv2`: measured here, 1.3-1.9x the ring path at depth 1 and
+  /// 1.2-1.6x at depth 32, with no measurable cost on cold data, but not yet
+  /// faster than a raw liburing loop at depth 32 (0.87-0.96x), so off by
+  /// default for now (bench/notes.md). The environment variable
   /// `FSYS_INLINE_FAST_PATH` overrides the option (`1` on, `0` off).
-  bool inline_fast_path = true;
+  bool inline_fast_path = false;
   /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
   /// when the ring is built: the most kernel worker threads per NUMA node
   /// for bounded work (regular-file IO that must block, such as buffered
