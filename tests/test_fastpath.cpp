@@ -723,3 +723,35 @@ BOOST_AUTO_TEST_CASE(inline_completions_from_several_threads_are_all_counted) {
   BOOST_TEST(after.ops_started == before.ops_started + total);
   BOOST_TEST(after.ops_completed == before.ops_completed + total);
 }
+
+BOOST_AUTO_TEST_CASE(a_coroutine_asked_to_cancel_makes_no_inline_attempt) {
+  temp_dir dir;
+  auto data = pattern(4096, 16);
+  auto path = dir.file("cancelled.dat");
+  fsys::test::write_file(path, data);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx, fast_path_on());
+  fsys::file f(ctx, path, O_RDONLY);
+  const auto before = svc.stats();
+  asio::cancellation_signal sig;
+  std::size_t got = 99;
+  bool threw = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    co_await asio::this_coro::throw_if_cancelled(false);
+    sig.emit(asio::cancellation_type::terminal);  // before the read starts
+    std::vector<std::byte> back(4096);
+    try {
+      got = co_await fsys::co_read_at(f, 0, asio::buffer(back));
+    } catch (const std::system_error&) {
+      threw = true;
+    }
+  }, asio::bind_cancellation_slot(sig.slot(), [](std::exception_ptr e) { if (e) std::rethrow_exception(e); }));
+  ctx.run();
+  const auto after = svc.stats();
+  // No inline completion: the read went to the engine, which decides as it
+  // always has (the request came before the read existed, so it reads).
+  BOOST_TEST(after.inline_reads == before.inline_reads);
+  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs);
+  BOOST_TEST(after.ops_started == before.ops_started + 1);
+  BOOST_TEST((threw || got == data.size()));
+}

@@ -6,6 +6,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdint>
@@ -19,6 +21,7 @@ namespace detail {
   // std::system_error; these functions promise the standard type.
   throw std::system_error(std::error_code(ec), what);
 }
+
 }  // namespace detail
 
 // Each function takes a file on any executor (`fsys::file`, a file on a
@@ -39,13 +42,17 @@ namespace detail {
 /// (the cheapest path there is). After `detail::inline_resume_limit` such
 /// reads in a row on one thread, the next one resumes through the queue,
 /// so that other handlers get to run. A read that is not (all) cached
-/// continues on the ring from where the attempt stopped.
+/// continues on the ring from where the attempt stopped. A coroutine
+/// already asked to cancel makes no attempt.
 template <class Executor, class MutableBufferSequence>
   requires asio::is_mutable_buffer_sequence<MutableBufferSequence>::value
 asio::awaitable<std::size_t> co_read_at(basic_file<Executor>& f, std::uint64_t offset,
                                         MutableBufferSequence buffers) {
+  const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
   detail::nowait_outcome pre;
-  if (detail::take_inline_resume()) {
+  if (cs.cancelled() != asio::cancellation_type::none) {
+    pre.decided = true;  // asked to cancel: no attempt; the engine decides, as it always has
+  } else if (detail::take_inline_resume()) {
     pre = detail::file_access::try_direct(f, detail::op_kind::read_full, offset, buffers);
     if (pre.done) co_return pre.transferred;
   }
@@ -73,8 +80,11 @@ template <class Executor, class ConstBufferSequence>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 asio::awaitable<std::size_t> co_write_at(basic_file<Executor>& f, std::uint64_t offset,
                                          ConstBufferSequence buffers) {
+  const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
   detail::nowait_outcome pre;
-  if (detail::take_inline_resume()) {
+  if (cs.cancelled() != asio::cancellation_type::none) {
+    pre.decided = true;  // asked to cancel: no attempt; the engine decides, as it always has
+  } else if (detail::take_inline_resume()) {
     pre = detail::file_access::try_direct(f, detail::op_kind::write_full, offset, buffers);
     if (pre.done) co_return pre.transferred;
   }
