@@ -177,6 +177,7 @@ void add_asio(const std::string& name, kind k, which_file file, int flags, unsig
 int main(int argc, char** argv) {
   using namespace bench;
   for (const workload& w : workloads()) {
+    if (w.mode == op_mode::overwrite_xfs) continue;  // compared with raw liburing only
     const bool write = w.mode == op_mode::write_buffered;
     const which_file file = write                           ? which_file::write
                             : w.mode == op_mode::read_cold ? which_file::cold

@@ -67,7 +67,7 @@ const char* who(op_kind k) {
 
 const std::string& path_of(op_kind k, op_mode m) {
   if (k == op_kind::read) return path_for(m);
-  if (k == op_kind::write) return files().write_path;
+  if (k == op_kind::write) return write_path_for(m);
   return files().sync_path;
 }
 int flags_of(op_kind k, op_mode m) { return k == op_kind::read ? open_flags(m) : O_WRONLY; }
@@ -264,7 +264,7 @@ void register_fsys_benchmarks() {
       {"psync_co", {false, true}, true},  {"psync_cb", {false, true}, false},
   };
   for (const workload& w : workloads()) {
-    const op_kind kind = w.mode == op_mode::write_buffered ? op_kind::write : op_kind::read;
+    const op_kind kind = is_write(w.mode) ? op_kind::write : op_kind::read;
     for (const variant& v : variants)
       add_fsys(std::string(w.name) + "/" + v.suffix, kind, w.mode, w.depth, w.ops, max_case_seconds, v.setup,
                v.coroutine, false);

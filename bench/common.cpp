@@ -127,6 +127,14 @@ const data_files& files() {
     make_file(d.cold_path, file_blocks, true);
     warm(d.read_path);
     warm(d.write_path);
+    if (const char* xfs = std::getenv("FSYS_BENCH_XFS_DIR"); xfs && *xfs) {
+      struct statfs xf;
+      if (::statfs(xfs, &xf) != 0) fail(std::string("statfs ") + xfs + ": " + std::strerror(errno));
+      if (static_cast<unsigned long>(xf.f_type) != XFS_SUPER_MAGIC) fail(std::string(xfs) + " is not on XFS");
+      d.xfs_write_path = std::string(xfs) + "/write.dat";
+      make_file(d.xfs_write_path, file_blocks, false);
+      warm(d.xfs_write_path);
+    }
     return d;
   }();
   return f;
@@ -177,7 +185,13 @@ const std::vector<workload>& workloads() {
       {"randwrite_buffered_d32", op_mode::write_buffered, 32, 1000000},
       {"randread_cold_d32", op_mode::read_cold, 32, 200000},
   };
-  return w;
+  static const std::vector<workload> with_xfs = [] {
+    std::vector<workload> v = w;
+    if (const char* xfs = std::getenv("FSYS_BENCH_XFS_DIR"); xfs && *xfs)
+      v.push_back({"overwrite_xfs_d1", op_mode::overwrite_xfs, 1, 200000});
+    return v;
+  }();
+  return with_xfs;
 }
 
 int open_flags(op_mode m) {
@@ -186,6 +200,7 @@ int open_flags(op_mode m) {
     case op_mode::read_direct: return O_RDONLY | O_DIRECT;
     case op_mode::write_buffered: return O_WRONLY;
     case op_mode::read_cold: return O_RDONLY;
+    case op_mode::overwrite_xfs: return O_WRONLY;
   }
   return O_RDONLY;
 }
@@ -204,6 +219,7 @@ const std::string& path_for(op_mode m) {
     drop_cache(files().cold_path);
     return files().cold_path;
   }
+  if (m == op_mode::overwrite_xfs) return files().xfs_write_path;
   return m == op_mode::write_buffered ? files().write_path : files().read_path;
 }
 

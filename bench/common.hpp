@@ -30,6 +30,9 @@ struct data_files {
   std::string dir;
   std::string read_path;   ///< 256 MiB; block i starts with the 8-byte value i; in the page cache
   std::string write_path;  ///< 256 MiB; buffered random writes overwrite its cached pages
+  /// The same on the XFS filesystem named by FSYS_BENCH_XFS_DIR (empty when
+  /// it is not set): XFS takes RWF_NOWAIT overwrites of allocated blocks.
+  std::string xfs_write_path;
   std::string sync_path;   ///< 16 MiB; durable writes (its blocks already allocated on disk)
   std::string cold_path;   ///< 256 MiB, same content as read_path; kept out of the page cache
 };
@@ -138,7 +141,12 @@ inline constexpr double max_case_seconds = 0.4;
 /// `read_cold`: buffered reads of `data_files::cold_path`, whose pages are
 /// dropped (POSIX_FADV_DONTNEED) whenever a case asks `path_for` for it, i.e.
 /// right before it opens the file, warms up and runs its timed window.
-enum class op_mode { read_cache, read_direct, write_buffered, read_cold };
+/// `overwrite_xfs`: buffered random writes of `data_files::xfs_write_path`
+/// (cached, allocated blocks), a workload only when FSYS_BENCH_XFS_DIR is set.
+enum class op_mode { read_cache, read_direct, write_buffered, read_cold, overwrite_xfs };
+
+/// True for the modes whose operations are writes.
+inline bool is_write(op_mode m) { return m == op_mode::write_buffered || m == op_mode::overwrite_xfs; }
 
 /// One throughput case: what to do, how many in flight, how many in total.
 struct workload {
@@ -155,6 +163,11 @@ const std::vector<workload>& workloads();
 int open_flags(op_mode m);
 /// The path of a workload's file (for `read_cold`: after dropping its pages).
 const std::string& path_for(op_mode m);
+/// The file plain (not durable) writes of mode `m` go to: `xfs_write_path`
+/// for `overwrite_xfs`, `write_path` for every other mode.
+inline const std::string& write_path_for(op_mode m) {
+  return m == op_mode::overwrite_xfs ? files().xfs_write_path : files().write_path;
+}
 
 /// Registers a case with the options every case uses (one timed iteration
 /// per repetition, real time).

@@ -33,7 +33,7 @@ run_result raw_uring(op_kind kind, op_mode mode, unsigned depth, budget& b, bool
 
   const std::string& path = kind == op_kind::read ? path_for(mode)
                             : linked             ? files().sync_path
-                                                 : files().write_path;
+                                                 : write_path_for(mode);
   const std::uint64_t nblocks = linked ? sync_file_blocks : file_blocks;
   int fd = open_or_die(path, kind == op_kind::read ? open_flags(mode) : O_WRONLY);
 
@@ -125,7 +125,7 @@ run_result raw_uring(op_kind kind, op_mode mode, unsigned depth, budget& b, bool
 
 run_result psync_threads(op_kind kind, op_mode mode, unsigned threads, budget& b, bool latency) {
   const bool durable = kind == op_kind::write_linked_fsync || kind == op_kind::write_then_fdatasync;
-  const std::string& path = kind == op_kind::read ? path_for(mode) : durable ? files().sync_path : files().write_path;
+  const std::string& path = durable ? files().sync_path : kind == op_kind::read ? path_for(mode) : write_path_for(mode);
   const std::uint64_t nblocks = durable ? sync_file_blocks : file_blocks;
   int fd = open_or_die(path, kind == op_kind::read ? open_flags(mode) : O_WRONLY);
   std::latch go(1);
@@ -308,7 +308,7 @@ run_result run_threads(op_kind kind, op_mode mode, unsigned threads, budget& b,
 
 void register_reference_benchmarks() {
   for (const workload& w : workloads()) {
-    const op_kind kind = w.mode == op_mode::write_buffered ? op_kind::write : op_kind::read;
+    const op_kind kind = is_write(w.mode) ? op_kind::write : op_kind::read;
     for (bool dt : {false, true}) {
       add(std::string(w.name) + (dt ? "/raw_uring_dt" : "/raw_uring"), [w, kind, dt](benchmark::State& st) {
         run_result r;

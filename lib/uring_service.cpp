@@ -40,10 +40,14 @@ uring_service::uring_service(asio::execution_context& ctx, ring_options options)
 
 engine_stats uring_service::stats() const noexcept {
   engine_stats s = engine_->stats();
-  s.inline_reads = inline_counters_.reads.load(std::memory_order_relaxed);
-  s.inline_read_fallthroughs = inline_counters_.read_fallthroughs.load(std::memory_order_relaxed);
-  s.inline_writes = inline_counters_.writes.load(std::memory_order_relaxed);
-  s.inline_write_fallthroughs = inline_counters_.write_fallthroughs.load(std::memory_order_relaxed);
+  const detail::inline_counters::totals t = inline_counters_.sum();
+  s.inline_reads = t.reads;
+  s.inline_read_fallthroughs = t.read_fallthroughs;
+  s.inline_writes = t.writes;
+  s.inline_write_fallthroughs = t.write_fallthroughs;
+  // Operations completed inline never reached the engine: counted here.
+  s.ops_started += t.reads + t.writes;
+  s.ops_completed += t.reads + t.writes;
   return s;
 }
 

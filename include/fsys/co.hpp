@@ -6,6 +6,8 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/cancellation_state.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdint>
@@ -19,6 +21,7 @@ namespace detail {
   // std::system_error; these functions promise the standard type.
   throw std::system_error(std::error_code(ec), what);
 }
+
 }  // namespace detail
 
 // Each function takes a file on any executor (`fsys::file`, a file on a
@@ -31,11 +34,32 @@ namespace detail {
 /// `offset` and returns how many were read. Throws `std::system_error` on
 /// failure. Completes on the coroutine's executor; cancelling the coroutine
 /// cancels the read (operation_aborted).
+///
+/// With the inline fast path on (`ring_options::inline_fast_path`), a read
+/// whose bytes are all in the page cache is done by one
+/// `preadv2(RWF_NOWAIT)` in the calling thread, and the coroutine continues
+/// at once, without an operation or a trip through the io_context's queue
+/// (the cheapest path there is). After `detail::inline_resume_limit` such
+/// reads in a row on one thread, the next one resumes through the queue,
+/// so that other handlers get to run. A read that is not (all) cached
+/// continues on the ring from where the attempt stopped. A coroutine
+/// already asked to cancel makes no attempt.
 template <class Executor, class MutableBufferSequence>
   requires asio::is_mutable_buffer_sequence<MutableBufferSequence>::value
 asio::awaitable<std::size_t> co_read_at(basic_file<Executor>& f, std::uint64_t offset,
                                         MutableBufferSequence buffers) {
-  auto [ec, n] = co_await f.async_read_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
+  const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  detail::nowait_outcome pre;
+  if (cs.cancelled() != asio::cancellation_type::none) {
+    pre.decided = true;  // asked to cancel: no attempt; the engine decides, as it always has
+  } else if (detail::take_inline_resume()) {
+    pre = detail::file_access::try_direct(f, detail::op_kind::read_full, offset, buffers);
+    if (pre.done) co_return pre.transferred;
+  }
+  auto [ec, n] = pre.decided ? co_await detail::file_access::initiate_after(f, detail::op_kind::read_full, offset,
+                                                                           buffers, pre,
+                                                                           asio::as_tuple(asio::use_awaitable))
+                             : co_await f.async_read_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_read_at");
   co_return n;
 }
@@ -45,11 +69,29 @@ asio::awaitable<std::size_t> co_read_at(basic_file<Executor>& f, std::uint64_t o
 /// executor; cancelling the coroutine cancels the write (operation_aborted
 /// unless the kernel had already written). Not durable: see
 /// `co_write_linked_fsync`.
+///
+/// With the inline fast path on, a write the filesystem takes without
+/// waiting (`pwritev2(RWF_NOWAIT)`: XFS and btrfs overwrites of cached,
+/// allocated blocks) is done in the calling thread and the coroutine
+/// continues at once, as for `co_read_at`; on a filesystem that refuses
+/// such writes (ext4, tmpfs) the first write tells, and every later one
+/// goes to the ring without an attempt.
 template <class Executor, class ConstBufferSequence>
   requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
 asio::awaitable<std::size_t> co_write_at(basic_file<Executor>& f, std::uint64_t offset,
                                          ConstBufferSequence buffers) {
-  auto [ec, n] = co_await f.async_write_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
+  const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  detail::nowait_outcome pre;
+  if (cs.cancelled() != asio::cancellation_type::none) {
+    pre.decided = true;  // asked to cancel: no attempt; the engine decides, as it always has
+  } else if (detail::take_inline_resume()) {
+    pre = detail::file_access::try_direct(f, detail::op_kind::write_full, offset, buffers);
+    if (pre.done) co_return pre.transferred;
+  }
+  auto [ec, n] = pre.decided ? co_await detail::file_access::initiate_after(f, detail::op_kind::write_full, offset,
+                                                                           buffers, pre,
+                                                                           asio::as_tuple(asio::use_awaitable))
+                             : co_await f.async_write_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_write_at");
   co_return n;
 }

@@ -15,7 +15,8 @@ namespace fsys {
 struct engine_stats {
   /// Operations handed to the engine (every asynchronous operation of a file,
   /// every blocking call that reached the engine), including ones refused
-  /// before reaching the kernel.
+  /// before reaching the kernel, and the ones the inline fast path completed
+  /// (`inline_reads`, `inline_writes`).
   std::uint64_t ops_started = 0;
   /// `io_uring_enter(2)` calls, for submitting and for waiting (io_uring only).
   std::uint64_t enter_calls = 0;
@@ -24,7 +25,9 @@ struct engine_stats {
   std::uint64_t sqes_submitted = 0;
   /// Completion queue entries taken from the ring (io_uring only).
   std::uint64_t cqes_reaped = 0;
-  /// Operations whose handler (or blocking caller) received the result.
+  /// Operations whose handler (or blocking caller) received the result. An
+  /// operation completed by the inline fast path counts from the moment its
+  /// result is final (its handler is then already queued).
   std::uint64_t ops_completed = 0;
   /// Times the io_context woke the engine to hand out completions: the
   /// ring's eventfd became readable (io_uring), or finished work of the
@@ -40,7 +43,7 @@ struct engine_stats {
   std::uint64_t fs_ops_on_helper = 0;
   /// Asynchronous reads completed by the inline fast path
   /// (`ring_options::inline_fast_path`) without reaching the engine; they
-  /// are not counted in `ops_started` / `ops_completed`.
+  /// are included in `ops_started` and `ops_completed`.
   std::uint64_t inline_reads = 0;
   /// Inline read attempts that fell through to the engine (the data was not
   /// all cached, the filesystem refused, any error): the engine finished the

@@ -14,6 +14,7 @@
 #include <fsys/uring_service.hpp>
 
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
@@ -26,11 +27,16 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <system_error>
 #include <type_traits>
 #include <utility>
 
 namespace fsys {
+
+namespace detail {
+struct file_access;
+}  // namespace detail
 
 /// A file opened for positional (offset-based) IO whose asynchronous
 /// operations run on the io_uring ring of its executor's io_context.
@@ -908,6 +914,27 @@ class basic_file : public file_base {
     template <class Handler, class Buffers>
     void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset,
                     const Buffers& buffers) const {
+      detail::nowait_outcome pre;
+      if (buf_index_ < 0) {
+        pre = self_->try_direct(kind, offset, buffers);
+        if (pre.done) {
+          // Finished in this thread by the inline fast path: no operation
+          // is made, and the handler is deferred to its executor (never
+          // invoked here). Nothing was hooked to its cancellation slot, so a
+          // cancellation request finds nothing to do and the result stands.
+          detail::defer_inline_completion(
+              std::forward<Handler>(handler), self_->ex_,
+              pre.eof ? boost::system::error_code(asio::error::eof) : boost::system::error_code(), pre.transferred);
+          return;
+        }
+      }
+      (*this)(std::forward<Handler>(handler), kind, offset, buffers, pre);
+    }
+
+    // The rest of a request whose inline attempt (`pre`) was already made.
+    template <class Handler, class Buffers>
+    void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset, const Buffers& buffers,
+                    detail::nowait_outcome pre) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, true>;
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
       try {
@@ -917,7 +944,7 @@ class basic_file : public file_base {
         op->destroy();
         throw;
       }
-      self_->launch(op, offset);
+      self_->launch(op, offset, pre);
     }
   };
 
@@ -944,8 +971,45 @@ class basic_file : public file_base {
     return asio::async_initiate<Token, void(boost::system::error_code)>(sync_initiation{this}, token, kind);
   }
 
+  // The inline fast path's attempt made before any operation exists (see
+  // detail::nowait_direct): read_some, read_full, write_some, write_full of
+  // at most `nowait_direct_iovs` buffers of an open regular file not opened
+  // O_DIRECT, with the fast path on. `decided` is false when no attempt was
+  // made (the operation may then make one).
+  template <class Buffers>
+  detail::nowait_outcome try_direct(detail::op_kind kind, std::uint64_t offset, const Buffers& buffers) noexcept {
+    using detail::op_kind;
+    detail::nowait_outcome r;
+    const bool read = kind == op_kind::read_some || kind == op_kind::read_full;
+    if (!read && kind != op_kind::write_some && kind != op_kind::write_full) return r;
+    if (!service_->inline_fast_path() || !handle_) return r;
+    // The fd first (acquire): a handle whose async_open completes on another
+    // thread publishes its file type with the fd (file_handle::attach).
+    const int fd = handle_->fd();
+    if (fd < 0 || !handle_->nowait_candidate()) return r;
+    iovec iov[detail::nowait_direct_iovs];
+    unsigned n = 0;
+    std::size_t total = 0;
+    for (auto it = asio::buffer_sequence_begin(buffers), end = asio::buffer_sequence_end(buffers); it != end; ++it) {
+      const auto b = *it;
+      if (b.size() == 0) continue;
+      if (n == detail::nowait_direct_iovs) return r;
+      // The kernel writes into (reads) exactly these caller buffers; the
+      // const_cast only adapts a write's const buffers to iovec.
+      iov[n++] = iovec{const_cast<void*>(static_cast<const void*>(b.data())), b.size()};
+      total += b.size();
+    }
+    constexpr std::uint64_t off_max = static_cast<std::uint64_t>(std::numeric_limits<off_t>::max());
+    // Empty and out-of-range requests get their result from the operation.
+    if (total == 0 || offset > off_max || total > off_max - offset) return r;
+    const bool full = kind == op_kind::read_full || kind == op_kind::write_full;
+    r = detail::nowait_direct(*handle_, fd, read, full, iov, n, offset, total, service_->inline_counters());
+    r.decided = true;
+    return r;
+  }
+
   template <class Op>
-  void launch(Op* op, std::uint64_t offset) {
+  void launch(Op* op, std::uint64_t offset, detail::nowait_outcome pre = {}) {
     op->offset_ = offset;
     if (handle_ && handle_->fd() >= 0) {
       handle_->add_ref();
@@ -953,7 +1017,16 @@ class basic_file : public file_base {
       op->fd_ = handle_->fd();
       op->stream_ = handle_->is_stream();
       op->validate();  // a refused op is queued too, and completes from the io_context
-      if (service_->inline_fast_path() && detail::try_inline_transfer(*op, service_->inline_counters())) {
+      if (pre.decided) {
+        // The attempt was made before the op existed; the op carries on
+        // from where it stopped (a `full` transfer's progress is accounted
+        // by the op's own rules, in pieces an int holds).
+        for (std::size_t left = pre.transferred; left > 0 && !op->ec_;) {
+          const std::size_t k = left < (std::size_t{1} << 30) ? left : (std::size_t{1} << 30);
+          op->on_result(static_cast<int>(k));
+          left -= k;
+        }
+      } else if (service_->inline_fast_path() && detail::try_inline_transfer(*op, service_->inline_counters())) {
         // Finished by a RWF_NOWAIT call in this thread (a page-cache hit):
         // the engine never sees the op, and no cancellation slot is hooked,
         // so a later cancellation request finds nothing to do and the
@@ -973,6 +1046,7 @@ class basic_file : public file_base {
 
   template <class Executor1>
   friend class basic_file;
+  friend struct detail::file_access;
 
   template <class Other>
   void take(Other& other) noexcept {
@@ -990,5 +1064,23 @@ class basic_file : public file_base {
 
 /// A file on the type-erased `asio::any_io_executor`.
 using file = basic_file<>;
+
+namespace detail {
+/// The coroutine operations' (co.hpp) access to a file's inline fast path.
+struct file_access {
+  template <class Executor, class Buffers>
+  static nowait_outcome try_direct(basic_file<Executor>& f, op_kind kind, std::uint64_t offset,
+                                   const Buffers& buffers) noexcept {
+    return f.try_direct(kind, offset, buffers);
+  }
+  /// The operation for the rest of a request after `try_direct` gave `pre`.
+  template <class Executor, class Buffers, class Token>
+  static auto initiate_after(basic_file<Executor>& f, op_kind kind, std::uint64_t offset, const Buffers& buffers,
+                             nowait_outcome pre, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        typename basic_file<Executor>::transfer_initiation{&f}, token, kind, offset, buffers, pre);
+  }
+};
+}  // namespace detail
 
 }  // namespace fsys

@@ -125,8 +125,12 @@ struct ring_options {
   /// coroutine forms) of a regular file not opened O_DIRECT first try
   /// `preadv2`/`pwritev2` with `RWF_NOWAIT` in the initiating thread: a
   /// page-cache hit (or a write the filesystem takes without waiting) then
-  /// completes without the ring or the psync workers, and the handler is
-  /// posted to its executor (never invoked inside the initiating function).
+  /// completes without the ring or the psync workers, and without any
+  /// operation object: the handler is deferred to its executor (never
+  /// invoked inside the initiating function), and `co_read_at` /
+  /// `co_write_at` resume their coroutine at once (at most
+  /// `detail::inline_resume_limit` times in a row per thread, then once
+  /// through the io_context's queue, so other handlers get to run).
   /// Whatever would wait goes to the engine, from where the attempt stopped.
   /// A file whose attempts in one direction are refused (`EOPNOTSUPP`: ext4
   /// buffered writes, tmpfs on some kernels) gets none again; one whose
@@ -134,11 +138,13 @@ struct ring_options {
   /// again. Syncs and `async_write_linked_fsync` always go to the engine.
   /// Not the fixed-buffer variants. Applies to both backends. An operation
   /// completed inline never reaches the ring: on a `single_thread` ring it
-  /// succeeds from any thread. Off by default for now: measured here it
-  /// makes cached reads at depth 1 15-25% faster but at depth 32 about 20%
-  /// slower than one io_uring_enter shared by the batch (bench/notes.md).
-  /// The environment variable `FSYS_INLINE_FAST_PATH` overrides the option
-  /// (`1` on, `0` off).
+  /// succeeds from any thread. Counted in `engine_stats` (`inline_*`, and in
+  /// `ops_started` / `ops_completed`). A cached read then costs about one
+  /// `preadv2`: measured here, 1.3-1.9x the ring path at depth 1 and
+  /// 1.2-1.6x at depth 32, with no measurable cost on cold data, but not yet
+  /// faster than a raw liburing loop at depth 32 (0.87-0.96x), so off by
+  /// default for now (bench/notes.md). The environment variable
+  /// `FSYS_INLINE_FAST_PATH` overrides the option (`1` on, `0` off).
   bool inline_fast_path = false;
   /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
   /// when the ring is built: the most kernel worker threads per NUMA node

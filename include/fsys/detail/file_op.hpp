@@ -10,6 +10,7 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/associator.hpp>
 #include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -57,6 +58,18 @@ struct bound_completion {
     std::apply([this](Args&... a) { std::move(handler_)(std::move(a)...); }, args_);
   }
 };
+
+/// Delivers the result of a transfer the inline fast path finished before
+/// any operation was made: deferred to the handler's associated executor
+/// (`io_ex` by default), never invoked here. The queued function keeps that
+/// executor's work; its memory comes from the handler's associated
+/// allocator (Asio's recycling one by default: no allocation in a steady
+/// stream).
+template <class Handler, class IoExecutor, class... Args>
+void defer_inline_completion(Handler&& handler, const IoExecutor& io_ex, Args... args) {
+  auto ex = asio::get_associated_executor(handler, io_ex);
+  asio::defer(ex, bound_completion<std::decay_t<Handler>, Args...>{std::forward<Handler>(handler), {args...}});
+}
 
 /// The value a `file_op<..., Value>` completes with, read from the op before
 /// it is freed: `op_result<Value>::get(op)`. Specialised per value type
@@ -139,11 +152,12 @@ class file_op final : public op_base {
     // dispatch: runs inline when this thread already runs the handler's
     // executor (the common case: the reaping thread runs the io_context), and
     // is posted there otherwise. An op completed by its initiating function
-    // (the inline fast path) is always posted: a handler never runs inside
-    // the initiating function.
+    // (the inline fast path) is always deferred: a handler never runs inside
+    // the initiating function (defer is post marked as a continuation, which
+    // an io_context queues without its lock when this thread runs it).
     auto deliver = [&](auto&& completion) {
       if (completed_inline)
-        asio::post(work, std::move(completion));
+        asio::defer(work, std::move(completion));
       else
         asio::dispatch(work, std::move(completion));
     };

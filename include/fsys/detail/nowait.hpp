@@ -4,18 +4,56 @@
 
 #include <fsys/detail/op.hpp>
 
+#include <sys/uio.h>
+
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <mutex>
 
 namespace fsys::detail {
 
 /// Counters of the inline fast path of one service (published through
-/// `engine_stats`). Relaxed atomics: initiating functions run on any thread.
-struct inline_counters {
-  std::atomic<std::uint64_t> reads{0};
-  std::atomic<std::uint64_t> read_fallthroughs{0};
-  std::atomic<std::uint64_t> writes{0};
-  std::atomic<std::uint64_t> write_fallthroughs{0};
+/// `engine_stats`). Each thread that initiates operations gets its own block
+/// (allocated once per thread and service, kept until the service goes), so
+/// counting an operation is a plain load and store on a cache line no other
+/// thread writes; `sum()` adds the blocks up with relaxed loads.
+class inline_counters {
+ public:
+  /// One thread's counts. Written only by that thread.
+  struct block {
+    std::atomic<std::uint64_t> reads{0};
+    std::atomic<std::uint64_t> read_fallthroughs{0};
+    std::atomic<std::uint64_t> writes{0};
+    std::atomic<std::uint64_t> write_fallthroughs{0};
+    block* next = nullptr;
+    const void* thread = nullptr;  ///< address of the owning thread's cache entry
+
+    /// Adds 1 to `c` (only the owning thread writes, so no read-modify-write
+    /// instruction is needed).
+    static void bump(std::atomic<std::uint64_t>& c) noexcept {
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  };
+  struct totals {
+    std::uint64_t reads = 0, read_fallthroughs = 0, writes = 0, write_fallthroughs = 0;
+  };
+
+  inline_counters();
+  ~inline_counters();
+  inline_counters(const inline_counters&) = delete;
+  inline_counters& operator=(const inline_counters&) = delete;
+
+  /// The calling thread's block (null only when it could not be allocated:
+  /// the operation is then not counted).
+  block* local() noexcept;
+  totals sum() const noexcept;
+
+ private:
+  block* local_slow() noexcept;
+  std::uint64_t id_;  ///< unique per instance, never reused (keys the thread cache)
+  mutable std::mutex mutex_;
+  block* head_ = nullptr;
 };
 
 /// Number of consecutive attempts on one file and direction that transfer
@@ -34,5 +72,49 @@ inline constexpr std::int32_t nowait_skip_ops = 64;
 /// attempt transfers nothing; partial progress stays in the op). Counts in
 /// `c`, and updates the file's `file_handle::nowait_memory`.
 bool try_inline_transfer(op_base& op, inline_counters& c) noexcept;
+
+/// Most iovecs an attempt made before any operation exists takes (longer
+/// buffer sequences go through the operation, which makes the attempt).
+inline constexpr unsigned nowait_direct_iovs = 8;
+
+/// The result of `nowait_direct`.
+struct nowait_outcome {
+  /// Bytes transferred by the attempt (from the start of the iovecs).
+  std::size_t transferred = 0;
+  /// True when the whole request is done (`transferred` is its result, with
+  /// no error unless `eof`): every byte of a `full` transfer, any positive
+  /// count of a `some` one, or a read that reached end of file. False: an operation must carry out the rest (from
+  /// `transferred` on) and give the result, whatever went wrong.
+  bool done = false;
+  /// With `done`: a `some` read at end of file (completes with
+  /// `asio::error::eof` and 0 bytes).
+  bool eof = false;
+  /// The fast path has decided for this request (an attempt was made, or
+  /// the file's memory said not to try): the operation that takes it over
+  /// makes no attempt of its own.
+  bool decided = false;
+};
+
+/// The attempt made before any operation exists: `iov[0, iovcnt)` (at most
+/// `nowait_direct_iovs`, non-empty, `total` bytes in all, and `offset +
+/// total` fits in off_t: the caller checks) of descriptor `fd` of `f`, a
+/// regular file not opened O_DIRECT. `full`: continues after short
+/// transfers while the kernel makes progress. Consults and updates the
+/// file's memory and counts in `c` like `try_inline_transfer` (an attempt
+/// that is not done counts as a fall-through; the operation that takes the
+/// request over makes no second attempt). `iov` is consumed.
+nowait_outcome nowait_direct(file_handle& f, int fd, bool read, bool full, iovec* iov, unsigned iovcnt,
+                             std::uint64_t offset, std::size_t total, inline_counters& c) noexcept;
+
+/// Coroutine operations (`co_read_at`, `co_write_at`) finished by
+/// `nowait_direct` resume their coroutine at once, without the scheduler;
+/// after this many such resumptions in a row on one thread, the next one
+/// goes through the io_context's queue, so that a coroutine reading cached
+/// data in a loop cannot keep other handlers from running.
+inline constexpr unsigned inline_resume_limit = 64;
+
+/// Takes one inline resumption from the calling thread's run; false (and
+/// the run starts again) when `inline_resume_limit` were taken in a row.
+bool take_inline_resume() noexcept;
 
 }  // namespace fsys::detail
