@@ -44,6 +44,9 @@ engine_stats uring_service::stats() const noexcept {
   s.inline_read_fallthroughs = inline_counters_.read_fallthroughs.load(std::memory_order_relaxed);
   s.inline_writes = inline_counters_.writes.load(std::memory_order_relaxed);
   s.inline_write_fallthroughs = inline_counters_.write_fallthroughs.load(std::memory_order_relaxed);
+  s.inline_opens = inline_counters_.opens.load(std::memory_order_relaxed);
+  s.inline_open_fallthroughs = inline_counters_.open_fallthroughs.load(std::memory_order_relaxed);
+  s.inline_stats = inline_counters_.stats.load(std::memory_order_relaxed);
   return s;
 }
 

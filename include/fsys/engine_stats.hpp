@@ -50,6 +50,21 @@ struct engine_stats {
   std::uint64_t inline_writes = 0;
   /// Inline write attempts that fell through to the engine.
   std::uint64_t inline_write_fallthroughs = 0;
+  /// `basic_file::async_open` calls completed by the inline fast path: an
+  /// `openat2` with `RESOLVE_CACHED` in the initiating thread found every
+  /// path component in the dentry cache (the file is open), or failed with
+  /// an error the engine would give too (ENOENT, EXDEV, EACCES...). Not
+  /// counted in `ops_started` / `ops_completed`.
+  std::uint64_t inline_opens = 0;
+  /// Inline open attempts that went to the engine (a lookup not all cached,
+  /// any other error): the engine opened the file (counted in `ops_started`).
+  /// Opens with O_CREAT, O_TRUNC, O_TMPFILE or O_PATH are never attempted.
+  std::uint64_t inline_open_fallthroughs = 0;
+  /// `basic_file::async_stat` calls completed by the inline fast path (a
+  /// statx of the descriptor on a local filesystem: ext2/3/4, XFS, btrfs,
+  /// tmpfs, f2fs). Files on other filesystems (FUSE, NFS...) are never tried
+  /// inline and go to the engine. Not counted in `ops_started` / `ops_completed`.
+  std::uint64_t inline_stats = 0;
 };
 
 }  // namespace fsys

@@ -838,6 +838,16 @@ class basic_file : public file_base {
         }
         self_->handle_->add_ref();
         op->file_ = self_->handle_;
+        if (self_->service_->inline_fast_path() &&
+            detail::try_inline_fs(*op, self_->service_->inline_counters())) {
+          // Opened (or failed for good) by an openat2 in this thread that
+          // used only cached dentries (see detail/nowait.hpp): as for an
+          // inline read, the engine never sees the op, no cancellation slot
+          // is hooked, and the handler is posted to its executor.
+          op->completed_inline_ = true;
+          op->complete_(op, true);
+          return;
+        }
       }
       op->connect_cancellation(self_->service_->engine());
       self_->service_->engine().start(op);
@@ -953,8 +963,11 @@ class basic_file : public file_base {
       op->fd_ = handle_->fd();
       op->stream_ = handle_->is_stream();
       op->validate();  // a refused op is queued too, and completes from the io_context
-      if (service_->inline_fast_path() && detail::try_inline_transfer(*op, service_->inline_counters())) {
-        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit):
+      if (service_->inline_fast_path() &&
+          (detail::is_fs_kind(op->kind_) ? detail::try_inline_fs(*op, service_->inline_counters())
+                                         : detail::try_inline_transfer(*op, service_->inline_counters()))) {
+        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit),
+        // or an fd's statx on a local filesystem (try_inline_fs):
         // the engine never sees the op, and no cancellation slot is hooked,
         // so a later cancellation request finds nothing to do and the
         // result is delivered. The handler is posted to its executor.
