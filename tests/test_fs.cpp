@@ -1319,3 +1319,81 @@ BOOST_AUTO_TEST_CASE(inline_stat_leaves_fuse_files_to_the_engine) {
     }
   }
 }
+
+// ---- the io_uring engine's psync helper: refused kinds, counters -------------
+
+// A kind the ring answers with EINVAL/EOPNOTSUPP while the system call
+// succeeds is run by the helper from then on, without asking the ring again.
+// FSYS_TEST_RING_REFUSES_STATX=1 makes every STATX SQE fail with EINVAL.
+BOOST_AUTO_TEST_CASE(ring_refused_kind_moves_to_the_helper) {
+  if (fsys::test::expected_backend() != fsys::backend::io_uring || !fsys::probe_features().op_statx) {
+    BOOST_TEST_MESSAGE("no IORING_OP_STATX here: nothing for the ring to refuse");
+    return;
+  }
+  temp_dir dir;
+  put(dir.file("f"), "12345");
+  asio::io_context ctx;
+  ::setenv("FSYS_TEST_RING_REFUSES_STATX", "1", 1);
+  auto& svc = fsys::test::make_ring(ctx, with_fast_path(false));
+  ::unsetenv("FSYS_TEST_RING_REFUSES_STATX");
+  fsys::file f(ctx);
+  BOOST_REQUIRE(!run_ec(ctx, [&](auto h) { f.async_open(dir.file("f"), O_RDONLY, 0, h); }));
+  // Path stats: never made inline, whatever FSYS_INLINE_FAST_PATH says.
+  const auto s0 = svc.stats();
+  error_code ec;
+  fsys::file_status st = stat_path(ctx, dir.file("f"), ec);
+  BOOST_TEST(!ec);  // the ring's EINVAL is not what the caller sees
+  BOOST_TEST(st.size == 5u);
+  const auto s1 = svc.stats();
+  BOOST_TEST(s1.sqes_submitted == s0.sqes_submitted + 1);      // the ring was asked first
+  BOOST_TEST(s1.fs_ops_on_helper == s0.fs_ops_on_helper + 1);  // then the helper ran it
+  // Remembered: the next stats go straight to the helper, errors included.
+  st = stat_path(ctx, dir.file("f"), ec);
+  BOOST_TEST(!ec);
+  BOOST_TEST(st.size == 5u);
+  stat_path(ctx, dir.file("missing"), ec);
+  BOOST_TEST((ec == boost::system::errc::no_such_file_or_directory));
+  const auto s2 = svc.stats();
+  BOOST_TEST(s2.sqes_submitted == s1.sqes_submitted);
+  BOOST_TEST(s2.fs_ops_on_helper == s1.fs_ops_on_helper + 2);
+  // Other kinds still use the ring.
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_advise(0, 0, POSIX_FADV_NORMAL, h); }));
+  BOOST_TEST(svc.stats().fs_ops_on_helper == s2.fs_ops_on_helper);
+  BOOST_TEST(svc.stats().sqes_submitted == s2.sqes_submitted + 1);
+  BOOST_TEST(svc.stats().ops_started - s0.ops_started == 4u);
+  BOOST_TEST(svc.stats().ops_completed - s0.ops_completed == 4u);
+}
+
+// Every file-system operation counts once in ops_started and once in
+// ops_completed, whichever engine ran it (the ring, the io_uring engine's
+// psync helper, the psync backend).
+BOOST_AUTO_TEST_CASE(file_system_ops_are_counted_on_every_path) {
+  temp_dir dir;
+  for (const char* disabled : {"", "all"}) {
+    if (*disabled && fsys::test::expected_backend() != fsys::backend::io_uring) continue;
+    asio::io_context ctx;
+    if (*disabled) ::setenv("FSYS_TEST_DISABLE_OPS", disabled, 1);
+    auto& svc = fsys::test::make_ring(ctx, with_fast_path(false));
+    ::unsetenv("FSYS_TEST_DISABLE_OPS");
+    const auto s0 = svc.stats();
+    const fs::path base = dir.file(std::string("run-") + (*disabled ? disabled : "ring"));
+    fs::create_directory(base);
+    fsys::file f(ctx);
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_open(base / "f", rw_create, 0600, h); }));
+    error_code ec;
+    stat_file(ctx, f, ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_allocate(0, 4096, 0, h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_close(h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_create_directory(ctx, base / "d", 0700, h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_rename(ctx, base / "f", base / "d/g", h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_remove(ctx, base / "d/g", h); }));
+    const auto s1 = svc.stats();
+    // (FSYS_INLINE_FAST_PATH=1: the open and the stat may complete inline,
+    // counted there instead.)
+    const std::uint64_t engine_ops = 7 - (s1.inline_opens - s0.inline_opens) - (s1.inline_stats - s0.inline_stats);
+    BOOST_TEST(s1.ops_started - s0.ops_started == engine_ops, disabled);
+    BOOST_TEST(s1.ops_completed - s0.ops_completed == engine_ops, disabled);
+    if (*disabled) BOOST_TEST(s1.fs_ops_on_helper - s0.fs_ops_on_helper == engine_ops);
+  }
+}

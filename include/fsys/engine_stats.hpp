@@ -24,7 +24,8 @@ struct engine_stats {
   std::uint64_t sqes_submitted = 0;
   /// Completion queue entries taken from the ring (io_uring only).
   std::uint64_t cqes_reaped = 0;
-  /// Operations whose handler (or blocking caller) received the result.
+  /// Operations whose handler (or blocking caller) received the result
+  /// (with those the io_uring engine ran on its psync helper).
   std::uint64_t ops_completed = 0;
   /// Times the io_context woke the engine to hand out completions: the
   /// ring's eventfd became readable (io_uring), or finished work of the
