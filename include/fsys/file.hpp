@@ -655,8 +655,12 @@ class basic_file : public file_base {
   /// Completes with `(error_code)`; on success the file is open.
   ///
   /// Completion: the handler runs once, on its associated executor (default:
-  /// the file's), never inside this call; `is_open()` is false until then.
-  /// Cancellation: per-operation terminal/partial/total cancellation,
+  /// the file's), never inside this call; `is_open()` is false while the
+  /// open is pending. With `ring_options::inline_fast_path`, an open without
+  /// O_CREAT/O_TRUNC/O_TMPFILE/O_PATH whose path is all in the dentry cache
+  /// is done inside this call (`openat2` with `RESOLVE_CACHED`, never
+  /// waiting): `is_open()` is then true on return, and the handler is still
+  /// posted. Cancellation: per-operation terminal/partial/total cancellation,
   /// `cancel()` and `close()` complete it with `operation_aborted` and leave
   /// the file closed; a descriptor the kernel opened anyway is closed, never
   /// leaked. Errors: `open(2)`'s errno (system category);
@@ -705,7 +709,10 @@ class basic_file : public file_base {
   }
 
   /// The file's metadata through the ring (IORING_OP_STATX on the open
-  /// descriptor). Completes with `(error_code, file_status)`.
+  /// descriptor). Completes with `(error_code, file_status)`. With
+  /// `ring_options::inline_fast_path`, a file on a local filesystem (ext2/3/4,
+  /// XFS, btrfs, tmpfs, f2fs), whose attributes are in memory, is stat'ed in
+  /// this call and the handler posted; FUSE, NFS and others use the ring.
   ///
   /// Completion, cancellation: as for the transfers. Errors: statx's errno,
   /// `errc::not_open` when the file is not open.
