@@ -115,6 +115,9 @@ inline_counters::totals inline_counters::sum() const noexcept {
     t.read_fallthroughs += b->read_fallthroughs.load(std::memory_order_relaxed);
     t.writes += b->writes.load(std::memory_order_relaxed);
     t.write_fallthroughs += b->write_fallthroughs.load(std::memory_order_relaxed);
+    t.opens += b->opens.load(std::memory_order_relaxed);
+    t.open_fallthroughs += b->open_fallthroughs.load(std::memory_order_relaxed);
+    t.stats += b->stats.load(std::memory_order_relaxed);
   }
   return t;
 }

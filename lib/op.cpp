@@ -66,6 +66,7 @@ file_handle* file_handle::create(int fd, bool owns_fd) {
       ::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &type) == 0 && (type.stx_mask & STATX_TYPE) && S_ISREG(type.stx_mode);
   if (type.stx_mask & STATX_TYPE)
     h->stream_ = !S_ISREG(type.stx_mode) && !S_ISBLK(type.stx_mode) && !S_ISDIR(type.stx_mode);
+  if (type.stx_mask & STATX_TYPE) h->dev_ = (std::uint64_t{type.stx_dev_major} << 32) | type.stx_dev_minor;
   int fl = ::fcntl(fd, F_GETFL);
   h->nowait_candidate_ = regular && fl >= 0 && !(fl & O_DIRECT);
   if (fl >= 0 && (fl & O_DIRECT)) {
@@ -92,6 +93,7 @@ void file_handle::attach(int fd, bool direct) noexcept {
       stream_ = !S_ISREG(stx.stx_mode) && !S_ISBLK(stx.stx_mode) && !S_ISDIR(stx.stx_mode);
       nowait_candidate_ = S_ISREG(stx.stx_mode) && !direct;
     }
+    dev_ = (std::uint64_t{stx.stx_dev_major} << 32) | stx.stx_dev_minor;
     if (direct && (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
       dio_mem_align_ = stx.stx_dio_mem_align;
       dio_offset_align_ = stx.stx_dio_offset_align;

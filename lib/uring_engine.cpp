@@ -144,6 +144,7 @@ class uring_engine final : public engine {
     // concurrency hint 1 means "one thread at a time", not "always the same
     // thread", which such a ring demands.
     ring_fs_kinds_ = ring_fs_kinds();
+    if (const char* v = std::getenv("FSYS_TEST_RING_REFUSES_STATX")) test_ring_refuses_statx_ = std::strcmp(v, "1") == 0;
     single_ = opts.issuer == issuer_mode::single_thread;
     ec = setup_ring();
   }
@@ -498,6 +499,9 @@ class uring_engine final : public engine {
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
     s.fs_ops_on_helper = helper_ops_.load(std::memory_order_relaxed);
     s.rings = 1;
+    // Ops handed to the helper were counted in ops_started here; the helper
+    // completes them (and counts them) itself.
+    if (const engine* h = helper_view_.load(std::memory_order_acquire)) s.ops_completed += h->stats().ops_completed;
     return s;
   }
 
@@ -892,6 +896,10 @@ class uring_engine final : public engine {
       case op_kind::statx:
         // AT_EMPTY_PATH: the open file itself (op->fd_).
         io_uring_prep_statx(sqe, (a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, STATX_BASIC_STATS | STATX_DIOALIGN, &a.stx);
+        // Test hook: both AT_STATX_*_SYNC bits make the kernel answer EINVAL,
+        // as a filesystem refusing the request would (the refused-kind
+        // memory, see reap()); the helper's statx has the real flags.
+        if (test_ring_refuses_statx_) sqe->statx_flags |= AT_STATX_FORCE_SYNC | AT_STATX_DONT_SYNC;
         break;
       case op_kind::fallocate:
         io_uring_prep_fallocate(sqe, fd, a.flags, static_cast<off_t>(op->offset_), static_cast<off_t>(a.length));
@@ -948,7 +956,10 @@ class uring_engine final : public engine {
       retire(op, finished_);
       return;
     }
-    if (!helper_) helper_ = make_psync_engine(ctx_.query(asio::execution::context), opts_);
+    if (!helper_) {
+      helper_ = make_psync_engine(ctx_.query(asio::execution::context), opts_);
+      helper_view_.store(helper_.get(), std::memory_order_release);
+    }
     op->unlisted_ = true;
     op->on_helper_ = true;
     helper_ops_.fetch_add(1, std::memory_order_relaxed);
@@ -1182,10 +1193,15 @@ class uring_engine final : public engine {
   // File-system kinds: those the ring has (probe, FSYS_TEST_DISABLE_OPS),
   // those it refused at run time, and the psync helper that runs the rest.
   std::uint32_t ring_fs_kinds_ = 0;
+  /// FSYS_TEST_RING_REFUSES_STATX=1: every STATX SQE fails with EINVAL.
+  bool test_ring_refuses_statx_ = false;
   std::atomic<std::uint32_t> refused_{0};
   std::unique_ptr<engine> helper_;
   bool helper_closed_ = false;
   std::atomic<std::uint64_t> helper_ops_{0};
+  /// `helper_` for stats(), which takes no lock; set once, lives as long as
+  /// this engine.
+  std::atomic<const engine*> helper_view_{nullptr};
   bool single_ = false;
   io_uring ring_{};
   bool ring_ok_ = false;

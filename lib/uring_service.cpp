@@ -45,9 +45,13 @@ engine_stats uring_service::stats() const noexcept {
   s.inline_read_fallthroughs = t.read_fallthroughs;
   s.inline_writes = t.writes;
   s.inline_write_fallthroughs = t.write_fallthroughs;
+  s.inline_opens = t.opens;
+  s.inline_open_fallthroughs = t.open_fallthroughs;
+  s.inline_stats = t.stats;
   // Operations completed inline never reached the engine: counted here.
-  s.ops_started += t.reads + t.writes;
-  s.ops_completed += t.reads + t.writes;
+  const std::uint64_t inline_ops = t.reads + t.writes + t.opens + t.stats;
+  s.ops_started += inline_ops;
+  s.ops_completed += inline_ops;
   return s;
 }
 

@@ -29,6 +29,7 @@
 #include <linux/openat2.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,6 +118,12 @@ fsys::file_status stat_file(asio::io_context& ctx, fsys::file& f, error_code& ec
 }
 
 bool invalid_argument(const error_code& ec) { return ec == boost::system::errc::invalid_argument; }
+
+// FSYS_INLINE_FAST_PATH=0 turns the inline fast path off whatever the options say.
+bool fast_path_disabled_by_env() {
+  const char* v = std::getenv("FSYS_INLINE_FAST_PATH");
+  return v && std::strcmp(v, "0") == 0;
+}
 
 }  // namespace
 
@@ -607,25 +614,32 @@ BOOST_AUTO_TEST_CASE(every_token_kind_and_coroutines) {
 }
 
 namespace {
-void cancelled_opens(const fs::path& path);
+void cancelled_opens(const fs::path& path, bool inline_fast_path);
 }
 
 BOOST_AUTO_TEST_CASE(cancelled_open_never_leaks_a_descriptor) {
   temp_dir dir;
   put(dir.file("f"), "x");
-  cancelled_opens(dir.file("f"));
+  // The engine's cancellation: without the inline fast path (which would
+  // open this cached file before any cancellation could be emitted).
+  cancelled_opens(dir.file("f"), false);
   if (fsys::test::expected_backend() == fsys::backend::io_uring) {
     // The same through the io_uring engine's psync helper.
     ::setenv("FSYS_TEST_DISABLE_OPS", "open", 1);
-    cancelled_opens(dir.file("f"));
+    cancelled_opens(dir.file("f"), false);
     ::unsetenv("FSYS_TEST_DISABLE_OPS");
   }
+  // With it: every open completes at once, a later cancellation finds
+  // nothing to do, and no descriptor leaks either.
+  if (!fast_path_disabled_by_env()) cancelled_opens(dir.file("f"), true);
 }
 
 namespace {
-void cancelled_opens(const fs::path& path) {
+void cancelled_opens(const fs::path& path, bool inline_fast_path) {
   asio::io_context ctx;
-  fsys::test::make_ring(ctx);
+  fsys::ring_options opts;
+  opts.inline_fast_path = inline_fast_path;
+  auto& svc = fsys::test::make_ring(ctx, opts);
   const std::size_t before = open_fd_count();
   int aborted = 0, opened = 0;
   for (int i = 0; i < 200; ++i) {
@@ -652,7 +666,12 @@ void cancelled_opens(const fs::path& path) {
     }
   }
   BOOST_TEST_MESSAGE("cancelled opens: " << aborted << " aborted, " << opened << " completed");
-  BOOST_TEST(aborted > 0);
+  if (svc.inline_fast_path()) {  // the option, or FSYS_INLINE_FAST_PATH=1
+    BOOST_TEST(opened == 200);
+    BOOST_TEST(svc.stats().inline_opens == 200u);
+  } else {
+    BOOST_TEST(aborted > 0);
+  }
   BOOST_TEST(open_fd_count() == before);
 
   // close() while an open is pending: the file stays closed, nothing leaks.
@@ -1072,4 +1091,315 @@ BOOST_AUTO_TEST_CASE(slow_filesystem_does_not_stall_the_loop) {
   BOOST_TEST(async_p99 < 5.0);
   // The contrast proves the filesystem was slow: blocking calls stall the loop.
   BOOST_TEST(blocking_p99 > 10.0);
+}
+
+// ---- inline fast path of open and stat ---------------------------------------
+
+namespace {
+fsys::ring_options with_fast_path(bool on) {
+  fsys::ring_options o;
+  o.inline_fast_path = on;
+  return o;
+}
+
+// True when files under `p` get their statx inline: ext2/3/4, XFS, tmpfs,
+// f2fs. (btrfs is on the list too, but a subvolume's files report a device
+// that /proc/self/mountinfo does not name: the test does not count on it.)
+bool inline_stat_expected(const fs::path& p) {
+  struct statfs sfs;
+  if (::statfs(p.c_str(), &sfs) != 0) return false;
+  switch (static_cast<unsigned long>(sfs.f_type)) {
+    case 0xEF53:
+    case 0x58465342:
+    case 0x01021994:
+    case 0xF2F52010:
+      return true;
+    default:
+      return false;
+  }
+}
+
+struct open_stat_script {
+  std::vector<std::string> steps;  // what each step gave
+  std::vector<std::string> paths;  // per step: "inline" or "engine" (the counters)
+  bool fast = false;               // the fast path was on
+};
+
+// Opens and stats under `base` (holding "data" = "hello"; `base/..` holds
+// "outside"), recording results and, from the counters, which path ran.
+open_stat_script run_open_stat_script(const fs::path& base, bool fast) {
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx, with_fast_path(fast));
+  open_stat_script out;
+  out.fast = svc.inline_fast_path();
+  auto step = [&](const std::string& what, const error_code& ec, const fsys::engine_stats& before) {
+    const fsys::engine_stats now = svc.stats();
+    out.steps.push_back(what + ":" + std::to_string(ec.value()));
+    const std::uint64_t inline_ops = now.inline_opens + now.inline_stats - before.inline_opens - before.inline_stats;
+    const bool by_inline = inline_ops > 0;
+    // ops_started counts every operation, inline ones included.
+    const bool by_engine = now.ops_started - before.ops_started > inline_ops;
+    out.paths.push_back(by_inline && !by_engine ? "inline" : by_engine && !by_inline ? "engine" : "both");
+  };
+  auto open = [&](const std::string& what, fsys::file& f, auto start) {
+    const auto before = svc.stats();
+    step(what, run_ec(ctx, start), before);
+    (void)f;
+  };
+  const int root = ::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  BOOST_REQUIRE(root >= 0);
+  {
+    fsys::file f(ctx);
+    open("open", f, [&](auto h) { f.async_open(base / "data", O_RDONLY, 0644, h); });
+    BOOST_REQUIRE(f.is_open());
+    // The caller's flags, exactly: no O_NONBLOCK left from the attempt, O_CLOEXEC.
+    const int fl = ::fcntl(f.native_handle(), F_GETFL);
+    const bool cloexec = (::fcntl(f.native_handle(), F_GETFD) & FD_CLOEXEC) != 0;
+    out.steps.push_back("flags-nonblock-" + std::to_string((fl & O_NONBLOCK) != 0) + "-cloexec-" +
+                        std::to_string(cloexec) + "-acc-" + std::to_string(fl & O_ACCMODE));
+    const auto before = svc.stats();
+    error_code ec;
+    const fsys::file_status st = stat_file(ctx, f, ec);
+    struct stat sb;
+    BOOST_REQUIRE(::fstat(f.native_handle(), &sb) == 0);
+    step("stat-size-" + std::to_string(st.size) + "-mode-" + std::to_string(st.mode) + "-nlink-" +
+             std::to_string(st.nlink) + "-inode-ok-" + std::to_string(st.inode == sb.st_ino) + "-mtime-ok-" +
+             std::to_string(st.modified.time_since_epoch() ==
+                            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                std::chrono::seconds(sb.st_mtim.tv_sec) + std::chrono::nanoseconds(sb.st_mtim.tv_nsec))),
+         ec, before);
+    std::string buf(8, '\0');
+    auto n = f.async_read_at(0, asio::buffer(buf), asio::use_future);
+    drain(ctx);
+    out.steps.push_back("read-" + buf.substr(0, n.get()));
+  }
+  {
+    fsys::file f(ctx);
+    open("open-nonblock", f, [&](auto h) { f.async_open(base / "data", O_RDWR | O_NONBLOCK | O_APPEND, 0, h); });
+    const int fl = ::fcntl(f.native_handle(), F_GETFL);
+    out.steps.push_back("flags-nonblock-" + std::to_string((fl & O_NONBLOCK) != 0) + "-append-" +
+                        std::to_string((fl & O_APPEND) != 0) + "-acc-" + std::to_string(fl & O_ACCMODE));
+  }
+  {
+    fsys::file f(ctx);
+    open("open-missing", f, [&](auto h) { f.async_open(base / "missing", O_RDONLY, 0, h); });
+    out.steps.push_back("missing-is-open-" + std::to_string(f.is_open()));
+    open("open-notdir", f, [&](auto h) { f.async_open(base / "data/x", O_RDONLY, 0, h); });
+    open("open-beneath-escape", f,
+         [&](auto h) { f.async_open(root, "../outside", fsys::open_how{O_RDONLY, 0, RESOLVE_BENEATH}, h); });
+    open("open-beneath-absolute", f,
+         [&](auto h) { f.async_open(root, base / "data", fsys::open_how{O_RDONLY, 0, RESOLVE_BENEATH}, h); });
+    out.steps.push_back("escape-is-open-" + std::to_string(f.is_open()));
+    open("open-beneath-inside", f,
+         [&](auto h) { f.async_open(root, "data", fsys::open_how{O_RDONLY, 0, RESOLVE_BENEATH}, h); });
+    out.steps.push_back("inside-size-" + std::to_string(f.size()));
+  }
+  {
+    fsys::file f(ctx);
+    open("open-directory", f, [&](auto h) { f.async_open(base, O_RDONLY | O_DIRECTORY, 0, h); });
+    open("open-directory-again", f, [&](auto h) { f.async_open(base, O_RDONLY | O_DIRECTORY, 0, h); });
+  }
+  {
+    // Opens that create or truncate always go to the engine.
+    fsys::file f(ctx);
+    open("open-create", f, [&](auto h) { f.async_open(base / "new", O_RDWR | O_CREAT | O_EXCL, 0600, h); });
+    fsys::file g(ctx);
+    open("open-create-exists", g, [&](auto h) { g.async_open(base / "new", O_RDWR | O_CREAT | O_EXCL, 0600, h); });
+  }
+  ::close(root);
+  return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(inline_open_and_stat_give_the_ring_results) {
+  if (fast_path_disabled_by_env()) {
+    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
+    return;
+  }
+  temp_dir dir;
+  fs::create_directories(dir.file("root"));
+  put(dir.file("root/data"), "hello");
+  put(dir.file("outside"), "secret");
+  // Every name in the dentry cache, "missing" as a negative entry.
+  struct stat sb;
+  ::stat(dir.file("root/missing").c_str(), &sb);
+  ::stat(dir.file("outside").c_str(), &sb);
+
+  const open_stat_script ring = run_open_stat_script(dir.file("root"), false);
+  fs::remove(dir.file("root/new"));
+  const open_stat_script fast = run_open_stat_script(dir.file("root"), true);
+  BOOST_REQUIRE(ring.steps.size() == fast.steps.size());
+  for (std::size_t i = 0; i < ring.steps.size(); ++i) {
+    BOOST_TEST_MESSAGE(fast.steps[i]);
+    BOOST_TEST(ring.steps[i] == fast.steps[i]);
+  }
+  BOOST_TEST(fast.fast);
+  // The results themselves (the same on both paths, see above).
+  BOOST_TEST(fast.steps[0] == "open:0");
+  BOOST_TEST(fast.steps[1] == "flags-nonblock-0-cloexec-1-acc-0");
+  BOOST_REQUIRE(::stat(dir.file("root/data").c_str(), &sb) == 0);
+  BOOST_TEST(fast.steps[2].find("stat-size-5-mode-" + std::to_string(sb.st_mode) + "-nlink-1-") == 0u, fast.steps[2]);
+  BOOST_TEST(fast.steps[2].find("-inode-ok-1-mtime-ok-1:0") != std::string::npos, fast.steps[2]);
+  BOOST_TEST(fast.steps[3] == "read-hello");
+  BOOST_TEST(fast.steps[5] == "flags-nonblock-1-append-1-acc-2");
+  BOOST_TEST(fast.steps[6] == "open-missing:" + std::to_string(ENOENT));
+  BOOST_TEST(fast.steps[7] == "missing-is-open-0");
+  BOOST_TEST(fast.steps[8] == "open-notdir:" + std::to_string(ENOTDIR));
+  BOOST_TEST(fast.steps[9] == "open-beneath-escape:" + std::to_string(EXDEV));
+  BOOST_TEST(fast.steps[10] == "open-beneath-absolute:" + std::to_string(EXDEV));
+  BOOST_TEST(fast.steps[11] == "escape-is-open-0");
+  BOOST_TEST(fast.steps[12] == "open-beneath-inside:0");
+  BOOST_TEST(fast.steps[13] == "inside-size-5");
+  BOOST_TEST(fast.steps.back() == "open-create-exists:" + std::to_string(EEXIST));
+
+  // Which path ran, step by step (the counters): with the fast path every
+  // open of a cached name and its errors are inline; O_CREAT goes to the
+  // engine; the stat is inline on a local filesystem.
+  const bool local = inline_stat_expected(dir.path());
+  const std::vector<std::string> fast_paths = {
+      "inline",                       // open
+      local ? "inline" : "engine",    // stat
+      "inline",                       // open-nonblock
+      "inline",                       // open-missing
+      "either",                       // open-notdir (the kernel may need more than RCU walk: EAGAIN)
+      "either",                       // open-beneath-escape (likewise for "..")
+      "inline",                       // open-beneath-absolute
+      "inline",                       // open-beneath-inside
+      "inline",                       // open-directory
+      "engine",                       // open-directory-again (already open: refused, via the engine)
+      "engine",                       // open-create
+      "engine",                       // open-create-exists
+  };
+  BOOST_REQUIRE(fast.paths.size() == fast_paths.size());
+  for (std::size_t i = 0; i < fast_paths.size(); ++i) {
+    if (fast_paths[i] == "either")
+      BOOST_TEST((fast.paths[i] == "inline" || fast.paths[i] == "engine"), "step " << i << ": " << fast.paths[i]);
+    else
+      BOOST_TEST(fast.paths[i] == fast_paths[i], "step " << i << ": " << fast.paths[i]);
+  }
+  if (!ring.fast) {  // (FSYS_INLINE_FAST_PATH=1 turns it on for both runs)
+    for (const auto& p : ring.paths) BOOST_TEST(p == "engine");
+  }
+}
+
+// A file on FUSE: its statx may ask the daemon, so it is never made inline;
+// a local file's next to it is (the per-device memory tells them apart).
+BOOST_AUTO_TEST_CASE(inline_stat_leaves_fuse_files_to_the_engine) {
+  if (fast_path_disabled_by_env()) {
+    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
+    return;
+  }
+  temp_dir dir;
+  fsys::test::faultfs_mount mnt(dir.path());
+  if (!mnt.mounted()) {
+    BOOST_TEST_MESSAGE("skipped: " << mnt.reason());
+    return;
+  }
+  std::ofstream(mnt.backing_file("f")) << "fuse!";
+  put(dir.file("local"), "local file");
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx, with_fast_path(true));
+  for (int round = 0; round < 2; ++round) {
+    fsys::file f(ctx);
+    BOOST_REQUIRE(!run_ec(ctx, [&](auto h) { f.async_open(mnt.file("f"), O_RDONLY, 0, h); }));
+    auto before = svc.stats();
+    error_code ec;
+    fsys::file_status st = stat_file(ctx, f, ec);
+    auto after = svc.stats();
+    BOOST_TEST(!ec);
+    BOOST_TEST(st.size == 5u);
+    BOOST_TEST(S_ISREG(st.mode));
+    BOOST_TEST(after.inline_stats == before.inline_stats);     // not inline
+    BOOST_TEST(after.ops_started == before.ops_started + 1);  // the engine ran it
+
+    fsys::file g(ctx);
+    BOOST_REQUIRE(!run_ec(ctx, [&](auto h) { g.async_open(dir.file("local"), O_RDONLY, 0, h); }));
+    before = svc.stats();
+    st = stat_file(ctx, g, ec);
+    after = svc.stats();
+    BOOST_TEST(!ec);
+    BOOST_TEST(st.size == 10u);
+    if (inline_stat_expected(dir.path())) {
+      BOOST_TEST(after.inline_stats == before.inline_stats + 1);
+      BOOST_TEST(after.ops_started == before.ops_started + 1);  // counted once, inline
+    }
+  }
+}
+
+// ---- the io_uring engine's psync helper: refused kinds, counters -------------
+
+// A kind the ring answers with EINVAL/EOPNOTSUPP while the system call
+// succeeds is run by the helper from then on, without asking the ring again.
+// FSYS_TEST_RING_REFUSES_STATX=1 makes every STATX SQE fail with EINVAL.
+BOOST_AUTO_TEST_CASE(ring_refused_kind_moves_to_the_helper) {
+  if (fsys::test::expected_backend() != fsys::backend::io_uring || !fsys::probe_features().op_statx) {
+    BOOST_TEST_MESSAGE("no IORING_OP_STATX here: nothing for the ring to refuse");
+    return;
+  }
+  temp_dir dir;
+  put(dir.file("f"), "12345");
+  asio::io_context ctx;
+  ::setenv("FSYS_TEST_RING_REFUSES_STATX", "1", 1);
+  auto& svc = fsys::test::make_ring(ctx, with_fast_path(false));
+  ::unsetenv("FSYS_TEST_RING_REFUSES_STATX");
+  fsys::file f(ctx);
+  BOOST_REQUIRE(!run_ec(ctx, [&](auto h) { f.async_open(dir.file("f"), O_RDONLY, 0, h); }));
+  // Path stats: never made inline, whatever FSYS_INLINE_FAST_PATH says.
+  const auto s0 = svc.stats();
+  error_code ec;
+  fsys::file_status st = stat_path(ctx, dir.file("f"), ec);
+  BOOST_TEST(!ec);  // the ring's EINVAL is not what the caller sees
+  BOOST_TEST(st.size == 5u);
+  const auto s1 = svc.stats();
+  BOOST_TEST(s1.sqes_submitted == s0.sqes_submitted + 1);      // the ring was asked first
+  BOOST_TEST(s1.fs_ops_on_helper == s0.fs_ops_on_helper + 1);  // then the helper ran it
+  // Remembered: the next stats go straight to the helper, errors included.
+  st = stat_path(ctx, dir.file("f"), ec);
+  BOOST_TEST(!ec);
+  BOOST_TEST(st.size == 5u);
+  stat_path(ctx, dir.file("missing"), ec);
+  BOOST_TEST((ec == boost::system::errc::no_such_file_or_directory));
+  const auto s2 = svc.stats();
+  BOOST_TEST(s2.sqes_submitted == s1.sqes_submitted);
+  BOOST_TEST(s2.fs_ops_on_helper == s1.fs_ops_on_helper + 2);
+  // Other kinds still use the ring.
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_advise(0, 0, POSIX_FADV_NORMAL, h); }));
+  BOOST_TEST(svc.stats().fs_ops_on_helper == s2.fs_ops_on_helper);
+  BOOST_TEST(svc.stats().sqes_submitted == s2.sqes_submitted + 1);
+  BOOST_TEST(svc.stats().ops_started - s0.ops_started == 4u);
+  BOOST_TEST(svc.stats().ops_completed - s0.ops_completed == 4u);
+}
+
+// Every file-system operation counts once in ops_started and once in
+// ops_completed, whichever engine ran it (the ring, the io_uring engine's
+// psync helper, the psync backend).
+BOOST_AUTO_TEST_CASE(file_system_ops_are_counted_on_every_path) {
+  temp_dir dir;
+  for (const char* disabled : {"", "all"}) {
+    if (*disabled && fsys::test::expected_backend() != fsys::backend::io_uring) continue;
+    asio::io_context ctx;
+    if (*disabled) ::setenv("FSYS_TEST_DISABLE_OPS", disabled, 1);
+    auto& svc = fsys::test::make_ring(ctx, with_fast_path(false));
+    ::unsetenv("FSYS_TEST_DISABLE_OPS");
+    const auto s0 = svc.stats();
+    const fs::path base = dir.file(std::string("run-") + (*disabled ? disabled : "ring"));
+    fs::create_directory(base);
+    fsys::file f(ctx);
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_open(base / "f", rw_create, 0600, h); }));
+    error_code ec;
+    stat_file(ctx, f, ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_allocate(0, 4096, 0, h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { f.async_close(h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_create_directory(ctx, base / "d", 0700, h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_rename(ctx, base / "f", base / "d/g", h); }));
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_remove(ctx, base / "d/g", h); }));
+    const auto s1 = svc.stats();
+    // Every operation counts once, wherever it ran (FSYS_INLINE_FAST_PATH=1:
+    // the open and the stat may complete inline, and never reach the engine).
+    const std::uint64_t engine_ops = 7 - (s1.inline_opens - s0.inline_opens) - (s1.inline_stats - s0.inline_stats);
+    BOOST_TEST(s1.ops_started - s0.ops_started == 7u, disabled);
+    BOOST_TEST(s1.ops_completed - s0.ops_completed == 7u, disabled);
+    if (*disabled) BOOST_TEST(s1.fs_ops_on_helper - s0.fs_ops_on_helper == engine_ops);
+  }
 }

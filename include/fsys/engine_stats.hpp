@@ -25,7 +25,8 @@ struct engine_stats {
   std::uint64_t sqes_submitted = 0;
   /// Completion queue entries taken from the ring (io_uring only).
   std::uint64_t cqes_reaped = 0;
-  /// Operations whose handler (or blocking caller) received the result. An
+  /// Operations whose handler (or blocking caller) received the result
+  /// (with those the io_uring engine ran on its psync helper). An
   /// operation completed by the inline fast path counts from the moment its
   /// result is final (its handler is then already queued).
   std::uint64_t ops_completed = 0;
@@ -56,6 +57,20 @@ struct engine_stats {
   /// io_uring rings the io_context uses: one per thread that started
   /// operations, up to `ring_options::rings` (0 on the psync backend).
   std::uint64_t rings = 0;
+  /// `basic_file::async_open` calls completed by the inline fast path: an
+  /// `openat2` with `RESOLVE_CACHED` in the initiating thread found every
+  /// path component in the dentry cache (the file is open), or failed with
+  /// an error the engine would give too (ENOENT, EXDEV, EACCES...).
+  std::uint64_t inline_opens = 0;
+  /// Inline open attempts that went to the engine (a lookup not all cached,
+  /// any other error): the engine opened the file (counted in `ops_started`).
+  /// Opens with O_CREAT, O_TRUNC, O_TMPFILE or O_PATH are never attempted.
+  std::uint64_t inline_open_fallthroughs = 0;
+  /// `basic_file::async_stat` calls completed by the inline fast path (a
+  /// statx of the descriptor on a local filesystem: ext2/3/4, XFS, btrfs,
+  /// tmpfs, f2fs). Files on other filesystems (FUSE, NFS...) are never tried
+  /// inline and go to the engine.
+  std::uint64_t inline_stats = 0;
 };
 
 }  // namespace fsys

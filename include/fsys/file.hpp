@@ -661,8 +661,12 @@ class basic_file : public file_base {
   /// Completes with `(error_code)`; on success the file is open.
   ///
   /// Completion: the handler runs once, on its associated executor (default:
-  /// the file's), never inside this call; `is_open()` is false until then.
-  /// Cancellation: per-operation terminal/partial/total cancellation,
+  /// the file's), never inside this call; `is_open()` is false while the
+  /// open is pending. With `ring_options::inline_fast_path`, an open without
+  /// O_CREAT/O_TRUNC/O_TMPFILE/O_PATH whose path is all in the dentry cache
+  /// is done inside this call (`openat2` with `RESOLVE_CACHED`, never
+  /// waiting): `is_open()` is then true on return, and the handler is still
+  /// posted. Cancellation: per-operation terminal/partial/total cancellation,
   /// `cancel()` and `close()` complete it with `operation_aborted` and leave
   /// the file closed; a descriptor the kernel opened anyway is closed, never
   /// leaked. Errors: `open(2)`'s errno (system category);
@@ -711,7 +715,10 @@ class basic_file : public file_base {
   }
 
   /// The file's metadata through the ring (IORING_OP_STATX on the open
-  /// descriptor). Completes with `(error_code, file_status)`.
+  /// descriptor). Completes with `(error_code, file_status)`. With
+  /// `ring_options::inline_fast_path`, a file on a local filesystem (ext2/3/4,
+  /// XFS, btrfs, tmpfs, f2fs), whose attributes are in memory, is stat'ed in
+  /// this call and the handler posted; FUSE, NFS and others use the ring.
   ///
   /// Completion, cancellation: as for the transfers. Errors: statx's errno,
   /// `errc::not_open` when the file is not open.
@@ -844,6 +851,16 @@ class basic_file : public file_base {
         }
         self_->handle_->add_ref();
         op->file_ = self_->handle_;
+        if (self_->service_->inline_fast_path() &&
+            detail::try_inline_fs(*op, self_->service_->inline_counters())) {
+          // Opened (or failed for good) by an openat2 in this thread that
+          // used only cached dentries (see detail/nowait.hpp): as for an
+          // inline read, the engine never sees the op, no cancellation slot
+          // is hooked, and the handler is posted to its executor.
+          op->completed_inline_ = true;
+          op->complete_(op, true);
+          return;
+        }
       }
       op->connect_cancellation(self_->service_->engine());
       self_->service_->engine().start(op);
@@ -1026,11 +1043,14 @@ class basic_file : public file_base {
           op->on_result(static_cast<int>(k));
           left -= k;
         }
-      } else if (service_->inline_fast_path() && detail::try_inline_transfer(*op, service_->inline_counters())) {
-        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit):
+      } else if (service_->inline_fast_path() &&
+                 (detail::is_fs_kind(op->kind_) ? detail::try_inline_fs(*op, service_->inline_counters())
+                                                : detail::try_inline_transfer(*op, service_->inline_counters()))) {
+        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit),
+        // or an fd's statx on a local filesystem (try_inline_fs):
         // the engine never sees the op, and no cancellation slot is hooked,
         // so a later cancellation request finds nothing to do and the
-        // result is delivered. The handler is posted to its executor.
+        // result is delivered. The handler is deferred to its executor.
         op->completed_inline_ = true;
         op->complete_(op, true);
         return;

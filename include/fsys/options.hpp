@@ -136,6 +136,9 @@ struct ring_options {
   /// buffered writes, tmpfs on some kernels) gets none again; one whose
   /// attempts keep missing (4 in a row) skips the next 64 before trying
   /// again. Syncs and `async_write_linked_fsync` always go to the engine.
+  /// `basic_file::async_open` (path all in the dentry cache, no
+  /// O_CREAT/O_TRUNC) and `basic_file::async_stat` (local filesystems) are
+  /// tried inline the same way (docs/guide.md, "Inline open and stat").
   /// Not the fixed-buffer variants. Applies to both backends. An operation
   /// completed inline never reaches the ring: on a `single_thread` ring it
   /// succeeds from any thread. Counted in `engine_stats` (`inline_*`, and in

@@ -97,6 +97,9 @@ class file_handle {
   /// operation may be tried inline.
   bool nowait_candidate() const noexcept { return nowait_candidate_; }
   nowait_memory& nowait(bool read) noexcept { return nowait_[read ? 0 : 1]; }
+  /// The device of the file, `(major << 32) | minor` from the statx made
+  /// when the descriptor was adopted or attached; 0 when unknown.
+  std::uint64_t device() const noexcept { return dev_; }
 
  private:
   file_handle(int fd, bool owns) noexcept : fd_(fd), owns_fd_(owns) {}
@@ -112,6 +115,7 @@ class file_handle {
   bool stream_ = false;
   bool nowait_candidate_ = false;
   nowait_memory nowait_[2];
+  std::uint64_t dev_ = 0;
 };
 
 }  // namespace fsys::detail

@@ -26,6 +26,10 @@ class inline_counters {
     std::atomic<std::uint64_t> read_fallthroughs{0};
     std::atomic<std::uint64_t> writes{0};
     std::atomic<std::uint64_t> write_fallthroughs{0};
+    // File-system operations (`try_inline_fs`).
+    std::atomic<std::uint64_t> opens{0};
+    std::atomic<std::uint64_t> open_fallthroughs{0};
+    std::atomic<std::uint64_t> stats{0};
     block* next = nullptr;
     const void* thread = nullptr;  ///< address of the owning thread's cache entry
 
@@ -37,6 +41,7 @@ class inline_counters {
   };
   struct totals {
     std::uint64_t reads = 0, read_fallthroughs = 0, writes = 0, write_fallthroughs = 0;
+    std::uint64_t opens = 0, open_fallthroughs = 0, stats = 0;
   };
 
   inline_counters();
@@ -47,6 +52,10 @@ class inline_counters {
   /// The calling thread's block (null only when it could not be allocated:
   /// the operation is then not counted).
   block* local() noexcept;
+  /// Adds 1 to the calling thread's counter `field`.
+  void add(std::atomic<std::uint64_t> block::*field) noexcept {
+    if (block* b = local()) block::bump(b->*field);
+  }
   totals sum() const noexcept;
 
  private:
@@ -116,5 +125,28 @@ inline constexpr unsigned inline_resume_limit = 64;
 /// Takes one inline resumption from the calling thread's run; false (and
 /// the run starts again) when `inline_resume_limit` were taken in a row.
 bool take_inline_resume() noexcept;
+
+/// The inline fast path of two file-system operations (lib/fs_nowait.cpp),
+/// tried in the calling thread before the op reaches the engine, with system
+/// calls that never wait:
+/// - `op_kind::open` (without O_CREAT, O_TRUNC, O_TMPFILE, O_PATH):
+///   `openat2` with `RESOLVE_CACHED` and `O_NONBLOCK` added, as io_uring's own
+///   inline OPENAT2 issue does; `EAGAIN` (the lookup is not all in the dentry
+///   cache, a lease must be broken) and errors that the added flags could
+///   have caused leave the op to the engine.
+/// - `op_kind::statx` of an open file (AT_EMPTY_PATH) on a local filesystem
+///   (see `is_local_filesystem_device`): the inode is pinned by the fd and
+///   its attributes are in memory. Other filesystems: not tried.
+/// Returns true when the op's result is final (the handler must then be
+/// posted, never invoked here); false when the engine must run the op, which
+/// is then unchanged. Counts in `c`.
+bool try_inline_fs(op_base& op, inline_counters& c) noexcept;
+
+/// True when the device `dev` (`(major << 32) | minor`, as `file_handle::device`)
+/// holds a filesystem whose metadata of an open file is in memory (ext2/3/4,
+/// XFS, btrfs, tmpfs, f2fs). Found in /proc/self/mountinfo, never by asking
+/// the filesystem (an fstatfs on FUSE or NFS may wait for the daemon or the
+/// server); remembered per thread and device.
+bool is_local_filesystem_device(std::uint64_t dev) noexcept;
 
 }  // namespace fsys::detail

@@ -1,0 +1,183 @@
+// The inline fast path of file-system operations: open and the statx of an
+// open file, tried in the initiating thread (see detail/nowait.hpp).
+#include <fsys/detail/file_handle.hpp>
+#include <fsys/detail/fs_args.hpp>
+#include <fsys/detail/nowait.hpp>
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace fsys::detail {
+
+namespace {
+
+// The filesystem types whose attributes of an open file are in memory: the
+// same list as the blocking caller's fast path (lib/blocking_ring.cpp).
+// Their getattr reads the in-memory inode (pinned by the open descriptor)
+// under at most a spinlock, and AT_STATX_SYNC_AS_STAT asks for nothing more;
+// STATX_DIOALIGN comes from the block device's in-memory queue limits. FUSE,
+// NFS, SMB, CephFS... may ask a daemon or a server to refresh attributes.
+bool is_local_type(const char* type) noexcept {
+  for (const char* t : {"ext4", "ext3", "ext2", "xfs", "btrfs", "tmpfs", "f2fs"})
+    if (std::strcmp(type, t) == 0) return true;
+  return false;
+}
+
+// The filesystem type of `dev` from /proc/self/mountinfo: procfs prints the
+// mount table from memory and asks no filesystem anything. A line reads
+// "id parent major:minor root mountpoint options [optional...] - type source super-options".
+// Returns false when no mount has that device (btrfs subvolumes report a
+// device of their own that mountinfo does not list: they go to the engine).
+bool lookup_local(std::uint64_t dev) noexcept {
+  std::FILE* f = std::fopen("/proc/self/mountinfo", "re");
+  if (!f) return false;
+  bool local = false;
+  char line[4096];
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned major = 0, minor = 0;
+    if (std::sscanf(line, "%*d %*d %u:%u", &major, &minor) != 2) continue;
+    if (((std::uint64_t{major} << 32) | minor) != dev) continue;
+    const char* sep = std::strstr(line, " - ");
+    char type[64];
+    if (sep && std::sscanf(sep + 3, "%63s", type) == 1) {
+      local = is_local_type(type);
+      break;
+    }
+  }
+  std::fclose(f);
+  return local;
+}
+
+// Errors of an inline open that the ring would give too: failures of the
+// path walk over cached dentries (a lookup that needs more than the cache
+// fails with EAGAIN instead) and of the permission checks. Anything else
+// (EAGAIN, EINVAL for flags openat2 is stricter about than openat, ENXIO or
+// EWOULDBLOCK that O_NONBLOCK caused, EMFILE...) goes to the engine, whose
+// result is authoritative.
+bool final_open_error(int err) noexcept {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+    case EACCES:
+    case ELOOP:
+    case EXDEV:
+    case ENAMETOOLONG:
+    case EISDIR:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool try_inline_open(op_base& op, inline_counters& c) noexcept {
+  fs_args& a = *op.fs_;
+  // O_CREAT, O_TRUNC and O_TMPFILE modify the filesystem (the kernel refuses
+  // them with RESOLVE_CACHED anyway); an O_PATH open calls no filesystem
+  // and openat2 refuses O_PATH with O_NONBLOCK. `file_` is the opening
+  // handle the result is attached to (null only for a refused op).
+  if (!op.file_ || (a.flags & (O_CREAT | O_TRUNC | O_PATH)) != 0 || (a.flags & O_TMPFILE) == O_TMPFILE)
+    return false;
+  // As io_uring issues OPENAT2 inline in io_uring_enter: RESOLVE_CACHED makes
+  // the path walk use only the dentry cache (EAGAIN otherwise: no disk read,
+  // no FUSE lookup, no NFS revalidation), and O_NONBLOCK makes the open of a
+  // FIFO or device return at once and a lease break fail with EWOULDBLOCK
+  // instead of waiting. Like the ring's inline issue, a filesystem's own
+  // ->open (FUSE sends FUSE_OPEN unless the daemon opted out) still runs.
+  kernel_open_how how{};
+  how.flags = static_cast<std::uint64_t>(static_cast<unsigned>(a.flags | O_NONBLOCK));
+  how.mode = 0;  // no O_CREAT/O_TMPFILE: openat2 wants mode 0 (openat ignores it)
+  how.resolve = (a.openat2 ? a.how.resolve : 0) | RESOLVE_CACHED;
+  // Why this is sound: the path string and `how` live in the op's fs_args
+  // (and on this stack), used only during this call; `dirfd` is the
+  // caller's, valid until the handler runs.
+  long r;
+  do {
+    r = ::syscall(SYS_openat2, a.dirfd, a.path.c_str(), &how, sizeof how);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    const int err = errno;
+    if (!final_open_error(err) || (a.how.resolve & RESOLVE_CACHED) != 0) {
+      // (A caller's own RESOLVE_CACHED: the ring gives its EAGAIN.)
+      c.add(&inline_counters::block::open_fallthroughs);
+      return false;
+    }
+    op.on_result(-err);  // the open's result rules: error, file left closed
+    c.add(&inline_counters::block::opens);
+    return true;
+  }
+  const int fd = static_cast<int>(r);
+  if ((a.flags & O_NONBLOCK) == 0) {
+    // The file gets exactly the caller's status flags. F_SETFL sets only
+    // O_APPEND, O_NONBLOCK, O_DIRECT, O_NOATIME and FASYNC; the others are
+    // the ones the file was opened with, so nothing else changes.
+    if (::fcntl(fd, F_SETFL, a.flags) != 0) {
+      ::close(fd);  // not reachable in practice; a fresh descriptor of a live file
+      c.add(&inline_counters::block::open_fallthroughs);
+      return false;
+    }
+  }
+  // The open's result rules, as for a ring-opened fd: attached to the file
+  // (O_CLOEXEC is in a.flags, O_DIRECT alignment asked of the kernel).
+  op.on_result(fd);
+  c.add(&inline_counters::block::opens);
+  return true;
+}
+
+bool try_inline_stat(op_base& op, inline_counters& c) noexcept {
+  const fs_args& a = *op.fs_;
+  if (!op.file_ || op.fd_ < 0 || !(a.flags & AT_EMPTY_PATH) || (a.flags & AT_STATX_FORCE_SYNC)) return false;
+  if (!is_local_filesystem_device(op.file_->device())) return false;
+  // Why this is sound: the fd is kept open by the op's reference to
+  // `file_`, and the statx buffer is the op's (fs_args), written only
+  // during this call. On the filesystems above it cannot wait (see
+  // is_local_type); every result, errors included, is final.
+  int res;
+  do {
+    res = run_fs_syscall(&op);
+  } while (res == -EINTR);
+  op.on_result(res);
+  c.add(&inline_counters::block::stats);
+  return true;
+}
+
+}  // namespace
+
+bool is_local_filesystem_device(std::uint64_t dev) noexcept {
+  if (dev == 0) return false;
+  // A few devices per thread, replaced round-robin: a loop thread serves
+  // files of a handful of filesystems, and a miss costs one read of
+  // mountinfo. (A device number reused by a later mount of another type
+  // keeps its first answer while it stays in this table.)
+  struct entry {
+    std::uint64_t dev = 0;
+    bool local = false;
+  };
+  thread_local entry known[8];
+  thread_local unsigned next = 0;
+  for (const entry& e : known)
+    if (e.dev == dev) return e.local;
+  entry& e = known[next++ % 8];
+  e.dev = dev;
+  e.local = lookup_local(dev);
+  return e.local;
+}
+
+bool try_inline_fs(op_base& op, inline_counters& c) noexcept {
+  if (op.ec_ || !op.fs_) return false;
+  switch (op.kind_) {
+    case op_kind::open:
+      return try_inline_open(op, c);
+    case op_kind::statx:
+      return try_inline_stat(op, c);
+    default:
+      return false;  // close, path operations, fallocate...: always the engine
+  }
+}
+
+}  // namespace fsys::detail
