@@ -38,7 +38,7 @@ using fsys::test::temp_dir_on_disk;
 
 namespace {
 
-// The fast path is off by default: these cases ask for it.
+// The fast path is on by default; these cases ask for it all the same.
 fsys::ring_options fast_path_on() {
   fsys::ring_options o;
   o.inline_fast_path = true;

@@ -144,11 +144,10 @@ struct ring_options {
   /// succeeds from any thread. Counted in `engine_stats` (`inline_*`, and in
   /// `ops_started` / `ops_completed`). A cached read then costs about one
   /// `preadv2`: measured here, 1.3-1.9x the ring path at depth 1 and
-  /// 1.2-1.6x at depth 32, with no measurable cost on cold data, but not yet
-  /// faster than a raw liburing loop at depth 32 (0.87-0.96x), so off by
-  /// default for now (bench/notes.md). The environment variable
+  /// 1.2-1.6x at depth 32, with no measurable cost on cold data
+  /// (bench/notes.md). On by default; the environment variable
   /// `FSYS_INLINE_FAST_PATH` overrides the option (`1` on, `0` off).
-  bool inline_fast_path = false;
+  bool inline_fast_path = true;
   /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
   /// when the ring is built: the most kernel worker threads per NUMA node
   /// for bounded work (regular-file IO that must block, such as buffered
