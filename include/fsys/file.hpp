@@ -851,7 +851,7 @@ class basic_file : public file_base {
         }
         self_->handle_->add_ref();
         op->file_ = self_->handle_;
-        if (self_->service_->inline_fast_path() &&
+        if (self_->service_->inline_fast_path() && op_t::may_complete_inline &&
             detail::try_inline_fs(*op, self_->service_->inline_counters())) {
           // Opened (or failed for good) by an openat2 in this thread that
           // used only cached dentries (see detail/nowait.hpp): as for an
@@ -932,7 +932,9 @@ class basic_file : public file_base {
     void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset,
                     const Buffers& buffers) const {
       detail::nowait_outcome pre;
-      if (buf_index_ < 0) {
+      if constexpr (!detail::inline_completion_allowed<std::decay_t<Handler>, Executor>()) {
+        pre.decided = true;  // no attempt, here or by the operation
+      } else if (buf_index_ < 0) {
         pre = self_->try_direct(kind, offset, buffers);
         if (pre.done) {
           // Finished in this thread by the inline fast path: no operation
@@ -1043,7 +1045,7 @@ class basic_file : public file_base {
           op->on_result(static_cast<int>(k));
           left -= k;
         }
-      } else if (service_->inline_fast_path() &&
+      } else if (service_->inline_fast_path() && Op::may_complete_inline &&
                  (detail::is_fs_kind(op->kind_) ? detail::try_inline_fs(*op, service_->inline_counters())
                                                 : detail::try_inline_transfer(*op, service_->inline_counters()))) {
         // Finished by a RWF_NOWAIT call in this thread (a page-cache hit),

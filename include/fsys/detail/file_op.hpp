@@ -16,11 +16,17 @@
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/recycling_allocator.hpp>
+#include <boost/asio/system_executor.hpp>
 
 #include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+
+namespace boost::asio::detail {
+template <typename T, typename Blocking>
+class promise_executor;  // use_future's (boost/asio/impl/use_future.hpp)
+}  // namespace boost::asio::detail
 
 namespace fsys::detail {
 
@@ -58,6 +64,28 @@ struct bound_completion {
     std::apply([this](Args&... a) { std::move(handler_)(std::move(a)...); }, args_);
   }
 };
+
+/// Executors that run work on Asio's system_context: the system executor and
+/// use_future's promise executor.
+template <class E>
+struct runs_on_system_context : std::false_type {};
+template <class B, class R, class A>
+struct runs_on_system_context<asio::basic_system_executor<B, R, A>> : std::true_type {};
+template <class T, class B>
+struct runs_on_system_context<asio::detail::promise_executor<T, B>> : std::true_type {};
+
+/// Whether an operation for a `Handler` may be completed by the inline fast
+/// path. Not when the handler's executor runs on the system context
+/// (use_future's): such a handler gets its result through the engine, as
+/// from Asio's own operations (completed on the I/O context, then
+/// dispatched to its executor, which runs it at once); deferring it to its
+/// executor instead would start a system_context thread pool just to run
+/// it. Decided from the type alone (asking such an executor for its context
+/// creates the system context).
+template <class Handler, class IoExecutor>
+constexpr bool inline_completion_allowed() noexcept {
+  return !runs_on_system_context<asio::associated_executor_t<Handler, IoExecutor>>::value;
+}
 
 /// Delivers the result of a transfer the inline fast path finished before
 /// any operation was made: deferred to the handler's associated executor
@@ -103,6 +131,9 @@ class file_op final : public op_base {
       throw;
     }
   }
+
+  /// See `inline_completion_allowed`.
+  static constexpr bool may_complete_inline = inline_completion_allowed<Handler, IoExecutor>();
 
   /// Frees the operation without invoking the handler (initiation failed).
   void destroy() { do_complete(this, false); }
