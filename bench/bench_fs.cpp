@@ -1,11 +1,14 @@
 // File-system operation cases of fsys-bench: serving a small cached file per
 // request — open + statx + 4 KiB read + close — with 32 requests in flight on
-// one io_context, made with fsys's asynchronous operations (io_uring and the
-// psync backend) and with the same four system calls made blocking on the
-// loop thread.
+// one io_context, made with fsys's asynchronous operations (async_* with
+// use_awaitable on io_uring and on the psync backend; the co_* forms on
+// io_uring) and with the same four system calls made blocking on the loop
+// thread.
 #include "cases.hpp"
 #include "common.hpp"
 
+#include <fsys/co.hpp>
+#include <fsys/co_filesystem.hpp>
 #include <fsys/file.hpp>
 #include <fsys/uring_service.hpp>
 
@@ -69,6 +72,23 @@ void check_small(const std::byte* buf, long n, std::uint64_t i, const char* who)
     fail(std::string(who) + ": small file " + std::to_string(i) + " read wrong");
 }
 
+// The same request with the coroutine forms (co_open, co_stat, co_read_at,
+// co_close), which continue at once when the call was made inline.
+asio::awaitable<void> serve_worker_co(asio::io_context& ctx, budget& b, unsigned seed, std::uint64_t& done) {
+  const auto& paths = small_tree();
+  block_buffer buf;
+  block_picker pick(seed, paths.size());
+  while (b.take()) {
+    const std::uint64_t i = pick.next();
+    fsys::file f = co_await fsys::co_open(ctx, paths[i], O_RDONLY);
+    if ((co_await fsys::co_stat(f)).size != block_size) fail("fsys co_stat");
+    const std::size_t n = co_await fsys::co_read_at(f, 0, asio::buffer(buf.p, block_size));
+    check_small(buf.p, static_cast<long>(n), i, "fsys serve (co_*)");
+    co_await fsys::co_close(f);
+    ++done;
+  }
+}
+
 asio::awaitable<void> serve_worker(asio::io_context& ctx, budget& b, unsigned seed, std::uint64_t& done) {
   const auto& paths = small_tree();
   block_buffer buf;
@@ -90,7 +110,7 @@ asio::awaitable<void> serve_worker(asio::io_context& ctx, budget& b, unsigned se
   }
 }
 
-run_result run_fsys(bool psync, budget& b) {
+run_result run_fsys(bool psync, bool co_forms, budget& b) {
   asio::io_context ctx(1);
   fsys::ring_options o;
   if (psync) o.fallback = fsys::fallback_policy::force_psync;
@@ -106,7 +126,8 @@ run_result run_fsys(bool psync, budget& b) {
   const auto enters0 = svc.stats().enter_calls;
   b.start();
   for (unsigned w = 0; w < serve_depth; ++w)
-    asio::co_spawn(ctx, serve_worker(ctx, b, w + 1, done), [](std::exception_ptr e) {
+    asio::co_spawn(ctx, co_forms ? serve_worker_co(ctx, b, w + 1, done) : serve_worker(ctx, b, w + 1, done),
+                   [](std::exception_ptr e) {
       if (e) std::rethrow_exception(e);
     });
   ctx.run();
@@ -146,15 +167,15 @@ run_result run_blocking(budget& b) {
 }  // namespace
 
 void register_fs_benchmarks() {
-  for (int v = 0; v < 3; ++v) {
-    static const char* names[] = {"serve_small_file_d32/fsys_co_ctx1", "serve_small_file_d32/blocking_syscalls",
-                                  "serve_small_file_d32/psync_co"};
+  for (int v = 0; v < 4; ++v) {
+    static const char* names[] = {"serve_small_file_d32/fsys_async_ctx1", "serve_small_file_d32/blocking_syscalls",
+                                  "serve_small_file_d32/psync_co", "serve_small_file_d32/fsys_co_forms_ctx1"};
     add(names[v], [v](benchmark::State& st) {
       small_tree();
       run_result r;
       for (auto _ : st) {
         budget b(serve_ops, max_case_seconds);
-        r = v == 1 ? run_blocking(b) : run_fsys(v == 2, b);
+        r = v == 1 ? run_blocking(b) : run_fsys(v == 2, v == 3, b);
       }
       report(st, r);
     });

@@ -5,6 +5,7 @@
 #include <fsys/detail/nowait.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -75,14 +76,13 @@ bool final_open_error(int err) noexcept {
   }
 }
 
-bool try_inline_open(op_base& op, inline_counters& c) noexcept {
-  fs_args& a = *op.fs_;
+}  // namespace
+
+int inline_open(const fs_args& a, inline_counters& c) noexcept {
   // O_CREAT, O_TRUNC and O_TMPFILE modify the filesystem (the kernel refuses
   // them with RESOLVE_CACHED anyway); an O_PATH open calls no filesystem
-  // and openat2 refuses O_PATH with O_NONBLOCK. `file_` is the opening
-  // handle the result is attached to (null only for a refused op).
-  if (!op.file_ || (a.flags & (O_CREAT | O_TRUNC | O_PATH)) != 0 || (a.flags & O_TMPFILE) == O_TMPFILE)
-    return false;
+  // and openat2 refuses O_PATH with O_NONBLOCK.
+  if ((a.flags & (O_CREAT | O_TRUNC | O_PATH)) != 0 || (a.flags & O_TMPFILE) == O_TMPFILE) return inline_undecided;
   // As io_uring issues OPENAT2 inline in io_uring_enter: RESOLVE_CACHED makes
   // the path walk use only the dentry cache (EAGAIN otherwise: no disk read,
   // no FUSE lookup, no NFS revalidation), and O_NONBLOCK makes the open of a
@@ -93,9 +93,9 @@ bool try_inline_open(op_base& op, inline_counters& c) noexcept {
   how.flags = static_cast<std::uint64_t>(static_cast<unsigned>(a.flags | O_NONBLOCK));
   how.mode = 0;  // no O_CREAT/O_TMPFILE: openat2 wants mode 0 (openat ignores it)
   how.resolve = (a.openat2 ? a.how.resolve : 0) | RESOLVE_CACHED;
-  // Why this is sound: the path string and `how` live in the op's fs_args
-  // (and on this stack), used only during this call; `dirfd` is the
-  // caller's, valid until the handler runs.
+  // Why this is sound: the path string is the caller's fs_args (and `how`
+  // is on this stack), used only during this call; `dirfd` is the caller's,
+  // valid until the operation completes.
   long r;
   do {
     r = ::syscall(SYS_openat2, a.dirfd, a.path.c_str(), &how, sizeof how);
@@ -105,11 +105,10 @@ bool try_inline_open(op_base& op, inline_counters& c) noexcept {
     if (!final_open_error(err) || (a.how.resolve & RESOLVE_CACHED) != 0) {
       // (A caller's own RESOLVE_CACHED: the ring gives its EAGAIN.)
       c.add(&inline_counters::block::open_fallthroughs);
-      return false;
+      return inline_undecided;
     }
-    op.on_result(-err);  // the open's result rules: error, file left closed
     c.add(&inline_counters::block::opens);
-    return true;
+    return -err;
   }
   const int fd = static_cast<int>(r);
   if ((a.flags & O_NONBLOCK) == 0) {
@@ -119,34 +118,36 @@ bool try_inline_open(op_base& op, inline_counters& c) noexcept {
     if (::fcntl(fd, F_SETFL, a.flags) != 0) {
       ::close(fd);  // not reachable in practice; a fresh descriptor of a live file
       c.add(&inline_counters::block::open_fallthroughs);
-      return false;
+      return inline_undecided;
     }
   }
-  // The open's result rules, as for a ring-opened fd: attached to the file
-  // (O_CLOEXEC is in a.flags, O_DIRECT alignment asked of the kernel).
-  op.on_result(fd);
   c.add(&inline_counters::block::opens);
-  return true;
+  return fd;
 }
 
-bool try_inline_stat(op_base& op, inline_counters& c) noexcept {
-  const fs_args& a = *op.fs_;
-  if (!op.file_ || op.fd_ < 0 || !(a.flags & AT_EMPTY_PATH) || (a.flags & AT_STATX_FORCE_SYNC)) return false;
-  if (!is_local_filesystem_device(op.file_->device())) return false;
-  // Why this is sound: the fd is kept open by the op's reference to
-  // `file_`, and the statx buffer is the op's (fs_args), written only
-  // during this call. On the filesystems above it cannot wait (see
-  // is_local_type); every result, errors included, is final.
+int inline_stat(const file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept {
+  if (!is_local_filesystem_device(h.device())) return inline_undecided;
+  // Why this is sound: the fd is kept open by the caller's reference to
+  // the handle, and `stx` is the caller's, written only during this call.
+  // On the filesystems above it cannot wait (see is_local_type); every
+  // result, errors included, is final.
   int res;
   do {
-    res = run_fs_syscall(&op);
+    res = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) == 0
+              ? 0
+              : -errno;
   } while (res == -EINTR);
-  op.on_result(res);
   c.add(&inline_counters::block::stats);
-  return true;
+  return res;
 }
 
-}  // namespace
+bool close_without_waiting(const file_handle& h) noexcept {
+  // On these filesystems IORING_OP_CLOSE is not punted to io-wq (they have
+  // no ->flush), so the ring closes in the submitting thread too, and the
+  // final release of the file runs in that thread's task work either way.
+  return h.sole_reference() && is_local_filesystem_device(h.device());
+}
+
 
 bool is_local_filesystem_device(std::uint64_t dev) noexcept {
   if (dev == 0) return false;
@@ -170,14 +171,25 @@ bool is_local_filesystem_device(std::uint64_t dev) noexcept {
 
 bool try_inline_fs(op_base& op, inline_counters& c) noexcept {
   if (op.ec_ || !op.fs_) return false;
+  fs_args& a = *op.fs_;
+  int res;
   switch (op.kind_) {
     case op_kind::open:
-      return try_inline_open(op, c);
+      // `file_` is the opening handle the result is attached to (null only
+      // for a refused op).
+      if (!op.file_) return false;
+      res = inline_open(a, c);
+      break;
     case op_kind::statx:
-      return try_inline_stat(op, c);
+      if (!op.file_ || op.fd_ < 0 || !(a.flags & AT_EMPTY_PATH) || (a.flags & AT_STATX_FORCE_SYNC)) return false;
+      res = inline_stat(*op.file_, op.fd_, a.stx, c);
+      break;
     default:
-      return false;  // close, path operations, fallocate...: always the engine
+      return false;  // path operations, fallocate...: always the engine
   }
+  if (res == inline_undecided) return false;
+  op.on_result(res);  // the kind's result rules, as for a CQE
+  return true;
 }
 
 }  // namespace fsys::detail

@@ -118,6 +118,7 @@ inline_counters::totals inline_counters::sum() const noexcept {
     t.opens += b->opens.load(std::memory_order_relaxed);
     t.open_fallthroughs += b->open_fallthroughs.load(std::memory_order_relaxed);
     t.stats += b->stats.load(std::memory_order_relaxed);
+    t.closes += b->closes.load(std::memory_order_relaxed);
   }
   return t;
 }

@@ -61,46 +61,70 @@ void file_handle::operator delete(void* p) noexcept {
 
 file_handle* file_handle::create(int fd, bool owns_fd) {
   auto* h = new file_handle(fd, owns_fd);
-  struct statx type {};
-  const bool regular =
-      ::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &type) == 0 && (type.stx_mask & STATX_TYPE) && S_ISREG(type.stx_mode);
-  if (type.stx_mask & STATX_TYPE)
-    h->stream_ = !S_ISREG(type.stx_mode) && !S_ISBLK(type.stx_mode) && !S_ISDIR(type.stx_mode);
-  if (type.stx_mask & STATX_TYPE) h->dev_ = (std::uint64_t{type.stx_dev_major} << 32) | type.stx_dev_minor;
-  int fl = ::fcntl(fd, F_GETFL);
-  h->nowait_candidate_ = regular && fl >= 0 && !(fl & O_DIRECT);
+  const int fl = ::fcntl(fd, F_GETFL);
   if (fl >= 0 && (fl & O_DIRECT)) {
-    // Ask the kernel which alignment O_DIRECT needs for this file (memory
-    // alignment follows the device's DMA alignment, not the sector size).
-    struct statx stx;
-    std::memset(&stx, 0, sizeof stx);
-    if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
-        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
-      h->dio_mem_align_ = stx.stx_dio_mem_align;
-      h->dio_offset_align_ = stx.stx_dio_offset_align;
-    }
+    h->direct_ = true;
+    h->ask_direct_alignment(fd);
   }
   return h;
 }
 
 file_handle* file_handle::create_opening() { return new file_handle(opening, true); }
 
-void file_handle::attach(int fd, bool direct) noexcept {
+void file_handle::ask_direct_alignment(int fd) noexcept {
+  // Ask the kernel which alignment O_DIRECT needs for this file (memory
+  // alignment follows the device's DMA alignment, not the sector size); the
+  // same statx gives the type and device.
   struct statx stx;
   std::memset(&stx, 0, sizeof stx);
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | (direct ? STATX_DIOALIGN : 0u), &stx) == 0) {
-    if (stx.stx_mask & STATX_TYPE) {
-      stream_ = !S_ISREG(stx.stx_mode) && !S_ISBLK(stx.stx_mode) && !S_ISDIR(stx.stx_mode);
-      nowait_candidate_ = S_ISREG(stx.stx_mode) && !direct;
-    }
-    dev_ = (std::uint64_t{stx.stx_dev_major} << 32) | stx.stx_dev_minor;
-    if (direct && (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
-      dio_mem_align_ = stx.stx_dio_mem_align;
-      dio_offset_align_ = stx.stx_dio_offset_align;
-    }
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_DIOALIGN, &stx) != 0) return;
+  if ((stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
+    dio_mem_align_ = stx.stx_dio_mem_align;
+    dio_offset_align_ = stx.stx_dio_offset_align;
   }
-  // Release: a thread that sees the fd also sees the alignment.
+  learn(stx);
+}
+
+void file_handle::attach(int fd, bool direct) noexcept {
+  if (direct) {
+    direct_ = true;
+    ask_direct_alignment(fd);
+  }
+  // Release: a thread that sees the fd also sees `direct_` and the alignment.
   fd_.store(fd, std::memory_order_release);
+}
+
+std::uint64_t file_handle::pack_attributes(const struct statx& stx) noexcept {
+  std::uint64_t a = attr_known;
+  if (stx.stx_mask & STATX_TYPE) {
+    if (S_ISREG(stx.stx_mode)) a |= attr_regular;
+    if (!S_ISREG(stx.stx_mode) && !S_ISBLK(stx.stx_mode) && !S_ISDIR(stx.stx_mode)) a |= attr_stream;
+  }
+  // stx_dev_* are always filled; a minor beyond 20 bits would be a new
+  // kernel's: the device is then "unknown" (0), which no fast path trusts.
+  if (stx.stx_dev_minor < (1u << attr_minor_bits))
+    a |= std::uint64_t{stx.stx_dev_major} << attr_minor_bits | stx.stx_dev_minor;
+  return a;
+}
+
+void file_handle::learn(const struct statx& stx) noexcept {
+  if (!(stx.stx_mask & STATX_TYPE)) return;
+  if (attrs_.load(std::memory_order_relaxed) & attr_known) return;
+  attrs_.store(pack_attributes(stx), std::memory_order_relaxed);
+}
+
+std::uint64_t file_handle::fetch_attributes() const noexcept {
+  const int fd = fd_.load(std::memory_order_acquire);
+  if (fd < 0) return 0;
+  // The type and device of an open file never change, and AT_STATX_DONT_SYNC
+  // makes every filesystem answer from memory (FUSE and NFS included).
+  struct statx stx;
+  std::memset(&stx, 0, sizeof stx);
+  std::uint64_t a = attr_known;  // a failed statx: known to be nothing special
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == 0 && (stx.stx_mask & STATX_TYPE))
+    a = pack_attributes(stx);
+  attrs_.store(a, std::memory_order_relaxed);
+  return a;
 }
 
 int file_handle::close_now() noexcept {
@@ -395,7 +419,11 @@ op_step op_base::on_fs_result(int res) noexcept {
     if (file_) file_->set_failed();
     return op_step::done;
   }
-  if (res < 0) fail(res);
+  if (res < 0) {
+    fail(res);
+  } else if (kind_ == op_kind::statx && file_) {
+    file_->learn(fs_->stx);  // the file's type and device, for the fast paths
+  }
   return op_step::done;
 }
 

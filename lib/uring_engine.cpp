@@ -885,7 +885,7 @@ class uring_engine final : public engine {
     switch (op->kind_) {
       case op_kind::open:
         if (a.openat2)
-          io_uring_prep_openat2(sqe, a.dirfd, a.path.c_str(), reinterpret_cast<struct open_how*>(&a.how));
+          io_uring_prep_openat2(sqe, a.dirfd, a.path.c_str(), reinterpret_cast<::open_how*>(&a.how));
         else
           io_uring_prep_openat(sqe, a.dirfd, a.path.c_str(), a.flags, static_cast<mode_t>(a.mode));
         break;

@@ -48,8 +48,9 @@ engine_stats uring_service::stats() const noexcept {
   s.inline_opens = t.opens;
   s.inline_open_fallthroughs = t.open_fallthroughs;
   s.inline_stats = t.stats;
+  s.inline_closes = t.closes;
   // Operations completed inline never reached the engine: counted here.
-  const std::uint64_t inline_ops = t.reads + t.writes + t.opens + t.stats;
+  const std::uint64_t inline_ops = t.reads + t.writes + t.opens + t.stats + t.closes;
   s.ops_started += inline_ops;
   s.ops_completed += inline_ops;
   return s;

@@ -8,29 +8,87 @@
 
 #include <fsys/co.hpp>
 #include <fsys/filesystem.hpp>
+#include <fsys/path_view.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 namespace fsys {
 
-/// Opens `path` (`basic_file::async_open`) and returns the open file, whose
-/// executor is `ex`'s (or the context's).
-template <class ExecutorOrContext>
-  requires detail::executor_or_context<ExecutorOrContext>
-asio::awaitable<file> co_open(ExecutorOrContext&& ex, std::filesystem::path path, int flags, mode_t mode = 0644) {
-  file f(asio::any_io_executor(detail::executor_of(ex)));
-  auto [ec] = co_await f.async_open(path, flags, mode, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_open");
+namespace detail {
+
+inline asio::awaitable<file> co_open_impl(asio::any_io_executor ex, fs_args_ptr a) {
+  file f(std::move(ex));
+  const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  if (cs.cancelled() == asio::cancellation_type::none && take_inline_resume()) {
+    const int r = file_access::try_open_direct(f, *a);
+    if (r != inline_undecided) {
+      if (r < 0) throw_co_error(boost::system::error_code(-r, boost::system::system_category()), "fsys::co_open");
+      co_return f;
+    }
+  }
+  auto [ec] = co_await file_access::initiate_open(f, std::move(a), asio::as_tuple(asio::use_awaitable));
+  if (ec) throw_co_error(ec, "fsys::co_open");
   co_return f;
 }
 
-/// The metadata of the open file `f` (`basic_file::async_stat`).
-inline asio::awaitable<file_status> co_stat(file& f) {
+}  // namespace detail
+
+/// Opens `path` (`basic_file::async_open`) and returns the open file, whose
+/// executor is `ex`'s (or the context's). The path is copied before this
+/// returns.
+///
+/// With the inline fast path on (`ring_options::inline_fast_path`), an open
+/// whose path is all in the dentry cache is made in the calling thread and
+/// the coroutine continues at once, without an operation or a trip through
+/// the io_context's queue (as `co_read_at` does for cached reads).
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<file> co_open(ExecutorOrContext&& ex, path_view path, int flags, mode_t mode = 0644) {
+  // Not a coroutine itself: the path is copied into the operation's
+  // arguments now, so that the caller's string need not outlive the call.
+  return detail::co_open_impl(asio::any_io_executor(detail::executor_of(ex)),
+                              detail::open_args(AT_FDCWD, path.str(), open_how{flags, mode, 0}, false));
+}
+
+/// The metadata of the open file `f` (`basic_file::async_stat`). With the
+/// inline fast path on, a file on a local filesystem is stat'ed in the
+/// calling thread and the coroutine continues at once.
+template <class Executor>
+asio::awaitable<file_status> co_stat(basic_file<Executor>& f) {
+  const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+  if (cs.cancelled() == asio::cancellation_type::none && detail::take_inline_resume()) {
+    struct statx stx;
+    const int r = detail::file_access::try_stat_direct(f, stx);
+    if (r == 0) co_return detail::to_file_status(stx);
+    if (r != detail::inline_undecided)
+      detail::throw_co_error(boost::system::error_code(-r, boost::system::system_category()), "fsys::co_stat");
+  }
   auto [ec, st] = co_await f.async_stat(asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_stat");
   co_return st;
+}
+
+/// Closes `f` (`basic_file::async_close`) and throws on close's error (the
+/// descriptor is released either way). With the inline fast path on, a file
+/// on a local filesystem with no operation left is closed in the calling
+/// thread and the coroutine continues at once.
+template <class Executor>
+asio::awaitable<void> co_close(basic_file<Executor>& f) {
+  if (detail::take_inline_resume()) {
+    boost::system::error_code ec;
+    if (detail::file_access::try_close_direct(f, ec)) {
+      if (ec) detail::throw_co_error(ec, "fsys::co_close");
+      co_return;
+    }
+  }
+  auto [ec] = co_await f.async_close(asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_close");
 }
 
 /// The metadata of the file `path` names (`fsys::async_stat`).

@@ -11,6 +11,7 @@
 #include <fsys/file_base.hpp>
 #include <fsys/file_status.hpp>
 #include <fsys/open_how.hpp>
+#include <fsys/path_view.hpp>
 #include <fsys/uring_service.hpp>
 
 #include <boost/asio/async_result.hpp>
@@ -675,10 +676,10 @@ class basic_file : public file_base {
   /// a path with an embedded NUL, or unknown flags. Nothing is changed on error.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
-  auto async_open(const std::filesystem::path& path, int flags, mode_t mode,
+  auto async_open(path_view path, int flags, mode_t mode,
                   Token&& token = asio::default_completion_token_t<executor_type>()) {
     return asio::async_initiate<Token, void(boost::system::error_code)>(
-        open_initiation{this}, token, static_cast<int>(AT_FDCWD), path.native(), open_how{flags, mode, 0}, false);
+        open_initiation{this}, token, detail::open_args(AT_FDCWD, path.str(), open_how{flags, mode, 0}, false));
   }
 
   /// Opens `path` relative to the directory `dirfd` (`AT_FDCWD`: the current
@@ -690,10 +691,10 @@ class basic_file : public file_base {
   /// open until the handler runs.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
-  auto async_open(int dirfd, const std::filesystem::path& path, const fsys::open_how& how,
+  auto async_open(int dirfd, path_view path, const fsys::open_how& how,
                   Token&& token = asio::default_completion_token_t<executor_type>()) {
-    return asio::async_initiate<Token, void(boost::system::error_code)>(open_initiation{this}, token, dirfd,
-                                                                        path.native(), how, true);
+    return asio::async_initiate<Token, void(boost::system::error_code)>(open_initiation{this}, token,
+                                                                        detail::open_args(dirfd, path.str(), how, true));
   }
 
   /// Closes the file through the ring (IORING_OP_CLOSE) or the psync
@@ -804,6 +805,15 @@ class basic_file : public file_base {
     return false;
   }
 
+  // Bad input to async_open: an empty path or one with an embedded NUL, or
+  // flags the kernel does not know.
+  static boost::system::error_code check_open(const detail::fs_args& a) noexcept {
+    if (std::error_code ec = detail::check_path(a.path)) return ec;
+    if ((a.flags & ~known_open_flags) != 0 || (a.how.resolve & ~known_resolve_flags) != 0)
+      return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+    return {};
+  }
+
   // open(2) flags the kernel knows (anything else: invalid_argument).
   static constexpr int known_open_flags = O_ACCMODE | O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_APPEND |
                                           O_NONBLOCK | O_DSYNC | O_SYNC | O_DIRECT | O_LARGEFILE | O_DIRECTORY |
@@ -817,27 +827,12 @@ class basic_file : public file_base {
     executor_type get_executor() const noexcept { return self_->ex_; }
 
     template <class Handler>
-    void operator()(Handler&& handler, int dirfd, std::string path, fsys::open_how how, bool openat2) const {
+    void operator()(Handler&& handler, detail::fs_args_ptr args) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::open);
-      try {
-        op->fs_ = detail::fs_args::make();
-      } catch (...) {
-        op->destroy();
-        throw;
-      }
-      detail::fs_args& a = *op->fs_;
-      a.path = std::move(path);
-      a.dirfd = dirfd;
-      a.flags = how.flags | O_CLOEXEC;
-      a.mode = how.mode;
-      a.openat2 = openat2;
-      a.how = detail::kernel_open_how{static_cast<std::uint64_t>(static_cast<unsigned>(a.flags)), how.mode,
-                                      how.resolve};
-      if (std::error_code ec = detail::check_path(a.path)) {
+      op->fs_ = args.release();
+      if (boost::system::error_code ec = check_open(*op->fs_)) {
         op->ec_ = ec;
-      } else if ((how.flags & ~known_open_flags) != 0 || (how.resolve & ~known_resolve_flags) != 0) {
-        op->ec_ = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
       } else if (self_->busy()) {
         op->ec_ = make_error_code(errc::already_open);
       } else {
@@ -887,6 +882,18 @@ class basic_file : public file_base {
         op->ec_ = errc::not_open;
         e.start(op);
         return;
+      }
+      if (op_t::may_complete_inline) {
+        boost::system::error_code ec;
+        if (self_->try_close_direct(ec)) {
+          // Closed in this thread (no operation of the file left, a local
+          // filesystem: see detail::close_without_waiting); the handler is
+          // posted, as for every inline completion.
+          op->ec_ = ec;
+          op->completed_inline_ = true;
+          op->complete_(op, true);
+          return;
+        }
       }
       // The descriptor goes to `op` when the last reference to the handle
       // is dropped: now, or when the last of the cancelled operations has
@@ -1027,6 +1034,59 @@ class basic_file : public file_base {
     return r;
   }
 
+  // The inline fast path of async_close without an operation: with the fast
+  // path on, a descriptor no operation holds any more, on a local
+  // filesystem, is closed here by close(2) (the file is then closed, `ec`
+  // has close's error). False: nothing was done.
+  bool try_close_direct(boost::system::error_code& ec) noexcept {
+    if (!service_->inline_fast_path() || !handle_ || handle_->fd() < 0 || !detail::close_without_waiting(*handle_))
+      return false;
+    // Why this is sound: no operation holds the handle (sole reference), so
+    // none can reach the kernel with this descriptor number after the close;
+    // the file lets go of the handle first, so nothing of the file uses it.
+    if (const int err = std::exchange(handle_, nullptr)->release_owner())
+      ec.assign(err, boost::system::system_category());
+    else
+      ec.clear();
+    service_->inline_counters().add(&detail::inline_counters::block::closes);
+    return true;
+  }
+
+  // The inline statx of the open file without an operation (see
+  // detail::inline_stat): 0 with `stx` filled, a final -errno, or
+  // detail::inline_undecided.
+  int try_stat_direct(struct statx& stx) noexcept {
+    if (!service_->inline_fast_path() || !handle_) return detail::inline_undecided;
+    const int fd = handle_->fd();
+    if (fd < 0) return detail::inline_undecided;
+    const int r = detail::inline_stat(*handle_, fd, stx, service_->inline_counters());
+    if (r == 0) handle_->learn(stx);
+    return r;
+  }
+
+  // The inline open of `a` without an operation (see detail::inline_open)
+  // into this closed file: the descriptor (>= 0; the file is open), a final
+  // -errno, or detail::inline_undecided (bad input, an open file, a lookup
+  // not all cached: the operation decides).
+  int try_open_direct(const detail::fs_args& a) noexcept {
+    if (!service_->inline_fast_path() || busy() || check_open(a)) return detail::inline_undecided;
+    detail::file_handle* h;
+    try {
+      h = detail::file_handle::create_opening();
+    } catch (...) {
+      return detail::inline_undecided;
+    }
+    const int r = detail::inline_open(a, service_->inline_counters());
+    if (r == detail::inline_undecided || r < 0) {
+      h->set_failed();
+      h->release_owner();
+      return r;
+    }
+    h->attach(r, (a.flags & O_DIRECT) != 0);
+    handle_ = h;
+    return r;
+  }
+
   template <class Op>
   void launch(Op* op, std::uint64_t offset, detail::nowait_outcome pre = {}) {
     op->offset_ = offset;
@@ -1094,6 +1154,24 @@ struct file_access {
   static nowait_outcome try_direct(basic_file<Executor>& f, op_kind kind, std::uint64_t offset,
                                    const Buffers& buffers) noexcept {
     return f.try_direct(kind, offset, buffers);
+  }
+  template <class Executor>
+  static bool try_close_direct(basic_file<Executor>& f, boost::system::error_code& ec) noexcept {
+    return f.try_close_direct(ec);
+  }
+  template <class Executor>
+  static int try_stat_direct(basic_file<Executor>& f, struct statx& stx) noexcept {
+    return f.try_stat_direct(stx);
+  }
+  template <class Executor>
+  static int try_open_direct(basic_file<Executor>& f, const fs_args& a) noexcept {
+    return f.try_open_direct(a);
+  }
+  /// `async_open` with arguments already made (`open_args`).
+  template <class Executor, class Token>
+  static auto initiate_open(basic_file<Executor>& f, fs_args_ptr a, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        typename basic_file<Executor>::open_initiation{&f}, token, std::move(a));
   }
   /// The operation for the rest of a request after `try_direct` gave `pre`.
   template <class Executor, class Buffers, class Token>

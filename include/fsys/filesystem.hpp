@@ -8,6 +8,7 @@
 #include <fsys/error.hpp>
 #include <fsys/file.hpp>
 #include <fsys/file_status.hpp>
+#include <fsys/path_view.hpp>
 #include <fsys/uring_service.hpp>
 
 #include <boost/asio/async_result.hpp>
@@ -21,6 +22,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -56,13 +58,16 @@ auto executor_of(T&& t) {
 template <class T>
 using executor_of_t = decltype(executor_of(std::declval<T>()));
 
-/// The arguments of a path operation, as given to the initiation (copied,
-/// so that `deferred` can keep them).
+/// The arguments of a path operation, given to the initiation (the path
+/// strings already copied into the operation's fs_args, so that `deferred`
+/// keeps them).
 struct path_request {
-  path_request(op_kind k, std::string p, std::string p2 = {}) : kind(k), path(std::move(p)), path2(std::move(p2)) {}
+  path_request(op_kind k, std::string_view p, std::string_view p2 = {}) : kind(k), args(make_fs_args()) {
+    args->path.assign(p);  // a recycled block keeps its buffers: no allocation
+    args->path2.assign(p2);
+  }
   op_kind kind;
-  std::string path;
-  std::string path2;
+  fs_args_ptr args;
   int dirfd = AT_FDCWD;
   int dirfd2 = AT_FDCWD;
   int flags = 0;
@@ -81,15 +86,8 @@ struct path_initiation {
   void operator()(Handler&& handler, path_request req) const {
     using op_t = file_op<std::decay_t<Handler>, Executor, false, Value>;
     op_t* op = op_t::create(std::forward<Handler>(handler), ex_, req.kind);
-    try {
-      op->fs_ = fs_args::make();
-    } catch (...) {
-      op->destroy();
-      throw;
-    }
+    op->fs_ = req.args.release();
     fs_args& a = *op->fs_;
-    a.path = std::move(req.path);
-    a.path2 = std::move(req.path2);
     a.dirfd = req.dirfd;
     a.dirfd2 = req.dirfd2;
     a.flags = req.flags;
@@ -142,9 +140,9 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, file_status)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_stat(ExecutorOrContext&& ex, const std::filesystem::path& path,
+auto async_stat(ExecutorOrContext&& ex, path_view path,
                 Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::statx, path.native()};
+  detail::path_request r{detail::op_kind::statx, path.str()};
   r.flags = AT_STATX_SYNC_AS_STAT;
   return detail::async_path_op<file_status>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
@@ -155,9 +153,9 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext> && (!std::is_same_v<std::decay_t<Token>, rename_flags>)
-auto async_rename(ExecutorOrContext&& ex, const std::filesystem::path& from, const std::filesystem::path& to,
+auto async_rename(ExecutorOrContext&& ex, path_view from, path_view to,
                   Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::rename, from.native(), to.native()};
+  detail::path_request r{detail::op_kind::rename, from.str(), to.str()};
   r.check_path2 = true;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
@@ -170,10 +168,10 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_rename(ExecutorOrContext&& ex, const std::filesystem::path& from, const std::filesystem::path& to,
+auto async_rename(ExecutorOrContext&& ex, path_view from, path_view to,
                   rename_flags flags,
                   Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::rename, from.native(), to.native()};
+  detail::path_request r{detail::op_kind::rename, from.str(), to.str()};
   r.check_path2 = true;
   r.flags = static_cast<int>(flags);
   r.bad_flags = flags != rename_flags::none && flags != rename_flags::no_replace && flags != rename_flags::exchange;
@@ -186,9 +184,9 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_remove(ExecutorOrContext&& ex, const std::filesystem::path& path,
+auto async_remove(ExecutorOrContext&& ex, path_view path,
                   Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::unlink, path.native()};
+  detail::path_request r{detail::op_kind::unlink, path.str()};
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
 
@@ -198,10 +196,10 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_remove_directory(ExecutorOrContext&& ex, const std::filesystem::path& path,
+auto async_remove_directory(ExecutorOrContext&& ex, path_view path,
                             Token&& token =
                                 asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::unlink, path.native()};
+  detail::path_request r{detail::op_kind::unlink, path.str()};
   r.flags = AT_REMOVEDIR;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
@@ -213,10 +211,10 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_create_directory(ExecutorOrContext&& ex, const std::filesystem::path& path, mode_t mode,
+auto async_create_directory(ExecutorOrContext&& ex, path_view path, mode_t mode,
                             Token&& token =
                                 asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::mkdir, path.native()};
+  detail::path_request r{detail::op_kind::mkdir, path.str()};
   r.mode = mode;
   r.bad_flags = (mode & ~static_cast<mode_t>(07777)) != 0;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
@@ -228,11 +226,11 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_create_hard_link(ExecutorOrContext&& ex, const std::filesystem::path& existing,
-                            const std::filesystem::path& new_path,
+auto async_create_hard_link(ExecutorOrContext&& ex, path_view existing,
+                            path_view new_path,
                             Token&& token =
                                 asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::link, existing.native(), new_path.native()};
+  detail::path_request r{detail::op_kind::link, existing.str(), new_path.str()};
   r.check_path2 = true;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
@@ -243,11 +241,11 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_create_symlink(ExecutorOrContext&& ex, const std::filesystem::path& target,
-                          const std::filesystem::path& link_path,
+auto async_create_symlink(ExecutorOrContext&& ex, path_view target,
+                          path_view link_path,
                           Token&& token =
                               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
-  detail::path_request r{detail::op_kind::symlink, target.native(), link_path.native()};
+  detail::path_request r{detail::op_kind::symlink, target.str(), link_path.str()};
   r.check_path2 = true;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
@@ -264,7 +262,7 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_sync_directory(ExecutorOrContext&& ex, const std::filesystem::path& dir_path,
+auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path,
                           Token&& token =
                               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
 
@@ -292,7 +290,7 @@ template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_replace_file(ExecutorOrContext&& ex, const std::filesystem::path& path, asio::const_buffer data,
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, asio::const_buffer data,
                         Token&& token =
                             asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
 

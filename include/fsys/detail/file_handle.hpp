@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <system_error>
 
+struct statx;
+
 namespace fsys::detail {
 
 struct op_base;
@@ -41,7 +43,8 @@ class file_handle {
   int fd() const noexcept { return fd_.load(std::memory_order_acquire); }
 
   /// The open's result: takes ownership of `fd` (O_DIRECT alignment asked
-  /// of the kernel when `direct`). Called once, by the open's result rules.
+  /// of the kernel when `direct`; otherwise the file's type and device are
+  /// learnt later, see `attributes`). Called once, by the open's result rules.
   void attach(int fd, bool direct) noexcept;
   /// The open failed or was cancelled: the handle holds no descriptor.
   void set_failed() noexcept { fd_.store(-1, std::memory_order_release); }
@@ -79,7 +82,7 @@ class file_handle {
 
   /// True for a descriptor without a position (pipe, socket, character
   /// device): its reads may wait indefinitely (see `op_base::stream_`).
-  bool is_stream() const noexcept { return stream_; }
+  bool is_stream() const noexcept { return (attributes() & attr_stream) != 0; }
 
   /// The inline fast path's per-file, per-direction memory (index 0: reads,
   /// 1: writes; see `try_inline_transfer`). Relaxed atomics: a heuristic
@@ -95,16 +98,49 @@ class file_handle {
   };
   /// A regular file not opened O_DIRECT: the only kind of file on which an
   /// operation may be tried inline.
-  bool nowait_candidate() const noexcept { return nowait_candidate_; }
+  bool nowait_candidate() const noexcept { return !direct_ && (attributes() & attr_regular) != 0; }
   nowait_memory& nowait(bool read) noexcept { return nowait_[read ? 0 : 1]; }
-  /// The device of the file, `(major << 32) | minor` from the statx made
-  /// when the descriptor was adopted or attached; 0 when unknown.
-  std::uint64_t device() const noexcept { return dev_; }
+  /// The device of the file, `(major << 32) | minor`; 0 when unknown.
+  std::uint64_t device() const noexcept {
+    const std::uint64_t a = attributes();
+    return ((a >> attr_minor_bits) & 0xffffffffu) << 32 | (a & ((1u << attr_minor_bits) - 1));
+  }
+
+  /// Records the type and device from a statx of this file (the first one
+  /// that has them; they never change while the descriptor is open). Any
+  /// statx the file's user makes through fsys feeds it, so that a file
+  /// opened and then stat'ed costs one statx, not two.
+  void learn(const struct statx& stx) noexcept;
+
+  /// True when only the owning file holds the handle: no operation of the
+  /// file is queued, in the kernel, or waiting for its handler.
+  bool sole_reference() const noexcept { return refs_.load(std::memory_order_acquire) == 1; }
 
  private:
   file_handle(int fd, bool owns) noexcept : fd_(fd), owns_fd_(owns) {}
   /// Last reference gone: closes the fd or hands it to the close op.
   int close_now() noexcept;
+
+  // The file's type and device, packed so that one relaxed atomic carries
+  // them (threads that race to learn them store the same value):
+  // attr_known | attr_stream | attr_regular | major << 20 | minor (Linux
+  // minor numbers have 20 bits, majors 12).
+  static constexpr std::uint64_t attr_known = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t attr_stream = std::uint64_t{1} << 62;
+  static constexpr std::uint64_t attr_regular = std::uint64_t{1} << 61;
+  static constexpr unsigned attr_minor_bits = 20;
+  static std::uint64_t pack_attributes(const struct statx& stx) noexcept;
+  /// The packed attributes; the first call after `attach` asks the kernel
+  /// (statx with AT_STATX_DONT_SYNC: what the kernel holds, no FUSE or NFS
+  /// round trip) unless a statx of the file's user came first. 0 while the
+  /// handle has no descriptor.
+  std::uint64_t attributes() const noexcept {
+    const std::uint64_t a = attrs_.load(std::memory_order_relaxed);
+    return (a & attr_known) ? a : fetch_attributes();
+  }
+  std::uint64_t fetch_attributes() const noexcept;
+  /// O_DIRECT: asks the kernel for the alignment (and learns the attributes).
+  void ask_direct_alignment(int fd) noexcept;
   std::atomic<int> fd_;
   op_base* close_op_ = nullptr;
   engine* close_engine_ = nullptr;
@@ -112,10 +148,9 @@ class file_handle {
   std::atomic<std::uint32_t> refs_{1};
   std::uint32_t dio_mem_align_ = 0;
   std::uint32_t dio_offset_align_ = 0;
-  bool stream_ = false;
-  bool nowait_candidate_ = false;
+  bool direct_ = false;  ///< opened O_DIRECT; set before the fd is published
+  mutable std::atomic<std::uint64_t> attrs_{0};
   nowait_memory nowait_[2];
-  std::uint64_t dev_ = 0;
 };
 
 }  // namespace fsys::detail

@@ -8,13 +8,16 @@
 
 #include <fsys/detail/op.hpp>
 #include <fsys/file_status.hpp>
+#include <fsys/open_how.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 namespace fsys::detail {
@@ -63,6 +66,30 @@ struct fs_args {
   /// kind refused by the ring there when the system call succeeds.
   std::atomic<std::uint32_t>* ring_refused = nullptr;
 };
+
+/// Holds an fs_args block until an operation takes it (`release`), and
+/// recycles it otherwise. The asynchronous functions fill one before they
+/// call `async_initiate`, so that the arguments a `deferred` operation keeps
+/// are already the operation's own copy.
+struct fs_args_recycler {
+  void operator()(fs_args* a) const noexcept { fs_args::recycle(a); }
+};
+using fs_args_ptr = std::unique_ptr<fs_args, fs_args_recycler>;
+inline fs_args_ptr make_fs_args() { return fs_args_ptr(fs_args::make()); }
+
+/// The arguments of an open: O_CLOEXEC added; `openat2` when the caller gave
+/// an open_how (its RESOLVE_* flags are then used). Not checked here (see
+/// `basic_file::check_open`).
+inline fs_args_ptr open_args(int dirfd, std::string_view path, const open_how& how, bool openat2) {
+  fs_args_ptr a = make_fs_args();
+  a->path.assign(path);  // a recycled block keeps its buffer: no allocation
+  a->dirfd = dirfd;
+  a->flags = how.flags | O_CLOEXEC;
+  a->mode = how.mode;
+  a->openat2 = openat2;
+  a->how = kernel_open_how{static_cast<std::uint64_t>(static_cast<unsigned>(a->flags)), how.mode, how.resolve};
+  return a;
+}
 
 /// Frees the calling thread's cached fs_args blocks.
 void release_fs_args_cache() noexcept;

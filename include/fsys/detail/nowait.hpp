@@ -4,6 +4,8 @@
 
 #include <fsys/detail/op.hpp>
 
+struct statx;
+
 #include <sys/uio.h>
 
 #include <atomic>
@@ -12,6 +14,9 @@
 #include <mutex>
 
 namespace fsys::detail {
+
+class file_handle;
+struct fs_args;
 
 /// Counters of the inline fast path of one service (published through
 /// `engine_stats`). Each thread that initiates operations gets its own block
@@ -30,6 +35,7 @@ class inline_counters {
     std::atomic<std::uint64_t> opens{0};
     std::atomic<std::uint64_t> open_fallthroughs{0};
     std::atomic<std::uint64_t> stats{0};
+    std::atomic<std::uint64_t> closes{0};
     block* next = nullptr;
     const void* thread = nullptr;  ///< address of the owning thread's cache entry
 
@@ -41,7 +47,7 @@ class inline_counters {
   };
   struct totals {
     std::uint64_t reads = 0, read_fallthroughs = 0, writes = 0, write_fallthroughs = 0;
-    std::uint64_t opens = 0, open_fallthroughs = 0, stats = 0;
+    std::uint64_t opens = 0, open_fallthroughs = 0, stats = 0, closes = 0;
   };
 
   inline_counters();
@@ -141,6 +147,24 @@ bool take_inline_resume() noexcept;
 /// posted, never invoked here); false when the engine must run the op, which
 /// is then unchanged. Counts in `c`.
 bool try_inline_fs(op_base& op, inline_counters& c) noexcept;
+
+/// What the op-less forms below return when the call was not made inline
+/// (the engine must do it).
+inline constexpr int inline_undecided = 1 << 30;
+
+/// The inline open of `a` (see `try_inline_fs`) without an op: the new
+/// descriptor (>= 0, O_CLOEXEC and the caller's status flags), a final
+/// `-errno`, or `inline_undecided`. Counts in `c`.
+int inline_open(const fs_args& a, inline_counters& c) noexcept;
+/// The inline statx of the open descriptor `fd` of `h` (see
+/// `try_inline_fs`) into `stx`: 0, a final `-errno`, or `inline_undecided`
+/// when the file is not on a local filesystem. Counts in `c`.
+int inline_stat(const file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept;
+/// True when closing `h`'s descriptor in the calling thread waits for
+/// nothing the ring's close would not wait for in the same thread: no
+/// operation holds the handle any more, and the file is on a local
+/// filesystem (see `close_without_waiting` in lib/fs_nowait.cpp).
+bool close_without_waiting(const file_handle& h) noexcept;
 
 /// True when the device `dev` (`(major << 32) | minor`, as `file_handle::device`)
 /// holds a filesystem whose metadata of an open file is in memory (ext2/3/4,

@@ -219,24 +219,24 @@ struct replace_file_op {
 
 template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_sync_directory(ExecutorOrContext&& ex, const std::filesystem::path& dir_path, Token&& token) {
+auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path, Token&& token) {
   auto e = detail::executor_of(ex);
   using executor_t = decltype(e);
   return asio::async_compose<Token, void(boost::system::error_code)>(
       detail::sync_directory_op<executor_t>{
-          std::make_unique<typename detail::sync_directory_op<executor_t>::state>(e, dir_path.native())},
+          std::make_unique<typename detail::sync_directory_op<executor_t>::state>(e, std::string(dir_path.str()))},
       token, e);
 }
 
 template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
   requires detail::executor_or_context<ExecutorOrContext>
-auto async_replace_file(ExecutorOrContext&& ex, const std::filesystem::path& path, asio::const_buffer data,
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, asio::const_buffer data,
                         Token&& token) {
   auto e = detail::executor_of(ex);
   using executor_t = decltype(e);
   return asio::async_compose<Token, void(boost::system::error_code)>(
       detail::replace_file_op<executor_t>{
-          std::make_unique<typename detail::replace_file_op<executor_t>::state>(e, path, data)},
+          std::make_unique<typename detail::replace_file_op<executor_t>::state>(e, std::filesystem::path(path.str()), data)},
       token, e);
 }
 
