@@ -18,6 +18,7 @@
 // tracked here: only the number of calls inside, so that the ring outlives
 // them.
 #include <fsys/blocking_ring.hpp>
+#include <fsys/detail/nowait.hpp>
 #include <fsys/error.hpp>
 #include <fsys/uring_service.hpp>
 
@@ -27,7 +28,6 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -114,39 +114,18 @@ bool is_stream_fd(int fd) noexcept {
          !S_ISREG(stx.stx_mode) && !S_ISBLK(stx.stx_mode) && !S_ISDIR(stx.stx_mode);
 }
 
-// Filesystems whose buffered IO waits for nothing but local memory and
-// local block devices, so that a blocking call in the caller ends on its
-// own (and io_uring would only hand it to a kernel worker).
-bool is_local_filesystem(long type) noexcept {
-  switch (static_cast<unsigned long>(type)) {
-    case 0xEF53:      // ext2/3/4
-    case 0x58465342:  // XFS
-    case 0x9123683E:  // btrfs
-    case 0x01021994:  // tmpfs
-    case 0xF2F52010:  // f2fs
-      return true;
-    default:
-      return false;  // FUSE, NFS, SMB, CephFS...: may wait on a network or a daemon
-  }
-}
-
-// A regular file on a local filesystem (see above). The filesystem is looked
-// up once per device and thread: statx gives the device with the type.
+// A regular file on a local filesystem, whose buffered IO waits for nothing
+// but local memory and local block devices, so that a blocking call in the
+// caller ends on its own (io_uring would only hand it to a kernel worker).
+// The filesystems are the inline fast path's (detail::is_local_filesystem_device:
+// ext2/3/4, XFS, btrfs, tmpfs, f2fs; not FUSE, NFS, SMB, CephFS...), looked up
+// once per device and thread.
 bool may_block_in_caller(int fd) noexcept {
   struct statx stx;
-  if (::statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) != 0 || !(stx.stx_mask & STATX_TYPE) ||
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) != 0 || !(stx.stx_mask & STATX_TYPE) ||
       !S_ISREG(stx.stx_mode))
     return false;
-  const std::uint64_t dev = (std::uint64_t{stx.stx_dev_major} << 32) | stx.stx_dev_minor;
-  thread_local std::uint64_t known_dev = ~std::uint64_t{0};
-  thread_local bool known_local = false;
-  if (dev != known_dev) {
-    struct statfs sfs;
-    if (::fstatfs(fd, &sfs) != 0) return false;
-    known_dev = dev;
-    known_local = is_local_filesystem(sfs.f_type);
-  }
-  return known_local;
+  return detail::is_local_filesystem_device((std::uint64_t{stx.stx_dev_major} << 32) | stx.stx_dev_minor);
 }
 
 /// The caller-thread fast path of `read_at` / `write_at` (see

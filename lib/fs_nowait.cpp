@@ -18,8 +18,10 @@ namespace fsys::detail {
 
 namespace {
 
-// The filesystem types whose attributes of an open file are in memory: the
-// same list as the blocking caller's fast path (lib/blocking_ring.cpp).
+// The filesystem types whose attributes of an open file are in memory and
+// whose buffered IO waits only for local memory and block devices: the one
+// list of the inline fast paths (here) and of blocking_ring's caller-thread
+// fast path (lib/blocking_ring.cpp).
 // Their getattr reads the in-memory inode (pinned by the open descriptor)
 // under at most a spinlock, and AT_STATX_SYNC_AS_STAT asks for nothing more;
 // STATX_DIOALIGN comes from the block device's in-memory queue limits. FUSE,
