@@ -12,6 +12,7 @@
 #include <fsys/co.hpp>
 #include <fsys/file_status.hpp>
 #include <fsys/open_how.hpp>
+#include <fsys/path_view.hpp>
 #include <fsys/filesystem.hpp>
 #include <fsys/co_filesystem.hpp>
 #include <fsys/timeout.hpp>

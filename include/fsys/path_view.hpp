@@ -21,10 +21,15 @@ namespace fsys {
 /// `invalid_argument`, as it does for a path with an embedded NUL).
 class path_view {
  public:
+  /// A NUL-terminated string (null: the empty path).
   path_view(const char* s) noexcept : s_(s ? std::string_view(s) : std::string_view()) {}
+  /// Exactly these characters (an embedded NUL makes the operation fail).
   path_view(std::string_view s) noexcept : s_(s) {}
+  /// The string's characters.
   path_view(const std::string& s) noexcept : s_(s) {}
+  /// The path's native string.
   path_view(const std::filesystem::path& p) noexcept : s_(p.native()) {}
+  /// The entry's path.
   path_view(const std::filesystem::directory_entry& e) noexcept : s_(e.path().native()) {}
 
   /// The characters, as given (not NUL-terminated in general).
