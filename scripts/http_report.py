@@ -27,10 +27,10 @@ def seconds(v):
 
 
 def megabytes(v):
-    """wrk's transfer ("85.00MB", "0.94GB", "512.00KB") in MB."""
+    """wrk's transfer ("85.00MB", "0.94GB", "512.00KB", "865.27B") in MB."""
     if not v:
         return None
-    for unit, f in (("KB", 1 / 1024), ("MB", 1.0), ("GB", 1024.0)):
+    for unit, f in (("KB", 1 / 1024), ("MB", 1.0), ("GB", 1024.0), ("B", 1 / (1 << 20))):
         if v.endswith(unit):
             return float(v[: -len(unit)]) * f
     return float(v) / (1 << 20)
