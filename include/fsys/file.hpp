@@ -1059,9 +1059,9 @@ class basic_file : public file_base {
     if (!service_->inline_fast_path() || !handle_) return detail::inline_undecided;
     const int fd = handle_->fd();
     if (fd < 0) return detail::inline_undecided;
-    const int r = detail::inline_stat(*handle_, fd, stx, service_->inline_counters());
-    if (r == 0) handle_->learn(stx);
-    return r;
+    // (No learn(stx) here: inline_stat decides by the device, so the handle
+    // already knows its attributes whenever it answers.)
+    return detail::inline_stat(*handle_, fd, stx, service_->inline_counters());
   }
 
   // The inline open of `a` without an operation (see detail::inline_open)
