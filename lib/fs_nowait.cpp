@@ -3,6 +3,7 @@
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/fs_args.hpp>
 #include <fsys/detail/nowait.hpp>
+#include "hot_tls.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -80,7 +81,7 @@ bool final_open_error(int err) noexcept {
 
 }  // namespace
 
-int inline_open(const fs_args& a, inline_counters& c) noexcept {
+int inline_open(const fs_args& a, file_handle& h, inline_counters& c) noexcept {
   // O_CREAT, O_TRUNC and O_TMPFILE modify the filesystem (the kernel refuses
   // them with RESOLVE_CACHED anyway); an O_PATH open calls no filesystem
   // and openat2 refuses O_PATH with O_NONBLOCK.
@@ -113,31 +114,46 @@ int inline_open(const fs_args& a, inline_counters& c) noexcept {
     return -err;
   }
   const int fd = static_cast<int>(r);
-  if ((a.flags & O_NONBLOCK) == 0) {
-    // The file gets exactly the caller's status flags. F_SETFL sets only
-    // O_APPEND, O_NONBLOCK, O_DIRECT, O_NOATIME and FASYNC; the others are
-    // the ones the file was opened with, so nothing else changes.
-    if (::fcntl(fd, F_SETFL, a.flags) != 0) {
-      ::close(fd);  // not reachable in practice; a fresh descriptor of a live file
-      c.add(&inline_counters::block::open_fallthroughs);
-      return inline_undecided;
-    }
-  }
+  // The ring's inline open takes O_NONBLOCK off again inside the kernel; a
+  // system call cannot, and an fcntl now would be a fifth system call for a
+  // file that is then only stat'ed, read from the page cache and closed. The
+  // handle takes it off at the first use that may block (see
+  // file_handle::blocking_fd): until then only RWF_NOWAIT reads and writes,
+  // statx and close use the descriptor, and O_NONBLOCK changes none of them.
+  if ((a.flags & O_NONBLOCK) == 0) h.defer_status_flags(a.flags);
   c.add(&inline_counters::block::opens);
   return fd;
 }
 
-int inline_stat(const file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept {
-  if (!is_local_filesystem_device(h.device())) return inline_undecided;
+int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept {
   // Why this is sound: the fd is kept open by the caller's reference to
   // the handle, and `stx` is the caller's, written only during this call.
+  constexpr unsigned mask = STATX_BASIC_STATS | STATX_DIOALIGN;
+  int res;
+  if (!h.attributes_known()) {
+    // The file's filesystem is not known yet (a file just opened): one statx
+    // is both the probe and, on a local filesystem, the answer. With
+    // AT_STATX_DONT_SYNC every filesystem answers from memory: FUSE from its
+    // attribute cache, NFS before it would flush the file's dirty pages or
+    // revalidate (nfs_getattr returns early for DONT_SYNC); the local
+    // filesystems below ignore the sync type, so there the answer is the
+    // one AT_STATX_SYNC_AS_STAT gives. Elsewhere the answer only teaches the
+    // handle its type and device, and the engine makes the real statx.
+    do {
+      res = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, mask, &stx) == 0 ? 0 : -errno;
+    } while (res == -EINTR);
+    if (res != 0) return inline_undecided;
+    h.learn(stx);
+    if (!is_local_filesystem_device(h.device()) || (stx.stx_mask & STATX_BASIC_STATS) != STATX_BASIC_STATS)
+      return inline_undecided;
+    c.add(&inline_counters::block::stats);
+    return 0;
+  }
+  if (!is_local_filesystem_device(h.device())) return inline_undecided;
   // On the filesystems above it cannot wait (see is_local_type); every
   // result, errors included, is final.
-  int res;
   do {
-    res = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) == 0
-              ? 0
-              : -errno;
+    res = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, mask, &stx) == 0 ? 0 : -errno;
   } while (res == -EINTR);
   c.add(&inline_counters::block::stats);
   return res;
@@ -161,8 +177,8 @@ bool is_local_filesystem_device(std::uint64_t dev) noexcept {
     std::uint64_t dev = 0;
     bool local = false;
   };
-  thread_local entry known[8];
-  thread_local unsigned next = 0;
+  FSYS_HOT_TLS thread_local entry known[8];
+  FSYS_HOT_TLS thread_local unsigned next = 0;
   for (const entry& e : known)
     if (e.dev == dev) return e.local;
   entry& e = known[next++ % 8];
@@ -180,7 +196,7 @@ bool try_inline_fs(op_base& op, inline_counters& c) noexcept {
       // `file_` is the opening handle the result is attached to (null only
       // for a refused op).
       if (!op.file_) return false;
-      res = inline_open(a, c);
+      res = inline_open(a, *op.file_, c);
       break;
     case op_kind::statx:
       if (!op.file_ || op.fd_ < 0 || !(a.flags & AT_EMPTY_PATH) || (a.flags & AT_STATX_FORCE_SYNC)) return false;

@@ -1,6 +1,7 @@
 // File-system operations: argument checks, statx conversion, and the system
 // calls the psync engine (and the io_uring engine's helper) runs for them.
 #include <fsys/detail/fs_args.hpp>
+#include "hot_tls.hpp"
 
 #include <linux/openat2.h>
 #include <sys/syscall.h>
@@ -32,7 +33,7 @@ struct fs_args_cache {
     while (count > 0) delete blocks[--count];
   }
 };
-thread_local fs_args_cache args_cache;
+FSYS_HOT_TLS thread_local fs_args_cache args_cache;
 
 }  // namespace
 

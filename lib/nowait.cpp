@@ -1,6 +1,7 @@
 // The inline fast path of asynchronous reads and writes (see detail/nowait.hpp).
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/nowait.hpp>
+#include "hot_tls.hpp"
 
 #include <sys/uio.h>
 
@@ -23,9 +24,9 @@ struct counters_cache {
   inline_counters::block* b[size] = {};
   unsigned next = 0;  ///< entry replaced by the next miss
 };
-thread_local counters_cache tl_counters;
+FSYS_HOT_TLS thread_local counters_cache tl_counters;
 
-thread_local unsigned tl_inline_resumes = 0;
+FSYS_HOT_TLS thread_local unsigned tl_inline_resumes = 0;
 
 /// What the file's memory says about attempting now; counts down a skip.
 bool memory_allows(file_handle::nowait_memory& mem) noexcept {

@@ -4,6 +4,7 @@
 #include <fsys/detail/fs_args.hpp>
 #include <fsys/detail/op.hpp>
 #include <fsys/error.hpp>
+#include "hot_tls.hpp"
 
 #include <boost/asio/error.hpp>
 
@@ -36,7 +37,7 @@ struct handle_cache {
     while (count > 0) ::operator delete(blocks[--count]);
   }
 };
-thread_local handle_cache handles;
+FSYS_HOT_TLS thread_local handle_cache handles;
 
 }  // namespace
 
@@ -92,6 +93,20 @@ void file_handle::attach(int fd, bool direct) noexcept {
   }
   // Release: a thread that sees the fd also sees `direct_` and the alignment.
   fd_.store(fd, std::memory_order_release);
+}
+
+void file_handle::restore_status_flags(int fd) const noexcept {
+  const int flags = pending_status_flags_.load(std::memory_order_acquire);
+  if (flags < 0 || fd < 0) return;
+  // F_SETFL sets only O_APPEND, O_NONBLOCK, O_DIRECT, O_NOATIME and FASYNC
+  // (the access mode and creation flags in `flags` are ignored), so the file
+  // ends with exactly the caller's status flags. Threads that race here make
+  // the same call; each returns only after its own has been made, and the
+  // release store tells later callers (acquire in blocking_fd) it is done.
+  // A failure is not reachable in practice (a live descriptor, flags the
+  // open accepted); the flag is then left as it is rather than retried.
+  ::fcntl(fd, F_SETFL, flags);
+  pending_status_flags_.store(-1, std::memory_order_release);
 }
 
 std::uint64_t file_handle::pack_attributes(const struct statx& stx) noexcept {

@@ -337,7 +337,7 @@ BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a
     return;
   }
   const std::size_t stride = 1 << 20;  // far apart: readahead of one read does not warm the next
-  const std::size_t reads = 8;
+  const std::size_t reads = 12;
   auto data = pattern(stride * reads, 6);
   auto path = make_file(dir.file("cold.dat"), data);
   evict(path, 0, 0);
@@ -350,6 +350,11 @@ BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a
   asio::io_context ctx;
   auto& svc = fsys::test::make_ring(ctx, fast_path_on());
   fsys::file f(ctx, path, O_RDONLY);
+  // No readahead on this file: with a large device readahead (8 MiB on some
+  // virtual disks) one read's readahead covers the next read's range and may
+  // still be in flight when that range is dropped (pages under IO are not),
+  // so the next attempt would find it cached.
+  BOOST_REQUIRE(::posix_fadvise(f.native_handle(), 0, 0, POSIX_FADV_RANDOM) == 0);
   const auto before = svc.stats();
   std::vector<std::byte> back(4096);
   for (std::size_t i = 0; i < reads; ++i) {
@@ -369,10 +374,18 @@ BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a
     BOOST_TEST(std::equal(back.begin(), back.end(), data.begin() + static_cast<std::ptrdiff_t>(i * stride)));
   }
   const auto after = svc.stats();
-  BOOST_TEST(after.inline_reads == before.inline_reads);
   BOOST_TEST(after.ops_started == before.ops_started + reads);
-  // Four misses in a row, then the file's next reads skip the attempt.
-  BOOST_TEST(after.inline_read_fallthroughs == before.inline_read_fallthroughs + fsys::detail::nowait_miss_limit);
+  // Four misses in a row, then the file's next reads skip the attempt. (A
+  // RWF_NOWAIT read that misses starts the read of its page, and on a fast
+  // disk, a virtual one served from the host's cache, the page is now and
+  // then up to date before the attempt gives up: that read completes inline
+  // and the run of misses starts again. So: at least four misses, and some
+  // reads made no attempt at all.)
+  const auto fell = after.inline_read_fallthroughs - before.inline_read_fallthroughs;
+  const auto inl = after.inline_reads - before.inline_reads;
+  BOOST_TEST(fell >= fsys::detail::nowait_miss_limit);
+  BOOST_TEST(fell + inl < reads);
+  if (inl == 0) BOOST_TEST(fell == fsys::detail::nowait_miss_limit);
 }
 
 BOOST_AUTO_TEST_CASE(empty_pipe_goes_to_the_engine_without_an_attempt) {

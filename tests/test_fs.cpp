@@ -1528,6 +1528,125 @@ BOOST_AUTO_TEST_CASE(close_with_an_operation_in_flight_goes_to_the_engine) {
   BOOST_TEST(fd_target(fd) != dir.file("cold").string());
 }
 
+namespace {
+// The descriptor open on `path` in this process (-1: none), found in
+// /proc/self/fd without asking the file for it (native_handle() would set
+// the file's blocking mode).
+int fd_open_on(const std::string& path) {
+  for (const auto& e : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (fs::read_symlink(e.path(), ec) == path && !ec) return std::stoi(e.path().filename().string());
+  }
+  return -1;
+}
+
+// The file status flags of `fd` as /proc/self/fdinfo reports them.
+int fdinfo_flags(int fd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+  std::string key;
+  while (in >> key) {
+    if (key == "flags:") {
+      std::string octal;
+      in >> octal;
+      return std::stoi(octal, nullptr, 8);
+    }
+  }
+  return -1;
+}
+}  // namespace
+
+// An inline open adds O_NONBLOCK and leaves it on while only the inline
+// calls use the descriptor (a file opened, stat'ed, read from the cache and
+// closed pays no fcntl). The first use that may block takes it off: a read
+// of evicted pages that goes to the ring (which fails a read of a
+// non-blocking file with EAGAIN instead of waiting), a FIFO read that must
+// wait for its writer, native_handle().
+BOOST_AUTO_TEST_CASE(inline_open_restores_blocking_mode_before_blocking_use) {
+  if (fast_path_disabled_by_env()) {
+    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
+    return;
+  }
+  temp_dir dir;
+  std::string data(256 << 10, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 23);
+  put(dir.file("cold"), data);
+  put(dir.file("warm"), "warm data");
+  BOOST_REQUIRE(::mkfifo(dir.file("fifo").c_str(), 0600) == 0);
+  struct stat sb;  // every name in the dentry cache: the opens are inline
+  for (const char* n : {"cold", "warm", "fifo"}) ::stat(dir.file(n).c_str(), &sb);
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx, with_fast_path(true));
+  const fsys::engine_stats s0 = svc.stats();
+  std::vector<std::string> got;
+  std::exception_ptr failure;
+  auto nonblocking = [](int fd) { return fd >= 0 ? std::to_string((fdinfo_flags(fd) & O_NONBLOCK) != 0) : "no fd"; };
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        // A cached file: open, stat, read; O_NONBLOCK stays until native_handle().
+        {
+          // (The operations, not the co_* forms: those go through the queue
+          // every 65th call in a row, and this test needs every call inline.)
+          fsys::file f(ex);
+          co_await f.async_open(dir.file("warm"), O_RDONLY, 0, asio::use_awaitable);
+          const int fd = fd_open_on(dir.file("warm").string());
+          got.push_back("warm-opened:" + nonblocking(fd));
+          std::string buf(9, '\0');
+          co_await f.async_stat(asio::use_awaitable);
+          const std::size_t n = co_await f.async_read_at(0, asio::buffer(buf), asio::use_awaitable);
+          got.push_back("warm-read:" + buf.substr(0, n) + ":" + nonblocking(fd));
+          const bool same = f.native_handle() == fd;
+          got.push_back("warm-native:" + std::to_string(same) + ":" + nonblocking(fd));
+        }
+        // Evicted pages: the read goes to the ring and must wait for the disk.
+        {
+          fsys::file f(ex);
+          co_await f.async_open(dir.file("cold"), O_RDONLY, 0, asio::use_awaitable);
+          const int fd = fd_open_on(dir.file("cold").string());
+          got.push_back("cold-opened:" + nonblocking(fd));
+          const int other = ::open(dir.file("cold").c_str(), O_RDONLY);
+          ::fdatasync(other);  // (dirty pages are not dropped)
+          ::posix_fadvise(other, 0, 0, POSIX_FADV_DONTNEED);
+          ::close(other);
+          std::string buf(data.size(), '\0');
+          const fsys::engine_stats before = svc.stats();
+          const std::size_t n = co_await f.async_read_at(0, asio::buffer(buf), asio::use_awaitable);
+          // (Pages that could not be dropped, or came back before the attempt
+          // gave up, are read inline: then the mode may stay as it is.)
+          const bool ring = svc.stats().inline_read_fallthroughs != before.inline_read_fallthroughs;
+          got.push_back("cold-read:" + std::to_string(n == data.size() && buf == data) + ":" +
+                        (ring ? nonblocking(fd) : "0"));
+          if (!ring) BOOST_TEST_MESSAGE("the evicted pages were read inline: the ring was not needed");
+        }
+        // A FIFO: the read starts before its writer writes, and must wait.
+        {
+          fsys::file p(ex);
+          co_await p.async_open(dir.file("fifo"), O_RDONLY, 0, asio::use_awaitable);
+          const int fd = fd_open_on(dir.file("fifo").string());
+          got.push_back("fifo-opened:" + nonblocking(fd));
+          const int w = ::open(dir.file("fifo").c_str(), O_WRONLY | O_NONBLOCK);
+          asio::steady_timer t(ex, std::chrono::milliseconds(50));
+          t.async_wait([w](error_code) {
+            if (::write(w, "ping", 4) != 4) std::abort();
+          });
+          std::string buf(4, '\0');
+          auto [ec, n] = co_await p.async_read_some_at(0, asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+          got.push_back("fifo-read:" + (ec ? ec.message() : buf.substr(0, n)) + ":" + nonblocking(fd));
+          ::close(w);
+        }
+      },
+      [&](std::exception_ptr e) { failure = e; });
+  fsys::test::run(ctx);
+  BOOST_REQUIRE(!failure);
+  const std::vector<std::string> want = {"warm-opened:1", "warm-read:warm data:1", "warm-native:1:0",
+                                         "cold-opened:1", "cold-read:1:0",         "fifo-opened:1",
+                                         "fifo-read:ping:0"};
+  BOOST_TEST(got == want, boost::test_tools::per_element());
+  const fsys::engine_stats s1 = svc.stats();
+  BOOST_TEST(s1.inline_opens - s0.inline_opens == 3u);
+}
+
 // Every path form reaches the operations: a NUL-terminated string, a
 // std::string, a string_view, a std::filesystem::path and a directory
 // entry; a string_view with an embedded NUL is refused. A deferred open

@@ -67,7 +67,12 @@ class server {
     ::close(p[1]);
     std::string line;
     char c;
-    while (::read(p[0], &c, 1) == 1 && c != '\n') line.push_back(c);
+    for (;;) {
+      const ssize_t r = ::read(p[0], &c, 1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r != 1 || c == '\n') break;
+      line.push_back(c);
+    }
     ::close(p[0]);
     auto colon = line.rfind(':');
     BOOST_REQUIRE_MESSAGE(line.rfind("listening on ", 0) == 0 && colon != std::string::npos, "server said: " << line);
@@ -120,6 +125,7 @@ class client {
     std::size_t done = 0;
     while (done < s.size()) {
       ssize_t r = ::send(fd_, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+      if (r < 0 && errno == EINTR) continue;
       BOOST_REQUIRE(r > 0);
       done += static_cast<std::size_t>(r);
     }
@@ -160,14 +166,19 @@ class client {
   // Reads up to n bytes of whatever comes (no parsing).
   std::size_t read_some(std::size_t n) {
     std::string b(n, '\0');
-    ssize_t r = ::recv(fd_, b.data(), n, 0);
+    ssize_t r;
+    do r = ::recv(fd_, b.data(), n, 0);
+    while (r < 0 && errno == EINTR);
     return r > 0 ? static_cast<std::size_t>(r) : 0;
   }
 
  private:
   bool fill() {
     char b[65536];
-    ssize_t r = ::recv(fd_, b, sizeof b, 0);
+    ssize_t r;
+    // (EINTR: Boost.Test's monitor handles signals such as SIGCHLD.)
+    do r = ::recv(fd_, b, sizeof b, 0);
+    while (r < 0 && errno == EINTR);
     if (r <= 0) return false;
     buf_.append(b, static_cast<std::size_t>(r));
     return true;

@@ -304,7 +304,7 @@ class basic_file : public file_base {
 
   /// The descriptor, or -1 when closed.
   native_handle_type native_handle() const noexcept {
-    int fd = handle_ ? handle_->fd() : -1;
+    int fd = handle_ ? handle_->blocking_fd() : -1;
     return fd >= 0 ? fd : -1;
   }
 
@@ -349,7 +349,7 @@ class basic_file : public file_base {
       return -1;
     }
     ec.clear();
-    int fd = handle_->fd();
+    int fd = handle_->blocking_fd();
     service_->engine().cancel_file(handle_);
     handle_->disown();
     std::exchange(handle_, nullptr)->release_owner();
@@ -1059,8 +1059,7 @@ class basic_file : public file_base {
     if (!service_->inline_fast_path() || !handle_) return detail::inline_undecided;
     const int fd = handle_->fd();
     if (fd < 0) return detail::inline_undecided;
-    // (No learn(stx) here: inline_stat decides by the device, so the handle
-    // already knows its attributes whenever it answers.)
+    // (inline_stat teaches the handle its type and device itself.)
     return detail::inline_stat(*handle_, fd, stx, service_->inline_counters());
   }
 
@@ -1076,7 +1075,7 @@ class basic_file : public file_base {
     } catch (...) {
       return detail::inline_undecided;
     }
-    const int r = detail::inline_open(a, service_->inline_counters());
+    const int r = detail::inline_open(a, *h, service_->inline_counters());
     if (r == detail::inline_undecided || r < 0) {
       h->set_failed();
       h->release_owner();
@@ -1122,6 +1121,9 @@ class basic_file : public file_base {
       // failed: refused, and completed from the io_context like any other.
       op->ec_ = errc::not_open;
     }
+    // The op may wait in the ring or a worker from here on: the file gets
+    // the status flags its opener asked for (see file_handle::blocking_fd).
+    if (op->file_) op->file_->blocking_fd();
     op->connect_cancellation(service_->engine());
     service_->engine().start(op);
   }
@@ -1150,6 +1152,15 @@ using file = basic_file<>;
 namespace detail {
 /// The coroutine operations' (co.hpp) access to a file's inline fast path.
 struct file_access {
+  /// The file's descriptor (-1 when closed) for calls that never wait,
+  /// whether or not an inline open left O_NONBLOCK on it (see
+  /// file_handle::blocking_fd): cachestat, mmap + mincore, and sendfile of
+  /// cached pages into a non-blocking socket.
+  template <class Executor>
+  static int nowait_fd(const basic_file<Executor>& f) noexcept {
+    const int fd = f.handle_ ? f.handle_->fd() : -1;
+    return fd >= 0 ? fd : -1;
+  }
   template <class Executor, class Buffers>
   static nowait_outcome try_direct(basic_file<Executor>& f, op_kind kind, std::uint64_t offset,
                                    const Buffers& buffers) noexcept {

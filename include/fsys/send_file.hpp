@@ -223,7 +223,7 @@ class send_file_op {
       if (self.cancelled() != asio::cancellation_type::none) return finish(self, asio::error::operation_aborted);
       if (zero_copy_) {
         std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, send_file_zero_copy_chunk));
-        int fd = file_.native_handle();
+        int fd = detail::file_access::nowait_fd(file_);
         int cached = send_file_range_cached(fd, offset_, chunk);
         // A range of more than one chunk (a stream, whose read-ahead may be
         // in flight, its own or another client's) is also checked page by

@@ -39,8 +39,29 @@ class file_handle {
   static constexpr int opening = -2;
 
   /// The descriptor; `opening` while an `async_open` is pending, -1 after it
-  /// failed or was cancelled.
+  /// failed or was cancelled. Only for state checks and the inline nowait
+  /// calls (`RWF_NOWAIT` reads and writes, statx, close): anything else uses
+  /// `blocking_fd`.
   int fd() const noexcept { return fd_.load(std::memory_order_acquire); }
+
+  /// The descriptor with exactly the status flags its opener asked for.
+  /// An inline open (detail::inline_open) opens with O_NONBLOCK added and
+  /// leaves it on while only the inline calls use the descriptor (on which
+  /// it changes nothing: they pass RWF_NOWAIT or never wait); the first use
+  /// that may block takes it off (one fcntl), so that the ring, the psync
+  /// workers, a pipe read or the caller's own system calls see the file as
+  /// opened. A served file that is opened, stat'ed, read from the page cache
+  /// and closed never pays for that fcntl.
+  int blocking_fd() const noexcept {
+    const int fd = fd_.load(std::memory_order_acquire);
+    if (pending_status_flags_.load(std::memory_order_acquire) >= 0) [[unlikely]]
+      restore_status_flags(fd);
+    return fd;
+  }
+  /// Records that the descriptor about to be attached was opened with
+  /// O_NONBLOCK added to `flags` (the caller's open flags); `blocking_fd`
+  /// sets `flags` on first use. Called before `attach` publishes the fd.
+  void defer_status_flags(int flags) noexcept { pending_status_flags_.store(flags, std::memory_order_relaxed); }
 
   /// The open's result: takes ownership of `fd` (O_DIRECT alignment asked
   /// of the kernel when `direct`; otherwise the file's type and device are
@@ -100,6 +121,8 @@ class file_handle {
   /// operation may be tried inline.
   bool nowait_candidate() const noexcept { return !direct_ && (attributes() & attr_regular) != 0; }
   nowait_memory& nowait(bool read) noexcept { return nowait_[read ? 0 : 1]; }
+  /// True once the type and device are known (from `learn` or a probe).
+  bool attributes_known() const noexcept { return (attrs_.load(std::memory_order_relaxed) & attr_known) != 0; }
   /// The device of the file, `(major << 32) | minor`; 0 when unknown.
   std::uint64_t device() const noexcept {
     const std::uint64_t a = attributes();
@@ -141,7 +164,11 @@ class file_handle {
   std::uint64_t fetch_attributes() const noexcept;
   /// O_DIRECT: asks the kernel for the alignment (and learns the attributes).
   void ask_direct_alignment(int fd) noexcept;
+  /// Sets the deferred status flags (see `blocking_fd`).
+  void restore_status_flags(int fd) const noexcept;
   std::atomic<int> fd_;
+  /// Status flags `blocking_fd` must still set (-1: none); see there.
+  mutable std::atomic<int> pending_status_flags_{-1};
   op_base* close_op_ = nullptr;
   engine* close_engine_ = nullptr;
   std::atomic<bool> owns_fd_;

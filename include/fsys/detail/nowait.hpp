@@ -153,13 +153,16 @@ bool try_inline_fs(op_base& op, inline_counters& c) noexcept;
 inline constexpr int inline_undecided = 1 << 30;
 
 /// The inline open of `a` (see `try_inline_fs`) without an op: the new
-/// descriptor (>= 0, O_CLOEXEC and the caller's status flags), a final
-/// `-errno`, or `inline_undecided`. Counts in `c`.
-int inline_open(const fs_args& a, inline_counters& c) noexcept;
+/// descriptor (>= 0, O_CLOEXEC; O_NONBLOCK until `h`, to which the caller
+/// attaches it, takes it off at first blocking use: see
+/// `file_handle::blocking_fd`), a final `-errno`, or `inline_undecided`.
+/// Counts in `c`.
+int inline_open(const fs_args& a, file_handle& h, inline_counters& c) noexcept;
 /// The inline statx of the open descriptor `fd` of `h` (see
 /// `try_inline_fs`) into `stx`: 0, a final `-errno`, or `inline_undecided`
-/// when the file is not on a local filesystem. Counts in `c`.
-int inline_stat(const file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept;
+/// when the file is not on a local filesystem. A handle that does not know
+/// its type and device yet learns them from the same call. Counts in `c`.
+int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept;
 /// True when closing `h`'s descriptor in the calling thread waits for
 /// nothing the ring's close would not wait for in the same thread: no
 /// operation holds the handle any more, and the file is on a local
