@@ -1090,7 +1090,16 @@ BOOST_AUTO_TEST_CASE(slow_filesystem_does_not_stall_the_loop) {
                      << blocking_p99 << " ms, max " << blocking_max << " ms over " << blocking_samples << " ticks ("
                      << per_kind << " ops in " << blocking_s << " s)");
   BOOST_TEST(async_samples >= 100u);
-  BOOST_TEST(async_p99 < 5.0);
+  // Under ThreadSanitizer every handler runs several times slower and the
+  // CI runs two suites at once on two CPUs: the loop still never waits for
+  // the filesystem, but its own scheduling lateness can pass 5 ms, so the
+  // bound there is 10 ms (still half of what one slowed call costs).
+#if defined(__SANITIZE_THREAD__)
+  constexpr double p99_bound_ms = 10.0;
+#else
+  constexpr double p99_bound_ms = 5.0;
+#endif
+  BOOST_TEST(async_p99 < p99_bound_ms);
   // The contrast proves the filesystem was slow: blocking calls stall the loop.
   BOOST_TEST(blocking_p99 > 10.0);
 }
