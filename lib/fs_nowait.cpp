@@ -128,8 +128,13 @@ int inline_open(const fs_args& a, file_handle& h, inline_counters& c) noexcept {
 int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept {
   // Why this is sound: the fd is kept open by the caller's reference to
   // the handle, and `stx` is the caller's, written only during this call.
-  constexpr unsigned mask = STATX_BASIC_STATS | STATX_DIOALIGN;
-  int res;
+  auto call = [&](int sync) {
+    int res;
+    do {
+      res = ::statx(fd, "", AT_EMPTY_PATH | sync, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) == 0 ? 0 : -errno;
+    } while (res == -EINTR);
+    return res;
+  };
   if (!h.attributes_known()) {
     // The file's filesystem is not known yet (a file just opened): one statx
     // is both the probe and, on a local filesystem, the answer. With
@@ -139,10 +144,7 @@ int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) n
     // filesystems below ignore the sync type, so there the answer is the
     // one AT_STATX_SYNC_AS_STAT gives. Elsewhere the answer only teaches the
     // handle its type and device, and the engine makes the real statx.
-    do {
-      res = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, mask, &stx) == 0 ? 0 : -errno;
-    } while (res == -EINTR);
-    if (res != 0) return inline_undecided;
+    if (call(AT_STATX_DONT_SYNC) != 0) return inline_undecided;
     h.learn(stx);
     if (!is_local_filesystem_device(h.device()) || (stx.stx_mask & STATX_BASIC_STATS) != STATX_BASIC_STATS)
       return inline_undecided;
@@ -152,9 +154,7 @@ int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) n
   if (!is_local_filesystem_device(h.device())) return inline_undecided;
   // On the filesystems above it cannot wait (see is_local_type); every
   // result, errors included, is final.
-  do {
-    res = ::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, mask, &stx) == 0 ? 0 : -errno;
-  } while (res == -EINTR);
+  const int res = call(AT_STATX_SYNC_AS_STAT);
   c.add(&inline_counters::block::stats);
   return res;
 }

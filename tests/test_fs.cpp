@@ -125,6 +125,14 @@ bool fast_path_disabled_by_env() {
   return v && std::strcmp(v, "0") == 0;
 }
 
+// For the cases about the inline fast path: true (and says so) when the
+// environment turns it off.
+bool skipped_without_fast_path() {
+  if (!fast_path_disabled_by_env()) return false;
+  BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
+  return true;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(backend_is_the_expected_one) {
@@ -1223,10 +1231,7 @@ open_stat_script run_open_stat_script(const fs::path& base, bool fast) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(inline_open_and_stat_give_the_ring_results) {
-  if (fast_path_disabled_by_env()) {
-    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
-    return;
-  }
+  if (skipped_without_fast_path()) return;
   temp_dir dir;
   fs::create_directories(dir.file("root"));
   put(dir.file("root/data"), "hello");
@@ -1296,10 +1301,7 @@ BOOST_AUTO_TEST_CASE(inline_open_and_stat_give_the_ring_results) {
 // A file on FUSE: its statx may ask the daemon, so it is never made inline;
 // a local file's next to it is (the per-device memory tells them apart).
 BOOST_AUTO_TEST_CASE(inline_stat_leaves_fuse_files_to_the_engine) {
-  if (fast_path_disabled_by_env()) {
-    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
-    return;
-  }
+  if (skipped_without_fast_path()) return;
   temp_dir dir;
   fsys::test::faultfs_mount mnt(dir.path());
   if (!mnt.mounted()) {
@@ -1433,10 +1435,7 @@ std::string fd_target(int fd) {
 // are made and at least one of each must be inline), give the same results
 // as the operations, and co_close really releases the descriptor.
 BOOST_AUTO_TEST_CASE(coroutine_forms_complete_inline_on_a_local_filesystem) {
-  if (fast_path_disabled_by_env()) {
-    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
-    return;
-  }
+  if (skipped_without_fast_path()) return;
   temp_dir dir;
   put(dir.file("data"), "0123456789");
   const bool local = inline_stat_expected(dir.path());
@@ -1571,10 +1570,7 @@ int fdinfo_flags(int fd) {
 // non-blocking file with EAGAIN instead of waiting), a FIFO read that must
 // wait for its writer, native_handle().
 BOOST_AUTO_TEST_CASE(inline_open_restores_blocking_mode_before_blocking_use) {
-  if (fast_path_disabled_by_env()) {
-    BOOST_TEST_MESSAGE("skipped: FSYS_INLINE_FAST_PATH=0 turns the inline fast path off");
-    return;
-  }
+  if (skipped_without_fast_path()) return;
   temp_dir dir;
   std::string data(256 << 10, '\0');
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 23);
