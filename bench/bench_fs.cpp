@@ -2,8 +2,9 @@
 // request — open + statx + 4 KiB read + close — with 32 requests in flight on
 // one io_context, made with fsys's asynchronous operations (async_* with
 // use_awaitable on io_uring and on the psync backend; the co_* forms on
-// io_uring) and with the same four system calls made blocking on the loop
-// thread.
+// io_uring), with the same four system calls made blocking on the loop
+// thread, and with those calls each followed by a post through the
+// io_context (the floor of a form that completes through handlers).
 #include "cases.hpp"
 #include "common.hpp"
 
@@ -15,6 +16,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <fcntl.h>
@@ -110,6 +112,25 @@ asio::awaitable<void> serve_worker(asio::io_context& ctx, budget& b, unsigned se
   }
 }
 
+// Runs `serve_depth` coroutines made by `worker` on `ctx` until the budget
+// is spent.
+template <class Worker>
+run_result run_workers(asio::io_context& ctx, budget& b, Worker worker) {
+  run_result r;
+  std::uint64_t done = 0;
+  const auto allocs0 = allocations();
+  b.start();
+  for (unsigned w = 0; w < serve_depth; ++w)
+    asio::co_spawn(ctx, worker(ctx, b, w + 1, done), [](std::exception_ptr e) {
+      if (e) std::rethrow_exception(e);
+    });
+  ctx.run();
+  r.seconds = seconds_since(b.started());
+  r.ops = done;
+  r.allocs = allocations() - allocs0;
+  return r;
+}
+
 run_result run_fsys(bool psync, bool co_forms, budget& b) {
   asio::io_context ctx(1);
   fsys::ring_options o;
@@ -120,22 +141,43 @@ run_result run_fsys(bool psync, bool co_forms, budget& b) {
   o.inline_fast_path = true;
   auto& svc = asio::make_service<fsys::uring_service>(ctx, o);
   if ((svc.active_backend() == fsys::backend::psync) != psync) fail("serve: unexpected backend");
-  run_result r;
-  std::uint64_t done = 0;
-  const auto allocs0 = allocations();
   const auto enters0 = svc.stats().enter_calls;
-  b.start();
-  for (unsigned w = 0; w < serve_depth; ++w)
-    asio::co_spawn(ctx, co_forms ? serve_worker_co(ctx, b, w + 1, done) : serve_worker(ctx, b, w + 1, done),
-                   [](std::exception_ptr e) {
-      if (e) std::rethrow_exception(e);
-    });
-  ctx.run();
-  r.seconds = seconds_since(b.started());
-  r.ops = done;
-  r.allocs = allocations() - allocs0;
+  run_result r = run_workers(ctx, b, co_forms ? serve_worker_co : serve_worker);
   if (!psync) r.enters = static_cast<double>(svc.stats().enter_calls - enters0);
   return r;
+}
+
+// The floor of any form that completes through Asio's handlers: the four
+// blocking calls of a request, each followed by a round trip through the
+// io_context (`asio::post` with `use_awaitable`), 32 coroutines as for
+// fsys. An `async_*` operation that finishes inline costs at least this: its
+// handler is posted, never invoked inside the initiating function.
+asio::awaitable<void> posts_worker(asio::io_context& ctx, budget& b, unsigned seed, std::uint64_t& done) {
+  const auto& paths = small_tree();
+  block_buffer buf;
+  block_picker pick(seed, paths.size());
+  const auto use = asio::as_tuple(asio::use_awaitable);
+  while (b.take()) {
+    const std::uint64_t i = pick.next();
+    int fd = ::open(paths[i].c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("open");
+    co_await asio::post(ctx, use);
+    struct statx stx;
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &stx) != 0 ||
+        stx.stx_size != block_size)
+      fail("statx");
+    co_await asio::post(ctx, use);
+    check_small(buf.p, static_cast<long>(::pread(fd, buf.p, block_size, 0)), i, "blocking serve + posts");
+    co_await asio::post(ctx, use);
+    if (::close(fd) != 0) fail("close");
+    co_await asio::post(ctx, use);
+    ++done;
+  }
+}
+
+run_result run_blocking_with_posts(budget& b) {
+  asio::io_context ctx(1);
+  return run_workers(ctx, b, posts_worker);
 }
 
 // The same four calls, blocking, one request after the other on the thread
@@ -167,15 +209,16 @@ run_result run_blocking(budget& b) {
 }  // namespace
 
 void register_fs_benchmarks() {
-  for (int v = 0; v < 4; ++v) {
+  for (int v = 0; v < 5; ++v) {
     static const char* names[] = {"serve_small_file_d32/fsys_async_ctx1", "serve_small_file_d32/blocking_syscalls",
-                                  "serve_small_file_d32/psync_co", "serve_small_file_d32/fsys_co_forms_ctx1"};
+                                  "serve_small_file_d32/psync_co", "serve_small_file_d32/fsys_co_forms_ctx1",
+                                  "serve_small_file_d32/blocking_plus_4_posts"};
     add(names[v], [v](benchmark::State& st) {
       small_tree();
       run_result r;
       for (auto _ : st) {
         budget b(serve_ops, max_case_seconds);
-        r = v == 1 ? run_blocking(b) : run_fsys(v == 2, v == 3, b);
+        r = v == 1 ? run_blocking(b) : v == 4 ? run_blocking_with_posts(b) : run_fsys(v == 2, v == 3, b);
       }
       report(st, r);
     });

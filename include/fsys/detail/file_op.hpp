@@ -13,7 +13,12 @@
 #include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/execution/allocator.hpp>
+#include <boost/asio/execution/blocking.hpp>
+#include <boost/asio/execution/execute.hpp>
+#include <boost/asio/execution/executor.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/execution/relationship.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/system_executor.hpp>
@@ -87,16 +92,49 @@ constexpr bool inline_completion_allowed() noexcept {
   return !runs_on_system_context<asio::associated_executor_t<Handler, IoExecutor>>::value;
 }
 
+/// Hands a `bound_completion` to `ex`, which must be its handler's own
+/// associated executor (possibly with tracked work): deferred (never run
+/// here; a continuation, which an io_context queues on the running thread's
+/// private queue without its lock) or dispatched (run at once when this
+/// thread runs `ex`). This is what `asio::defer` / `asio::dispatch` do for a
+/// handler without an associated executor of its own; for one with its own
+/// (a coroutine's, a strand-bound handler's) they wrap the function in a
+/// `work_dispatcher` that tracks work on that executor and executes through
+/// it a second time, which buys nothing when both executors are the same and
+/// costs two type-erased executions per completion through an
+/// `any_io_executor`. Executors of the older Networking TS model (no
+/// `execute`) go through Asio's functions.
+template <bool Defer, class Executor, class Completion>
+void deliver_on_own_executor(const Executor& ex, Completion&& completion) {
+  if constexpr (asio::execution::is_executor<Executor>::value) {
+    const auto alloc = asio::get_associated_allocator(completion);
+    if constexpr (Defer)
+      asio::execution::execute(asio::prefer(ex, asio::execution::blocking.never,
+                                            asio::execution::relationship.continuation,
+                                            asio::execution::allocator(alloc)),
+                               std::forward<Completion>(completion));
+    else
+      asio::execution::execute(
+          asio::prefer(ex, asio::execution::blocking.possibly, asio::execution::allocator(alloc)),
+          std::forward<Completion>(completion));
+  } else if constexpr (Defer) {
+    asio::defer(ex, std::forward<Completion>(completion));
+  } else {
+    asio::dispatch(ex, std::forward<Completion>(completion));
+  }
+}
+
 /// Delivers the result of a transfer the inline fast path finished before
 /// any operation was made: deferred to the handler's associated executor
 /// (`io_ex` by default), never invoked here. The queued function keeps that
-/// executor's work; its memory comes from the handler's associated
-/// allocator (Asio's recycling one by default: no allocation in a steady
-/// stream).
+/// executor's work (a function queued on an executor counts as its work);
+/// its memory comes from the handler's associated allocator (Asio's
+/// recycling one by default: no allocation in a steady stream).
 template <class Handler, class IoExecutor, class... Args>
 void defer_inline_completion(Handler&& handler, const IoExecutor& io_ex, Args... args) {
-  auto ex = asio::get_associated_executor(handler, io_ex);
-  asio::defer(ex, bound_completion<std::decay_t<Handler>, Args...>{std::forward<Handler>(handler), {args...}});
+  const auto ex = asio::get_associated_executor(handler, io_ex);
+  deliver_on_own_executor<true>(
+      ex, bound_completion<std::decay_t<Handler>, Args...>{std::forward<Handler>(handler), {args...}});
 }
 
 /// The value a `file_op<..., Value>` completes with, read from the op before
@@ -188,9 +226,9 @@ class file_op final : public op_base {
     // an io_context queues without its lock when this thread runs it).
     auto deliver = [&](auto&& completion) {
       if (completed_inline)
-        asio::defer(work, std::move(completion));
+        deliver_on_own_executor<true>(work, std::move(completion));
       else
-        asio::dispatch(work, std::move(completion));
+        deliver_on_own_executor<false>(work, std::move(completion));
     };
     if constexpr (!std::is_void_v<Value>) {
       deliver(bound_completion<Handler, boost::system::error_code, Value>{std::move(handler),
