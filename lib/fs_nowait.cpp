@@ -187,27 +187,4 @@ bool is_local_filesystem_device(std::uint64_t dev) noexcept {
   return e.local;
 }
 
-bool try_inline_fs(op_base& op, inline_counters& c) noexcept {
-  if (op.ec_ || !op.fs_) return false;
-  fs_args& a = *op.fs_;
-  int res;
-  switch (op.kind_) {
-    case op_kind::open:
-      // `file_` is the opening handle the result is attached to (null only
-      // for a refused op).
-      if (!op.file_) return false;
-      res = inline_open(a, *op.file_, c);
-      break;
-    case op_kind::statx:
-      if (!op.file_ || op.fd_ < 0 || !(a.flags & AT_EMPTY_PATH) || (a.flags & AT_STATX_FORCE_SYNC)) return false;
-      res = inline_stat(*op.file_, op.fd_, a.stx, c);
-      break;
-    default:
-      return false;  // path operations, fallocate...: always the engine
-  }
-  if (res == inline_undecided) return false;
-  op.on_result(res);  // the kind's result rules, as for a CQE
-  return true;
-}
-
 }  // namespace fsys::detail

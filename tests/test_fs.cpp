@@ -1434,6 +1434,65 @@ std::string fd_target(int fd) {
 // 65th call in a row on a thread goes through the queue, so two requests
 // are made and at least one of each must be inline), give the same results
 // as the operations, and co_close really releases the descriptor.
+// async_open, async_stat and async_close finished inline (no operation is
+// made for them) still complete only after the initiating function has
+// returned, even when it runs on the io_context's own thread, and with the
+// results the engine gives.
+BOOST_AUTO_TEST_CASE(inline_open_stat_and_close_never_complete_inside_the_initiating_function) {
+  if (skipped_without_fast_path()) return;
+  temp_dir dir;
+  put(dir.file("data"), "abcdef");
+  struct stat sb;
+  ::stat(dir.file("missing").c_str(), &sb);  // a negative dentry: the open's ENOENT is inline too
+  const bool local = inline_stat_expected(dir.path());
+  asio::io_context ctx;
+  auto& svc = fsys::test::make_ring(ctx, with_fast_path(true));
+  const fsys::engine_stats s0 = svc.stats();
+  fsys::file f(ctx);
+  std::vector<std::string> got;  // one thread runs ctx: plain containers are fine
+  bool returned = false;
+  auto record = [&](const std::string& what, const error_code& ec) {
+    got.push_back(what + ":" + std::to_string(ec.value()) + ":after-return-" + std::to_string(returned));
+  };
+  // Each step starts from a handler running on the io_context; `returned`
+  // is set when the initiating call is back.
+  auto start = [&](auto initiate) {
+    asio::post(ctx, [&, initiate] {
+      returned = false;
+      initiate();
+      returned = true;
+    });
+  };
+  start([&] {
+    f.async_open(dir.file("data"), O_RDONLY, 0, [&](error_code ec) {
+      record("open", ec);
+      start([&] {
+        f.async_stat([&](error_code ec2, fsys::file_status st) {
+          record("stat-size-" + std::to_string(st.size), ec2);
+          start([&] {
+            f.async_close([&](error_code ec3) {
+              record("close-open-" + std::to_string(f.is_open()), ec3);
+              start([&] {
+                f.async_open(dir.file("missing"), O_RDONLY, 0,
+                             [&](error_code ec4) { record("missing-open-" + std::to_string(f.is_open()), ec4); });
+              });
+            });
+          });
+        });
+      });
+    });
+  });
+  ctx.run();
+  const std::vector<std::string> want = {"open:0:after-return-1", "stat-size-6:0:after-return-1",
+                                         "close-open-0:0:after-return-1",
+                                         "missing-open-0:" + std::to_string(ENOENT) + ":after-return-1"};
+  BOOST_TEST(got == want, boost::test_tools::per_element());
+  const fsys::engine_stats s1 = svc.stats();
+  BOOST_TEST(s1.inline_opens - s0.inline_opens == 2u);
+  BOOST_TEST(s1.inline_stats - s0.inline_stats == (local ? 1u : 0u));
+  BOOST_TEST(s1.inline_closes - s0.inline_closes == (local ? 1u : 0u));
+}
+
 BOOST_AUTO_TEST_CASE(coroutine_forms_complete_inline_on_a_local_filesystem) {
   if (skipped_without_fast_path()) return;
   temp_dir dir;

@@ -829,6 +829,19 @@ class basic_file : public file_base {
     template <class Handler>
     void operator()(Handler&& handler, detail::fs_args_ptr args) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      if constexpr (op_t::may_complete_inline) {
+        // Opened (or failed for good) by an openat2 in this thread that used
+        // only cached dentries (see detail/nowait.hpp), before any operation
+        // exists: as for an inline read, no cancellation slot is hooked, and
+        // the handler is deferred to its executor.
+        const int r = self_->try_open_direct(*args);
+        if (r != detail::inline_undecided) {
+          detail::defer_inline_completion(std::forward<Handler>(handler), self_->ex_,
+                                          r < 0 ? boost::system::error_code(-r, boost::system::system_category())
+                                                : boost::system::error_code());
+          return;
+        }
+      }
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::open);
       op->fs_ = args.release();
       if (boost::system::error_code ec = check_open(*op->fs_)) {
@@ -846,16 +859,6 @@ class basic_file : public file_base {
         }
         self_->handle_->add_ref();
         op->file_ = self_->handle_;
-        if (self_->service_->inline_fast_path() && op_t::may_complete_inline &&
-            detail::try_inline_fs(*op, self_->service_->inline_counters())) {
-          // Opened (or failed for good) by an openat2 in this thread that
-          // used only cached dentries (see detail/nowait.hpp): as for an
-          // inline read, the engine never sees the op, no cancellation slot
-          // is hooked, and the handler is posted to its executor.
-          op->completed_inline_ = true;
-          op->complete_(op, true);
-          return;
-        }
       }
       op->connect_cancellation(self_->service_->engine());
       self_->service_->engine().start(op);
@@ -870,6 +873,17 @@ class basic_file : public file_base {
     template <class Handler>
     void operator()(Handler&& handler) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      if constexpr (op_t::may_complete_inline) {
+        boost::system::error_code ec;
+        if (self_->try_close_direct(ec)) {
+          // Closed in this thread (no operation of the file left, a local
+          // filesystem: see detail::close_without_waiting) before any
+          // operation exists; the handler is deferred, as for every inline
+          // completion.
+          detail::defer_inline_completion(std::forward<Handler>(handler), self_->ex_, ec);
+          return;
+        }
+      }
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, detail::op_kind::close);
       try {
         op->fs_ = detail::fs_args::make();
@@ -882,18 +896,6 @@ class basic_file : public file_base {
         op->ec_ = errc::not_open;
         e.start(op);
         return;
-      }
-      if (op_t::may_complete_inline) {
-        boost::system::error_code ec;
-        if (self_->try_close_direct(ec)) {
-          // Closed in this thread (no operation of the file left, a local
-          // filesystem: see detail::close_without_waiting); the handler is
-          // posted, as for every inline completion.
-          op->ec_ = ec;
-          op->completed_inline_ = true;
-          op->complete_(op, true);
-          return;
-        }
       }
       // The descriptor goes to `op` when the last reference to the handle
       // is dropped: now, or when the last of the cancelled operations has
@@ -914,6 +916,24 @@ class basic_file : public file_base {
     void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset, std::uint64_t length,
                     int flags) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false, Value>;
+      if constexpr (std::is_same_v<Value, file_status> && op_t::may_complete_inline) {
+        // The statx of a file on a local filesystem, made in this thread
+        // before any operation exists (see detail::inline_stat); the
+        // handler is deferred to its executor.
+        struct statx stx;
+        const int r = self_->try_stat_direct(stx);
+        if (r == 0) {
+          detail::defer_inline_completion(std::forward<Handler>(handler), self_->ex_, boost::system::error_code(),
+                                          detail::to_file_status(stx));
+          return;
+        }
+        if (r != detail::inline_undecided) {
+          detail::defer_inline_completion(std::forward<Handler>(handler), self_->ex_,
+                                          boost::system::error_code(-r, boost::system::system_category()),
+                                          file_status{});
+          return;
+        }
+      }
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
       try {
         op->fs_ = detail::fs_args::make();
@@ -1104,11 +1124,9 @@ class basic_file : public file_base {
           op->on_result(static_cast<int>(k));
           left -= k;
         }
-      } else if (service_->inline_fast_path() && Op::may_complete_inline &&
-                 (detail::is_fs_kind(op->kind_) ? detail::try_inline_fs(*op, service_->inline_counters())
-                                                : detail::try_inline_transfer(*op, service_->inline_counters()))) {
-        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit),
-        // or an fd's statx on a local filesystem (try_inline_fs):
+      } else if (service_->inline_fast_path() && Op::may_complete_inline && !detail::is_fs_kind(op->kind_) &&
+                 detail::try_inline_transfer(*op, service_->inline_counters())) {
+        // Finished by a RWF_NOWAIT call in this thread (a page-cache hit):
         // the engine never sees the op, and no cancellation slot is hooked,
         // so a later cancellation request finds nothing to do and the
         // result is delivered. The handler is deferred to its executor.

@@ -31,7 +31,8 @@ class inline_counters {
     std::atomic<std::uint64_t> read_fallthroughs{0};
     std::atomic<std::uint64_t> writes{0};
     std::atomic<std::uint64_t> write_fallthroughs{0};
-    // File-system operations (`try_inline_fs`).
+    // File-system operations (basic_file::try_open_direct, try_stat_direct,
+    // try_close_direct).
     std::atomic<std::uint64_t> opens{0};
     std::atomic<std::uint64_t> open_fallthroughs{0};
     std::atomic<std::uint64_t> stats{0};
@@ -133,33 +134,30 @@ inline constexpr unsigned inline_resume_limit = 64;
 bool take_inline_resume() noexcept;
 
 /// The inline fast path of two file-system operations (lib/fs_nowait.cpp),
-/// tried in the calling thread before the op reaches the engine, with system
-/// calls that never wait:
-/// - `op_kind::open` (without O_CREAT, O_TRUNC, O_TMPFILE, O_PATH):
-///   `openat2` with `RESOLVE_CACHED` and `O_NONBLOCK` added, as io_uring's own
-///   inline OPENAT2 issue does; `EAGAIN` (the lookup is not all in the dentry
+/// made by `async_open`/`async_stat` (and their coroutine forms) in the
+/// calling thread before any operation exists, with system calls that never
+/// wait:
+/// - an open (without O_CREAT, O_TRUNC, O_TMPFILE, O_PATH): `openat2` with
+///   `RESOLVE_CACHED` and `O_NONBLOCK` added, as io_uring's own inline
+///   OPENAT2 issue does; `EAGAIN` (the lookup is not all in the dentry
 ///   cache, a lease must be broken) and errors that the added flags could
-///   have caused leave the op to the engine.
-/// - `op_kind::statx` of an open file (AT_EMPTY_PATH) on a local filesystem
-///   (see `is_local_filesystem_device`): the inode is pinned by the fd and
-///   its attributes are in memory. Other filesystems: not tried.
-/// Returns true when the op's result is final (the handler must then be
-/// posted, never invoked here); false when the engine must run the op, which
-/// is then unchanged. Counts in `c`.
-bool try_inline_fs(op_base& op, inline_counters& c) noexcept;
-
+///   have caused leave the open to the engine.
+/// - the statx of an open file on a local filesystem (see
+///   `is_local_filesystem_device`): the inode is pinned by the fd and its
+///   attributes are in memory. Other filesystems: the engine.
+/// A final result's handler is then deferred, never invoked in the call.
 /// What the op-less forms below return when the call was not made inline
 /// (the engine must do it).
 inline constexpr int inline_undecided = 1 << 30;
 
-/// The inline open of `a` (see `try_inline_fs`) without an op: the new
+/// The inline open of `a` (see above): the new
 /// descriptor (>= 0, O_CLOEXEC; O_NONBLOCK until `h`, to which the caller
 /// attaches it, takes it off at first blocking use: see
 /// `file_handle::blocking_fd`), a final `-errno`, or `inline_undecided`.
 /// Counts in `c`.
 int inline_open(const fs_args& a, file_handle& h, inline_counters& c) noexcept;
-/// The inline statx of the open descriptor `fd` of `h` (see
-/// `try_inline_fs`) into `stx`: 0, a final `-errno`, or `inline_undecided`
+/// The inline statx of the open descriptor `fd` of `h` (see above) into
+/// `stx`: 0, a final `-errno`, or `inline_undecided`
 /// when the file is not on a local filesystem. A handle that does not know
 /// its type and device yet learns them from the same call. Counts in `c`.
 int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) noexcept;
