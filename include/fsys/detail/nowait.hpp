@@ -133,19 +133,20 @@ inline constexpr unsigned inline_resume_limit = 64;
 /// the run starts again) when `inline_resume_limit` were taken in a row.
 bool take_inline_resume() noexcept;
 
-/// The inline fast path of two file-system operations (lib/fs_nowait.cpp),
-/// made by `async_open`/`async_stat` (and their coroutine forms) in the
-/// calling thread before any operation exists, with system calls that never
-/// wait:
-/// - an open (without O_CREAT, O_TRUNC, O_TMPFILE, O_PATH): `openat2` with
-///   `RESOLVE_CACHED` and `O_NONBLOCK` added, as io_uring's own inline
-///   OPENAT2 issue does; `EAGAIN` (the lookup is not all in the dentry
-///   cache, a lease must be broken) and errors that the added flags could
-///   have caused leave the open to the engine.
-/// - the statx of an open file on a local filesystem (see
-///   `is_local_filesystem_device`): the inode is pinned by the fd and its
-///   attributes are in memory. Other filesystems: the engine.
-/// A final result's handler is then deferred, never invoked in the call.
+// The inline fast path of two file-system operations (lib/fs_nowait.cpp),
+// made by `async_open`/`async_stat` (and their coroutine forms) in the
+// calling thread before any operation exists, with system calls that never
+// wait:
+// - an open (without O_CREAT, O_TRUNC, O_TMPFILE, O_PATH): `openat2` with
+//   `RESOLVE_CACHED` and `O_NONBLOCK` added, as io_uring's own inline
+//   OPENAT2 issue does; `EAGAIN` (the lookup is not all in the dentry
+//   cache, a lease must be broken) and errors that the added flags could
+//   have caused leave the open to the engine.
+// - the statx of an open file on a local filesystem (see
+//   `is_local_filesystem_device`): the inode is pinned by the fd and its
+//   attributes are in memory. Other filesystems: the engine.
+// A final result's handler is then deferred, never invoked in the call.
+
 /// What the op-less forms below return when the call was not made inline
 /// (the engine must do it).
 inline constexpr int inline_undecided = 1 << 30;
