@@ -918,19 +918,16 @@ class basic_file : public file_base {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false, Value>;
       if constexpr (std::is_same_v<Value, file_status> && op_t::may_complete_inline) {
         // The statx of a file on a local filesystem, made in this thread
-        // before any operation exists (see detail::inline_stat); the
-        // handler is deferred to its executor.
+        // before any operation exists (see detail::inline_stat), unless a
+        // forced sync was asked for; the handler is deferred to its executor.
         struct statx stx;
-        const int r = self_->try_stat_direct(stx);
-        if (r == 0) {
-          detail::defer_inline_completion(std::forward<Handler>(handler), self_->ex_, boost::system::error_code(),
-                                          detail::to_file_status(stx));
-          return;
-        }
+        const int r = kind == detail::op_kind::statx && !(flags & AT_STATX_FORCE_SYNC) ? self_->try_stat_direct(stx)
+                                                                                      : detail::inline_undecided;
         if (r != detail::inline_undecided) {
-          detail::defer_inline_completion(std::forward<Handler>(handler), self_->ex_,
-                                          boost::system::error_code(-r, boost::system::system_category()),
-                                          file_status{});
+          detail::defer_inline_completion(
+              std::forward<Handler>(handler), self_->ex_,
+              r == 0 ? boost::system::error_code() : boost::system::error_code(-r, boost::system::system_category()),
+              r == 0 ? detail::to_file_status(stx) : file_status{});
           return;
         }
       }
