@@ -357,35 +357,51 @@ BOOST_AUTO_TEST_CASE(cold_file_goes_to_the_engine_and_misses_stop_attempts_for_a
   BOOST_REQUIRE(::posix_fadvise(f.native_handle(), 0, 0, POSIX_FADV_RANDOM) == 0);
   const auto before = svc.stats();
   std::vector<std::byte> back(4096);
+  std::vector<char> path_of;  // per read: 'i' inline, 'm' missed (went on to the ring), 's' no attempt
   for (std::size_t i = 0; i < reads; ++i) {
     // Dropped again before each read: readahead of an earlier read may have
     // brought this range in.
     evict(path, 0, 0);
     error_code ec;
     std::size_t got = 0;
+    const auto s0 = svc.stats();
     f.async_read_at(i * stride, asio::buffer(back), [&](error_code e, std::size_t n) {
       ec = e;
       got = n;
     });
     ctx.restart();
     fsys::test::run(ctx);
+    const auto s1 = svc.stats();
+    const auto inl = s1.inline_reads - s0.inline_reads;
+    const auto fell = s1.inline_read_fallthroughs - s0.inline_read_fallthroughs;
+    BOOST_TEST(inl + fell <= 1u);
+    path_of.push_back(inl ? 'i' : fell ? 'm' : 's');
     BOOST_TEST(!ec);
     BOOST_TEST(got == back.size());
     BOOST_TEST(std::equal(back.begin(), back.end(), data.begin() + static_cast<std::ptrdiff_t>(i * stride)));
   }
   const auto after = svc.stats();
   BOOST_TEST(after.ops_started == before.ops_started + reads);
-  // Four misses in a row, then the file's next reads skip the attempt. (A
+  // The rule: after `nowait_miss_limit` misses in a row the file's next reads
+  // make no attempt, and a read makes no attempt only after such a run. (A
   // RWF_NOWAIT read that misses starts the read of its page, and on a fast
   // disk, a virtual one served from the host's cache, the page is now and
   // then up to date before the attempt gives up: that read completes inline
-  // and the run of misses starts again. So: at least four misses, and some
-  // reads made no attempt at all.)
-  const auto fell = after.inline_read_fallthroughs - before.inline_read_fallthroughs;
-  const auto inl = after.inline_reads - before.inline_reads;
-  BOOST_TEST(fell >= fsys::detail::nowait_miss_limit);
-  BOOST_TEST(fell + inl < reads);
-  if (inl == 0) BOOST_TEST(fell == fsys::detail::nowait_miss_limit);
+  // and the run of misses starts again; a machine on which that happens to
+  // most reads shows no run at all, and only the results are checked.)
+  const std::string seq(path_of.begin(), path_of.end());
+  BOOST_TEST_MESSAGE("cold reads (i inline, m missed, s no attempt): " << seq);
+  const std::size_t limit = fsys::detail::nowait_miss_limit;
+  const std::string run_of_misses(limit, 'm');
+  const auto first_run = seq.find(run_of_misses);
+  if (first_run == std::string::npos) {
+    BOOST_TEST_MESSAGE("no " << limit << " misses in a row here (cold pages came back within the attempt): "
+                             "the miss limit is not observable on this machine");
+    BOOST_TEST(seq.find('s') == std::string::npos);
+  } else {
+    BOOST_TEST(seq.find('s') > first_run + limit - 1);  // nothing skipped before the first run
+    if (first_run + limit < seq.size()) BOOST_TEST(seq[first_run + limit] == 's', seq);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(empty_pipe_goes_to_the_engine_without_an_attempt) {
