@@ -1,18 +1,18 @@
-// A set of io_uring rings for one io_context, one per thread that starts
-// operations, up to `ring_options::rings`.
+// A set of io_uring rings for one io_context run by several threads, up to
+// `ring_options::rings`.
 //
 // Why. One ring means one lock and one submission queue for every thread
 // that runs the io_context: with two threads, each operation's start, submit
 // and reap contend for the same lock and cache lines, and a second thread
 // makes the context slower (measured: 0.83-0.89x of one thread for cached
-// reads). With a ring per thread, a thread submits to and reaps from its own
-// ring under its own lock; the threads share only Asio's scheduler.
+// reads). With several rings, each thread keeps pumping one ring's chains
+// under that ring's lock; the threads share only Asio's scheduler.
 //
 // Which ring runs an operation:
-// - reads and writes go to the calling thread's own ring, assigned
-//   round-robin at its first call. A handler that one ring completes on this
-//   thread and that starts its next read puts it on this thread's ring; the
-//   completing ring's finish() submits that batch too, in the same pass;
+// - reads and writes stay with their chain: one started by a handler that a
+//   ring's finish() runs goes to that ring (which submits it in its next
+//   pass, whichever thread runs it); any other start goes to the calling
+//   thread's own ring, assigned round-robin at its first call;
 // - every other kind (syncs, linked write+fsync, file-system operations,
 //   fixed-buffer IO) goes to the first ring (`home`). The per-file sync rules
 //   (engine::settle) and the per-file op lists that close() cancels are then
@@ -21,6 +21,15 @@
 //   a file is cancelled or closed (rare, and bounded by what is in flight).
 // Every ring watches its own eventfd in the io_context's reactor, so its
 // completions run on whichever thread the reactor hands them to.
+//
+// Sharing. Chains started by one thread would all live on its ring and be
+// pumped by one thread at a time. So the set counts the threads that run
+// its handlers (note_runner) and, asked by a ring's finish() before each
+// pass (share_target), lets a ring carrying `min_gap` or more chains than
+// the least loaded of the first `runners` rings hand it half the
+// difference: those reaped ops complete in the other ring's next pass and
+// their chains continue there. Counts stay even afterwards, so chains move
+// once, not per operation (docs/design.md, "Rings and chains").
 //
 // Cancellation. An op's cancellation link names the ring that owns it (set
 // here before the ring sees the op); a request that reaches the set itself
@@ -43,7 +52,7 @@ namespace {
 // names a destroyed set whose address was reused.
 std::atomic<std::uint64_t> next_set_id{1};
 
-class ring_set final : public engine {
+class ring_set final : public engine, public ring_group {
  public:
   ring_set(asio::execution_context& ctx, const ring_options& opts, unsigned max_rings, std::error_code& ec)
       : ctx_(ctx), opts_(opts), max_rings_(max_rings), id_(next_set_id.fetch_add(1, std::memory_order_relaxed)) {
@@ -108,6 +117,7 @@ class ring_set final : public engine {
       s.reactor_wakeups += r.reactor_wakeups;
       s.queued_waits += r.queued_waits;
       s.fs_ops_on_helper += r.fs_ops_on_helper;
+      s.chains_moved += r.chains_moved;
     }
     s.rings = count();
     return s;
@@ -118,21 +128,16 @@ class ring_set final : public engine {
   // for max_rings_), so readers index it without the lock below `count()`.
   unsigned count() const noexcept { return count_.load(std::memory_order_acquire); }
 
-  static bool any_ring_kind(const op_base* op) noexcept {
-    switch (op->kind_) {
-      case op_kind::read_some:
-      case op_kind::read_full:
-      case op_kind::write_some:
-      case op_kind::write_full:
-        return op->buf_index_ < 0;
-      default:
-        return false;
-    }
-  }
-
   engine& pick(op_base* op) {
     engine* e = rings_[0].get();
-    if (any_ring_kind(op)) e = &thread_ring();
+    if (runs_on_any_ring(op)) {
+      // A chain stays on its ring: an op started by a handler that a ring's
+      // finish() runs goes to that ring, whichever thread runs it (that
+      // finish() submits it in its next pass). Other starts use the calling
+      // thread's ring.
+      e = finishing_ring(this);
+      if (!e) e = &thread_ring();
+    }
     // The owning ring guards the op from here (see the file comment).
     if (op->cancel_link_) op->cancel_link_->owner_.store(e, std::memory_order_release);
     return *e;
@@ -158,20 +163,81 @@ class ring_set final : public engine {
   engine* assign() {
     std::lock_guard lock(grow_);
     const unsigned slot = next_++ % max_rings_;
-    if (slot < count()) return rings_[slot].get();
-    if (!shut_down_) {
-      std::error_code ec;
-      shard_params p{this, false, ring_fd_of(*rings_[0])};
-      if (auto r = make_uring_ring(ctx_, opts_, p, ec)) {
-        rings_.push_back(std::move(r));
-        count_.store(static_cast<unsigned>(rings_.size()), std::memory_order_release);
-        return rings_.back().get();
-      }
-    }
-    // No more rings (memory, limits, shutting down): share the home ring.
-    max_rings_ = count();
+    if (slot < count() || grow_locked()) return rings_[slot].get();
+    // No more rings (memory, limits, shutting down): share the others.
     return rings_[slot % count()].get();
   }
+
+  // Under grow_: appends a ring; false (and no more growth) when none can be
+  // made (memory, limits, shutting down).
+  bool grow_locked() noexcept {
+    if (count() >= max_rings_) return false;
+    if (!shut_down_) {
+      try {
+        std::error_code ec;
+        shard_params p{this, false, ring_fd_of(*rings_[0])};
+        if (auto r = make_uring_ring(ctx_, opts_, p, ec)) {
+          rings_.push_back(std::move(r));
+          count_.store(static_cast<unsigned>(rings_.size()), std::memory_order_release);
+          return true;
+        }
+      } catch (const std::bad_alloc&) {
+      }
+    }
+    max_rings_ = count();
+    return false;
+  }
+
+ public:
+  void note_runner() noexcept override {
+    // Cached per thread for the last few sets; a miss looks the thread up in
+    // the set's own list (a thread counted once whatever the cache forgot).
+    thread_local std::array<std::uint64_t, 8> seen{};
+    thread_local unsigned victim = 0;
+    for (std::uint64_t s : seen)
+      if (s == id_) return;
+    seen[victim] = id_;
+    victim = (victim + 1) % seen.size();
+    std::lock_guard lock(grow_);
+    const std::thread::id me = std::this_thread::get_id();
+    if (std::find(runner_ids_.begin(), runner_ids_.end(), me) != runner_ids_.end()) return;
+    if (runner_ids_.size() < max_rings_) runner_ids_.push_back(me);
+    runners_.store(static_cast<unsigned>(runner_ids_.size()), std::memory_order_relaxed);
+  }
+
+  // Chains are spread over as many rings as threads have run the io_context
+  // (up to max_rings_): a ring with `min_gap` or more chains than the least
+  // loaded of those hands it half the difference, once; from then on each
+  // chain stays where it is (pick), so a thread keeps pumping one ring's
+  // chains and no operation moves again while the counts stay even.
+  engine* share_target(engine& from, int& how_many) noexcept override {
+    const unsigned want = runners_.load(std::memory_order_relaxed);
+    if (want < 2) return nullptr;
+    const int mine = ring_chains(from);
+    if (mine < min_gap) return nullptr;
+    if (count() < want) {
+      std::lock_guard lock(grow_);
+      while (count() < want && grow_locked()) {
+      }
+    }
+    engine* best = nullptr;
+    int least = mine;
+    for (unsigned i = 0, n = std::min(count(), want); i < n; ++i) {
+      engine* r = rings_[i].get();
+      if (r == &from) continue;
+      const int c = ring_chains(*r);
+      if (c < least) {
+        least = c;
+        best = r;
+      }
+    }
+    if (!best || mine - least < min_gap) return nullptr;
+    how_many = (mine - least) / 2;
+    return best;
+  }
+
+ private:
+  static constexpr int min_gap = 8;
 
   asio::execution_context& ctx_;
   ring_options opts_;
@@ -182,6 +248,10 @@ class ring_set final : public engine {
   bool shut_down_ = false;
   std::vector<std::unique_ptr<engine>> rings_;
   std::atomic<unsigned> count_{0};
+  // Threads that ran the set's handlers (flush, completion, rescue), up to
+  // max_rings_: how many rings should carry chains.
+  std::vector<std::thread::id> runner_ids_;
+  std::atomic<unsigned> runners_{0};
 };
 
 }  // namespace

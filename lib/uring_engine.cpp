@@ -273,6 +273,7 @@ class uring_engine final : public engine {
         return;
       }
       list_op(op);
+      count_chain(op);
       lane_of(op).queued.push_back(op);
       // finish() submits ops its handlers start right after them, in one
       // batch. A flush is posted all the same whenever none is scheduled: a
@@ -307,6 +308,7 @@ class uring_engine final : public engine {
         return true;
       }
       list_op(op);
+      count_chain(op);
       submit_own(op, done);
     }
     finish(done);
@@ -498,6 +500,7 @@ class uring_engine final : public engine {
     s.reactor_wakeups = wakeups_.load(std::memory_order_relaxed);
     s.queued_waits = queued_waits_.load(std::memory_order_relaxed);
     s.fs_ops_on_helper = helper_ops_.load(std::memory_order_relaxed);
+    s.chains_moved = moved_.load(std::memory_order_relaxed);
     s.rings = 1;
     // Ops handed to the helper were counted in ops_started here; the helper
     // completes them (and counts them) itself.
@@ -545,6 +548,7 @@ class uring_engine final : public engine {
 
   // One batch: runs on the io_context.
   void flush() {
+    if (set_) set_->note_runner();
     op_queue done;
     {
       std::lock_guard lock(mutex_);
@@ -572,6 +576,7 @@ class uring_engine final : public engine {
     rescue_.expires_after(rescue_delay);
     rescue_.async_wait([this](const boost::system::error_code& ec) {
       if (ec == asio::error::operation_aborted) return;  // shutdown: `this` may be gone
+      if (set_) set_->note_runner();
       op_queue done;
       {
         std::lock_guard lock(mutex_);
@@ -587,6 +592,7 @@ class uring_engine final : public engine {
   void on_wakeup(const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted) return;
     wakeups_.fetch_add(1, std::memory_order_relaxed);
+    if (set_) set_->note_runner();
     op_queue done;
     {
       std::lock_guard lock(mutex_);
@@ -615,7 +621,13 @@ class uring_engine final : public engine {
     bool post_flush = false;
     try {
       for (int pass = 0;; ++pass) {
-        complete_all(done, [](op_queue&) {});
+        if (set_) share_chains(done);
+        // As complete_all, each op leaving its ring's chain count just before
+        // its handler runs (which usually starts the chain's next op at once).
+        while (op_base* op = done.pop()) {
+          uncount_chain(op);
+          op->complete_(op, true);
+        }
         // The handlers may have started ops on this ring and on the calling
         // thread's own ring of the same set (see `start`): submit both.
         const bool last = pass == max_inline_passes;
@@ -648,6 +660,67 @@ class uring_engine final : public engine {
     if (post_flush) schedule_flush();
   }
 
+  // Chain accounting (ring_set only; see ring_chains).
+  void count_chain(op_base* op) noexcept {
+    if (!set_ || !runs_on_any_ring(op)) return;
+    op->chain_ring_ = this;
+    chains_.fetch_add(1, std::memory_order_relaxed);
+  }
+  static void uncount_chain(op_base* op) noexcept {
+    if (auto* r = static_cast<uring_engine*>(std::exchange(op->chain_ring_, nullptr)))
+      r->chains_.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Before a finish() pass completes `done`: when the set says another ring
+  // should carry some of this ring's chains (an io_context run by more
+  // threads than rings carrying work), that many of the reaped ops are
+  // completed by that ring's next pass instead, and the ops their handlers
+  // start stay there (see ring_set::pick). Only ops counted on this ring
+  // move; the rest of `done` stays in order.
+  void share_chains(op_queue& done) {
+    int n = 0;
+    engine* to = set_->share_target(*this, n);
+    if (!to || n <= 0) return;
+    op_queue keep, move;
+    int moved = 0;
+    while (op_base* op = done.pop()) {
+      if (moved < n && op->chain_ring_ == this) {
+        move.push_back(op);
+        ++moved;
+      } else {
+        keep.push_back(op);
+      }
+    }
+    if (moved > 0 && !ring_adopt(*this, *to, move, moved)) keep.splice(move);
+    done.splice(keep);
+  }
+
+ public:
+  int chains() const noexcept { return chains_.load(std::memory_order_relaxed); }
+
+  // Takes `ops` from another ring of the set (see share_chains).
+  bool adopt(uring_engine& from, op_queue& ops, int n) {
+    bool post_flush = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (shut_down_) return false;
+      for (op_base* op = ops.front(); op; op = op->next_) op->chain_ring_ = this;
+      from.chains_.fetch_sub(n, std::memory_order_relaxed);
+      chains_.fetch_add(n, std::memory_order_relaxed);
+      moved_.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+      // The next pump hands them to finish() (pump splices finished_ first).
+      finished_.splice(ops);
+      if (!flush_scheduled_) flush_scheduled_ = post_flush = true;
+    }
+    if (post_flush) schedule_flush();
+    return true;
+  }
+
+  static engine* finishing_of(const ring_group* set) noexcept {
+    return finishing_ && finishing_->set_ == set ? finishing_ : nullptr;
+  }
+
+ private:
   // Submits the ops handlers started on this ring during a finish() pass and
   // reaps into `done`; on the last pass (or when shutting down) leaves them
   // to a posted flush instead (`post_flush` set). Returns whether it pumped.
@@ -1187,7 +1260,10 @@ class uring_engine final : public engine {
 
   context_executor ctx_;  // the io_context (or thread pool) the ring serves
   ring_options opts_;
-  const void* set_ = nullptr;  // the ring_set this ring belongs to, if any
+  ring_group* set_ = nullptr;  // the ring_set this ring belongs to, if any
+  // Chains on this ring (see ring_chains): ops of the kinds any ring runs,
+  // started here and not yet handed to their handlers.
+  std::atomic<int> chains_{0};
   bool home_ = true;           // the set's first ring (or a ring alone)
   int attach_wq_fd_ = -1;
   // File-system kinds: those the ring has (probe, FSYS_TEST_DISABLE_OPS),
@@ -1241,7 +1317,7 @@ class uring_engine final : public engine {
   std::uint64_t generation_;
 
   std::atomic<std::uint64_t> ops_started_{0}, enter_calls_{0}, sqes_submitted_{0}, cqes_reaped_{0}, ops_completed_{0},
-      wakeups_{0}, queued_waits_{0};
+      wakeups_{0}, queued_waits_{0}, moved_{0};
 };
 
 thread_local uring_engine* uring_engine::finishing_ = nullptr;
@@ -1261,6 +1337,14 @@ std::unique_ptr<engine> make_uring_ring(asio::execution_context& ctx, const ring
 }
 
 int ring_fd_of(engine& e) noexcept { return static_cast<uring_engine&>(e).ring_fd(); }
+
+engine* finishing_ring(const ring_group* set) noexcept { return set ? uring_engine::finishing_of(set) : nullptr; }
+
+int ring_chains(engine& e) noexcept { return static_cast<uring_engine&>(e).chains(); }
+
+bool ring_adopt(engine& from, engine& to, op_queue& ops, int n) {
+  return static_cast<uring_engine&>(to).adopt(static_cast<uring_engine&>(from), ops, n);
+}
 
 // ---- fork detection ---------------------------------------------------------
 

@@ -36,6 +36,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <memory>
 #include <thread>
@@ -515,6 +516,77 @@ BOOST_AUTO_TEST_CASE(each_thread_gets_its_own_ring_and_close_cancels_reads_on_al
   while (aborted.load() + other.load() < 3 && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
   BOOST_TEST(aborted.load() == 3);
   BOOST_TEST(other.load() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(two_threads_running_one_io_context_share_the_chains_once) {
+  // 64 chains of cached reads (each handler starts the chain's next read),
+  // all started by this thread outside any handler, so all on its ring; then
+  // two threads run the io_context on the ring path. The ring carrying all
+  // 64 hands half of them to a second ring once the second thread has run
+  // one of the rings' handlers, and from then on each chain stays on its
+  // ring (the ring that completed a read takes the next). So: two rings,
+  // chains moved about 32 times (a few more as chains end unevenly; never
+  // per read), both threads resume a fair share, every read correct.
+  asio::io_context ctx;
+  fsys::ring_options opts;
+  opts.rings = 2;
+  opts.inline_fast_path = false;
+  auto& service = fsys::test::make_ring(ctx, opts);
+  if (service.active_backend() != fsys::backend::io_uring) {
+    BOOST_TEST_MESSAGE("skipped: rings are an io_uring matter (psync backend)");
+    return;
+  }
+  temp_dir dir;
+  constexpr std::size_t block = 4096, blocks = 256;
+  const auto data = pattern(block * blocks, 21);
+  fsys::test::write_file(dir.file("chains.dat"), data);
+  (void)read_file(dir.file("chains.dat"));  // in the page cache
+  fsys::file f(ctx, dir.file("chains.dat"), O_RDONLY);
+
+  constexpr int chains = 64, reads_per_chain = 300;
+  const std::thread::id first = std::this_thread::get_id();
+  std::atomic<int> on_first{0}, on_second{0}, wrong{0}, done{0};
+  struct chain {
+    fsys::file* f;
+    std::array<std::byte, block> buf{};
+    std::size_t next = 0;
+    int left = reads_per_chain;
+  };
+  std::vector<chain> cs(chains);
+  std::function<void(chain&)> start = [&](chain& c) {
+    const std::size_t at = c.next;
+    c.f->async_read_at(at * block, asio::buffer(c.buf), [&, at](error_code ec, std::size_t n) {
+      (std::this_thread::get_id() == first ? on_first : on_second).fetch_add(1, std::memory_order_relaxed);
+      if (ec || n != block || std::memcmp(c.buf.data(), data.data() + at * block, block) != 0) wrong.fetch_add(1);
+      if (--c.left == 0) {
+        done.fetch_add(1);
+        return;
+      }
+      c.next = (c.next * 7 + 13) % blocks;
+      start(c);
+    });
+  };
+  for (int i = 0; i < chains; ++i) {
+    cs[i].f = &f;
+    cs[i].next = static_cast<std::size_t>(i) % blocks;
+    start(cs[i]);
+  }
+  std::thread second([&] { ctx.run(); });
+  ctx.run();
+  second.join();
+
+  const fsys::engine_stats st = service.stats();
+  BOOST_TEST(done.load() == chains);
+  BOOST_TEST(wrong.load() == 0);
+  BOOST_TEST(on_first.load() + on_second.load() == chains * reads_per_chain);
+  BOOST_TEST_MESSAGE("chains moved " << st.chains_moved << ", reads resumed by each thread " << on_first.load()
+                                     << " / " << on_second.load());
+  BOOST_TEST(st.rings == 2u);
+  BOOST_TEST(st.chains_moved >= 8u);
+  BOOST_TEST(st.chains_moved <= 3u * chains);
+  const int share = chains * reads_per_chain / 10;
+  BOOST_TEST(on_first.load() >= share);
+  BOOST_TEST(on_second.load() >= share);
 }
 
 BOOST_AUTO_TEST_CASE(one_ring_when_asked_or_single_issuer) {

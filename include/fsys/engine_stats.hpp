@@ -55,8 +55,17 @@ struct engine_stats {
   /// Inline write attempts that fell through to the engine.
   std::uint64_t inline_write_fallthroughs = 0;
   /// io_uring rings the io_context uses: one per thread that started
-  /// operations, up to `ring_options::rings` (0 on the psync backend).
+  /// operations, and one per thread that ran the io_context while reads and
+  /// writes were shared out (see `chains_moved`), up to
+  /// `ring_options::rings` (0 on the psync backend).
   std::uint64_t rings = 0;
+  /// io_uring backend, an io_context run by several threads: completed reads
+  /// and writes whose handlers another ring ran, so that the operations
+  /// those handlers start (the next read of a coroutine, say) go to that
+  /// ring from then on. A ring carrying 8 or more such chains of operations
+  /// more than another hands over half the difference, once; this stays
+  /// near half the number of chains unless their count changes.
+  std::uint64_t chains_moved = 0;
   /// `basic_file::async_open` calls completed by the inline fast path: an
   /// `openat2` with `RESOLVE_CACHED` in the initiating thread found every
   /// path component in the dentry cache (the file is open), or failed with

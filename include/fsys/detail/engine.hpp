@@ -138,9 +138,39 @@ std::uint64_t fork_generation() noexcept;
 std::unique_ptr<engine> make_uring_engine(asio::execution_context& ctx, const ring_options& options,
                                           std::error_code& ec);
 
+/// Whether `op` may run on any ring of a ring_set (reads and writes without
+/// registered buffers); every other kind runs on the set's first ring.
+inline bool runs_on_any_ring(const op_base* op) noexcept {
+  switch (op->kind_) {
+    case op_kind::read_some:
+    case op_kind::read_full:
+    case op_kind::write_some:
+    case op_kind::write_full:
+      return op->buf_index_ < 0;
+    default:
+      return false;
+  }
+}
+
+/// What a ring asks the ring_set it belongs to (lib/ring_set.cpp).
+class ring_group {
+ public:
+  /// The calling thread runs one of the set's handlers, so it runs the
+  /// io_context: counted once per thread.
+  virtual void note_runner() noexcept = 0;
+  /// Asked by `from`'s finish() before it completes a batch: the ring that
+  /// should take over `how_many` of `from`'s chains (operations whose
+  /// handlers start the next one on the ring that completed them), or null
+  /// to keep them all.
+  virtual engine* share_target(engine& from, int& how_many) noexcept = 0;
+
+ protected:
+  ~ring_group() = default;
+};
+
 /// Where a ring stands in a ring_set.
 struct shard_params {
-  const void* set = nullptr;  ///< the set, or null for a ring alone
+  ring_group* set = nullptr;  ///< the set, or null for a ring alone
   bool home = true;           ///< the first ring: runs every kind, keeps the file lists
   int attach_wq_fd = -1;      ///< IORING_SETUP_ATTACH_WQ to this ring fd
 };
@@ -149,6 +179,17 @@ std::unique_ptr<engine> make_uring_ring(asio::execution_context& ctx, const ring
                                         const shard_params& shard, std::error_code& ec);
 /// The ring fd of an engine made by `make_uring_ring`.
 int ring_fd_of(engine& e) noexcept;
+/// The ring of `set` whose finish() the calling thread is running (whose
+/// handlers it is completing), or null.
+engine* finishing_ring(const ring_group* set) noexcept;
+/// The chains of a ring made by `make_uring_ring`: operations of the kinds
+/// `runs_on_any_ring` accepts that were started on it and whose handlers
+/// have not run yet.
+int ring_chains(engine& e) noexcept;
+/// Moves `ops` (reaped by `from`, handlers not run yet) to `to`, whose next
+/// pass completes them, so that the operations their handlers start go to
+/// `to`. Returns false, moving nothing, when `to` is shutting down.
+bool ring_adopt(engine& from, engine& to, op_queue& ops, int n);
 /// Builds the pread/pwrite engine for `ctx`.
 std::unique_ptr<engine> make_psync_engine(asio::execution_context& ctx, const ring_options& options);
 

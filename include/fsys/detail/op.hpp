@@ -219,6 +219,9 @@ struct op_base {
   op_base* next_ = nullptr;       ///< engine queue link
   op_base* cancel_next_ = nullptr;  ///< io_uring engine: ops awaiting an ASYNC_CANCEL SQE
   op_base* cancel_prev_ = nullptr;
+  /// io_uring ring_set: the ring whose chain count holds this op, from its
+  /// start until just before its handler runs (see `ring_chains`).
+  void* chain_ring_ = nullptr;
   op_base* kernel_next_ = nullptr;  ///< io_uring engine: list of ops in the kernel
   op_base* kernel_prev_ = nullptr;
   op_base* file_next_ = nullptr;  ///< per-file list of unfinished ops
