@@ -97,13 +97,17 @@ struct ring_options {
   bool sqpoll = false;
   /// Idle time before the SQPOLL thread sleeps, in milliseconds.
   std::uint32_t sqpoll_idle_ms = 1000;
-  /// io_uring rings one io_context may use at most. Each thread that starts
-  /// reads and writes gets its own ring (made at its first operation,
-  /// assigned round-robin beyond this count), so threads running one
-  /// io_context do not contend for one ring and its lock; syncs and
-  /// file-system operations always use the first ring. 0 (the default) means
-  /// one per CPU (`std::thread::hardware_concurrency()`, at most 64); 1 means
-  /// a single ring. A single-issuer or SQPOLL ring is always alone.
+  /// io_uring rings one io_context may use at most, so that threads running
+  /// one io_context do not contend for one ring and its lock. A read or
+  /// write started by a handler stays on the ring that completed that
+  /// handler's operation; other starts use the calling thread's ring (made at
+  /// its first operation, assigned round-robin beyond this count); when more
+  /// threads run the io_context than rings carry work, the busiest ring hands
+  /// some of those chains of operations to another once
+  /// (`engine_stats::chains_moved`). Syncs and file-system operations always
+  /// use the first ring. 0 (the default) means one per CPU
+  /// (`std::thread::hardware_concurrency()`, at most 64); 1 means a single
+  /// ring. A single-issuer or SQPOLL ring is always alone.
   std::uint32_t rings = 0;
   /// Worker threads of the psync backend.
   std::uint32_t psync_threads = 4;
