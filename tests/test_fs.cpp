@@ -675,8 +675,16 @@ void cancelled_opens(const fs::path& path, bool inline_fast_path) {
   }
   BOOST_TEST_MESSAGE("cancelled opens: " << aborted << " aborted, " << opened << " completed");
   if (svc.inline_fast_path()) {  // the option, or FSYS_INLINE_FAST_PATH=1
-    BOOST_TEST(opened == 200);
-    BOOST_TEST(svc.stats().inline_opens == 200u);
+    // Every open is tried inline; one made there is complete before any
+    // cancellation, so only those that went on to the engine may be aborted.
+    // (An RESOLVE_CACHED walk may still give up on a cached path, e.g. when
+    // another process changes a parent directory during the walk.)
+    const fsys::engine_stats st = svc.stats();
+    BOOST_TEST_MESSAGE("inline opens " << st.inline_opens << ", to the engine " << st.inline_open_fallthroughs);
+    BOOST_TEST(st.inline_opens + st.inline_open_fallthroughs == 200u);
+    BOOST_TEST(st.inline_opens >= 100u);
+    BOOST_TEST(static_cast<std::uint64_t>(opened) >= st.inline_opens);
+    BOOST_TEST(static_cast<std::uint64_t>(aborted) <= st.inline_open_fallthroughs);
   } else {
     BOOST_TEST(aborted > 0);
   }
