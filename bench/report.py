@@ -248,6 +248,8 @@ THREAD_VARIANTS = {
                            "32 coroutines; fast path off",
     "fsys_ctx_per_thread_fast": "the same with the fast path on",
     "pread": "T threads calling pread (one operation in flight per thread)",
+    "preadv2_nowait": "T threads calling preadv2 with RWF_NOWAIT, the call the inline fast path makes for each "
+                      "cached read (the floor of any read that must never block its thread)",
     "pwrite": "T threads calling pwrite",
 }
 
