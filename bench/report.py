@@ -319,6 +319,8 @@ def targets(res):
             by = ""
         elif higher_is_better:
             by = f" — missed by {(1 - value / thr) * 100:.0f}% (needs {thr / value:.2f}× more)"
+        elif thr == 0:
+            by = " — missed"
         else:
             by = f" — missed by {(value / thr - 1) * 100:.0f}%"
         shown = f"{value:.4f}" if unit == "" else f"{value:.2f}"
