@@ -698,7 +698,12 @@ class uring_engine final : public engine {
  public:
   int chains() const noexcept { return chains_.load(std::memory_order_relaxed); }
 
-  // Takes `ops` from another ring of the set (see share_chains).
+  // Takes `ops` from another ring of the set (see share_chains). Why this is
+  // sound: every op here was reaped by `from` (its result is final, all its
+  // CQEs are back, its cancellation link is detached), so the kernel holds
+  // none of its buffers and no cancel request can reach it; only its handler
+  // is left to run, on whichever thread pumps this ring next (or, at
+  // shutdown, to be destroyed with this ring's finished ops).
   bool adopt(uring_engine& from, op_queue& ops, int n) {
     bool post_flush = false;
     {
