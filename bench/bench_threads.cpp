@@ -330,22 +330,20 @@ void register_thread_benchmarks() {
           set_thread_counters(st, threads, r, cpu);
         });
       }
-      const char* sys = is_read(w.mode) ? "/pread" : "/pwrite";
-      add(std::string(w.name) + sys + t, [w, threads](benchmark::State& st) {
-        run_result r;
-        double cpu = 0;
-        for (auto _ : st) r = run_syscall_threads(w.mode, threads, w.ops_per_thread, max_case_seconds, cpu);
-        report(st, r);
-        set_thread_counters(st, threads, r, cpu);
-      });
-      if (w.mode != op_mode::read_cache) continue;
-      add(std::string(w.name) + "/preadv2_nowait" + t, [w, threads](benchmark::State& st) {
-        run_result r;
-        double cpu = 0;
-        for (auto _ : st) r = run_syscall_threads(w.mode, threads, w.ops_per_thread, max_case_seconds, cpu, true);
-        report(st, r);
-        set_thread_counters(st, threads, r, cpu);
-      });
+      // The system-call references: pread/pwrite, and for cached reads also
+      // preadv2(RWF_NOWAIT), the fast path's own call.
+      for (bool nowait : {false, true}) {
+        if (nowait && w.mode != op_mode::read_cache) continue;
+        const char* sys = nowait ? "/preadv2_nowait" : is_read(w.mode) ? "/pread" : "/pwrite";
+        add(std::string(w.name) + sys + t, [w, threads, nowait](benchmark::State& st) {
+          run_result r;
+          double cpu = 0;
+          for (auto _ : st)
+            r = run_syscall_threads(w.mode, threads, w.ops_per_thread, max_case_seconds, cpu, nowait);
+          report(st, r);
+          set_thread_counters(st, threads, r, cpu);
+        });
+      }
     }
   }
 }
