@@ -143,21 +143,31 @@ class ring_set final : public engine, public ring_group {
     return *e;
   }
 
-  // The calling thread's ring: cached per thread for the last few sets it
-  // used, assigned round-robin (made on first use) otherwise.
-  engine& thread_ring() {
-    struct entry {
-      std::uint64_t set = 0;
-      engine* ring = nullptr;
-    };
-    thread_local std::array<entry, 4> cache{};
+  // What the calling thread knows of this set, cached per thread for the
+  // last few sets it used: its ring (null until it starts a read or write)
+  // and whether it was counted as a runner. An entry that was evicted is
+  // made again; the runner list below keeps the count exact.
+  struct thread_entry {
+    std::uint64_t set = 0;
+    engine* ring = nullptr;
+    bool runner = false;
+  };
+  thread_entry& local() noexcept {
+    thread_local std::array<thread_entry, 8> cache{};
     thread_local unsigned victim = 0;
-    for (const entry& c : cache)
-      if (c.set == id_) return *c.ring;
-    engine* r = assign();
-    cache[victim] = entry{id_, r};
+    for (thread_entry& c : cache)
+      if (c.set == id_) return c;
+    thread_entry& e = cache[victim];
     victim = (victim + 1) % cache.size();
-    return *r;
+    e = thread_entry{id_, nullptr, false};
+    return e;
+  }
+
+  // The calling thread's ring, assigned round-robin (made on first use).
+  engine& thread_ring() {
+    thread_entry& e = local();
+    if (!e.ring) e.ring = assign();
+    return *e.ring;
   }
 
   engine* assign() {
@@ -190,14 +200,11 @@ class ring_set final : public engine, public ring_group {
 
  public:
   void note_runner() noexcept override {
-    // Cached per thread for the last few sets; a miss looks the thread up in
-    // the set's own list (a thread counted once whatever the cache forgot).
-    thread_local std::array<std::uint64_t, 8> seen{};
-    thread_local unsigned victim = 0;
-    for (std::uint64_t s : seen)
-      if (s == id_) return;
-    seen[victim] = id_;
-    victim = (victim + 1) % seen.size();
+    // A thread is looked up in the set's own list once per cache entry (it
+    // is counted once whatever the cache forgot).
+    thread_entry& e = local();
+    if (e.runner) return;
+    e.runner = true;
     std::lock_guard lock(grow_);
     const std::thread::id me = std::this_thread::get_id();
     if (std::find(runner_ids_.begin(), runner_ids_.end(), me) != runner_ids_.end()) return;
