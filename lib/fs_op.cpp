@@ -23,38 +23,23 @@ namespace {
 // A few recycled blocks per thread. Ops usually end on the thread that
 // started them (the io_context's), so the cache stays warm; a block freed on
 // another thread simply joins that thread's cache.
-struct fs_args_cache {
-  static constexpr int capacity = recycle_blocks ? 8 : 0;
-  fs_args* blocks[8] = {};
-  int count = 0;
-  bool alive = true;  // false once the thread's cache is gone (thread exit)
-  ~fs_args_cache() {
-    alive = false;
-    while (count > 0) delete blocks[--count];
-  }
-};
-FSYS_HOT_TLS thread_local fs_args_cache args_cache;
+void free_args_block(fs_args* a) noexcept { delete a; }
+using args_cache = thread_cache<fs_args, recycle_blocks ? 8 : 0, free_args_block>;
 
 }  // namespace
 
-void release_fs_args_cache() noexcept {
-  while (args_cache.alive && args_cache.count > 0) delete args_cache.blocks[--args_cache.count];
-}
+void release_fs_args_cache() noexcept { args_cache::clear(); }
 
 fs_args* fs_args::make() {
-  if (args_cache.alive && args_cache.count > 0) return args_cache.blocks[--args_cache.count];
+  if (fs_args* a = args_cache::take()) return a;
   return new fs_args;
 }
 
 void fs_args::recycle(fs_args* a) noexcept {
   if (!a) return;
   if (a->owned_fd >= 0) ::close(a->owned_fd);
-  if (!args_cache.alive || args_cache.count == fs_args_cache::capacity) {
-    a->owned_fd = -1;
-    delete a;
-    return;
-  }
-  // Back to the default values; clear() keeps the strings' buffers.
+  // Back to the default values (clear() keeps the strings' buffers), then to
+  // the thread's cache, or freed when that is full.
   a->path.clear();
   a->path2.clear();
   a->dirfd = a->dirfd2 = AT_FDCWD;
@@ -66,7 +51,7 @@ void fs_args::recycle(fs_args* a) noexcept {
   a->stx = {};
   a->owned_fd = -1;
   a->ring_refused = nullptr;
-  args_cache.blocks[args_cache.count++] = a;
+  if (!args_cache::give(a)) delete a;
 }
 
 std::error_code check_path(const std::string& p) noexcept {

@@ -31,37 +31,24 @@ namespace {
 // files a loop thread opens and closes at once (32 requests in flight, each
 // advancing one step per pass, keep about 32 open): 32 blocks of
 // sizeof(file_handle) (112 bytes on x86-64), 3.5 KiB per thread.
-struct handle_cache {
-  static constexpr int capacity = recycle_blocks ? 32 : 0;
-  void* blocks[32] = {};
-  int count = 0;
-  bool alive = true;
-  ~handle_cache() {
-    alive = false;
-    while (count > 0) ::operator delete(blocks[--count]);
-  }
-};
-FSYS_HOT_TLS thread_local handle_cache handles;
+void free_handle_block(void* p) noexcept { ::operator delete(p); }
+using handle_cache = thread_cache<void, recycle_blocks ? 32 : 0, free_handle_block>;
 
 }  // namespace
 
 void release_thread_caches() noexcept {
-  while (handles.alive && handles.count > 0) ::operator delete(handles.blocks[--handles.count]);
+  handle_cache::clear();
   release_fs_args_cache();
 }
 
 void* file_handle::operator new(std::size_t size) {
-  if (size == sizeof(file_handle) && handles.alive && handles.count > 0) return handles.blocks[--handles.count];
+  if (size == sizeof(file_handle))
+    if (void* p = handle_cache::take()) return p;
   return ::operator new(size);
 }
 
 void file_handle::operator delete(void* p) noexcept {
-  if (!p) return;
-  if (handles.alive && handles.count < handle_cache::capacity) {
-    handles.blocks[handles.count++] = p;
-    return;
-  }
-  ::operator delete(p);
+  if (p && !handle_cache::give(p)) ::operator delete(p);
 }
 
 file_handle* file_handle::create(int fd, bool owns_fd) {

@@ -39,6 +39,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "hot_tls.hpp"
 #include "context_executor.hpp"
 #include "ring_mapping.hpp"
 
@@ -1306,9 +1307,9 @@ class uring_engine final : public engine {
   bool batch_pending_ = false;  // ops queued by handlers that finish() runs
   static constexpr int max_inline_passes = 16;
   // The engine whose completions this thread is running in finish(), if any.
-  static thread_local uring_engine* finishing_;
+  FSYS_HOT_TLS static thread_local uring_engine* finishing_;
   // Another ring of the same set that handlers run by finishing_ started ops on.
-  static thread_local uring_engine* also_pump_;
+  FSYS_HOT_TLS static thread_local uring_engine* also_pump_;
   bool flush_scheduled_ = false;
   std::thread::id batch_taker_;  // the thread whose finish() submits the batch
   bool rescue_armed_ = false;
@@ -1325,8 +1326,8 @@ class uring_engine final : public engine {
       wakeups_{0}, queued_waits_{0}, moved_{0};
 };
 
-thread_local uring_engine* uring_engine::finishing_ = nullptr;
-thread_local uring_engine* uring_engine::also_pump_ = nullptr;
+FSYS_HOT_TLS thread_local uring_engine* uring_engine::finishing_ = nullptr;
+FSYS_HOT_TLS thread_local uring_engine* uring_engine::also_pump_ = nullptr;
 
 }  // namespace
 

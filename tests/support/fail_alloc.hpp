@@ -9,4 +9,8 @@ namespace fsys::test {
 /// std::bad_alloc) or disarms (n < 0) failure injection for this thread.
 void fail_allocation(long n) noexcept;
 
+/// Allocations made through the global operator new (any thread) minus the
+/// non-null pointers given back to operator delete, since the process began.
+long live_allocations() noexcept;
+
 }  // namespace fsys::test
