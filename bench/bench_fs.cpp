@@ -4,7 +4,9 @@
 // use_awaitable on io_uring and on the psync backend; the co_* forms on
 // io_uring), with the same four system calls made blocking on the loop
 // thread, and with those calls each followed by a post through the
-// io_context (the floor of a form that completes through handlers).
+// io_context (the floor of a form that completes through handlers), and
+// with each call made inside a coroutine of its own (the floor of a
+// coroutine form built on asio::awaitable).
 #include "cases.hpp"
 #include "common.hpp"
 
@@ -175,6 +177,46 @@ asio::awaitable<void> posts_worker(asio::io_context& ctx, budget& b, unsigned se
   }
 }
 
+// The floor of the coroutine forms: each of the four blocking calls made
+// inside a nested asio::awaitable of its own, as co_open, co_stat,
+// co_read_at and co_close are, with one trip through the io_context every
+// 16 requests (the co forms' inline-resume limit: 64 inline completions per
+// thread, then one through the queue). What is left between this row and
+// the co forms is fsys's own code and its choice of system calls.
+asio::awaitable<int> frame_open(const char* path) { co_return ::open(path, O_RDONLY | O_CLOEXEC); }
+
+asio::awaitable<std::uint64_t> frame_stat(int fd) {
+  struct statx stx;
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS, &stx) != 0) fail("statx");
+  co_return stx.stx_size;
+}
+
+asio::awaitable<long> frame_read(int fd, std::byte* buf) { co_return ::pread(fd, buf, block_size, 0); }
+
+asio::awaitable<int> frame_close(int fd) { co_return ::close(fd); }
+
+asio::awaitable<void> frames_worker(asio::io_context& ctx, budget& b, unsigned seed, std::uint64_t& done) {
+  const auto& paths = small_tree();
+  block_buffer buf;
+  block_picker pick(seed, paths.size());
+  unsigned requests = 0;
+  while (b.take()) {
+    const std::uint64_t i = pick.next();
+    const int fd = co_await frame_open(paths[i].c_str());
+    if (fd < 0) fail("open");
+    if (co_await frame_stat(fd) != block_size) fail("statx size");
+    check_small(buf.p, co_await frame_read(fd, buf.p), i, "blocking serve in frames");
+    if (co_await frame_close(fd) != 0) fail("close");
+    if (++requests % 16 == 0) co_await asio::post(ctx, asio::as_tuple(asio::use_awaitable));
+    ++done;
+  }
+}
+
+run_result run_blocking_in_frames(budget& b) {
+  asio::io_context ctx(1);
+  return run_workers(ctx, b, frames_worker);
+}
+
 run_result run_blocking_with_posts(budget& b) {
   asio::io_context ctx(1);
   return run_workers(ctx, b, posts_worker);
@@ -209,16 +251,20 @@ run_result run_blocking(budget& b) {
 }  // namespace
 
 void register_fs_benchmarks() {
-  for (int v = 0; v < 5; ++v) {
+  for (int v = 0; v < 6; ++v) {
     static const char* names[] = {"serve_small_file_d32/fsys_async_ctx1", "serve_small_file_d32/blocking_syscalls",
-                                  "serve_small_file_d32/psync_co", "serve_small_file_d32/fsys_co_forms_ctx1",
-                                  "serve_small_file_d32/blocking_plus_4_posts"};
+                                  "serve_small_file_d32/psync_co",         "serve_small_file_d32/fsys_co_forms_ctx1",
+                                  "serve_small_file_d32/blocking_plus_4_posts",
+                                  "serve_small_file_d32/blocking_in_4_frames"};
     add(names[v], [v](benchmark::State& st) {
       small_tree();
       run_result r;
       for (auto _ : st) {
         budget b(serve_ops, max_case_seconds);
-        r = v == 1 ? run_blocking(b) : v == 4 ? run_blocking_with_posts(b) : run_fsys(v == 2, v == 3, b);
+        r = v == 1   ? run_blocking(b)
+            : v == 4 ? run_blocking_with_posts(b)
+            : v == 5 ? run_blocking_in_frames(b)
+                     : run_fsys(v == 2, v == 3, b);
       }
       report(st, r);
     });

@@ -306,6 +306,33 @@ def threads_table(res, case):
     return "\n".join(out)
 
 
+SERVE_CASE = "serve_small_file_d32"
+SERVE_ROWS = [
+    ("blocking_syscalls", "open + statx + pread + close, blocking, one request after the other on the loop thread"),
+    ("blocking_in_4_frames", "the same four calls, each inside a nested `asio::awaitable` of its own, 32 coroutines, "
+     "a trip through the io_context every 16 requests: the floor of a coroutine form"),
+    ("blocking_plus_4_posts", "the same four calls, each followed by `co_await asio::post`, 32 coroutines: the floor "
+     "of a form that completes through handlers"),
+    ("fsys_co_forms_ctx1", "`co_open`, `co_stat`, `co_read_at`, `co_close`, 32 coroutines, `io_context{1}`"),
+    ("fsys_async_ctx1", "`async_open`, `async_stat`, `async_read_at`, `async_close` with `as_tuple(use_awaitable)`"),
+    ("psync_co", "the `async_*` forms on the psync backend"),
+]
+
+
+def serve_table(res):
+    rows = res.get(SERVE_CASE, {})
+    base = get(res, SERVE_CASE, "blocking_syscalls")
+    out = ["| variant | what it does | requests/s | ns/request | × blocking | allocs/request |",
+           "|---|---|---:|---:|---:|---:|"]
+    for impl, desc in SERVE_ROWS:
+        if impl not in rows:
+            continue
+        v = get(res, SERVE_CASE, impl)
+        out.append(f"| `{impl}` | {desc} | {fmt_num(v)} | {fmt_num(get(res, SERVE_CASE, impl, 'ns_per_op'))} | "
+                   f"{fmt_ratio(ratio(v, base))} | {fmt_num(get(res, SERVE_CASE, impl, 'allocs_per_op'), 4)} |")
+    return "\n".join(out)
+
+
 def targets(res):
     """(description, measured text, met: True/False/None)."""
     out = []
@@ -375,6 +402,11 @@ def targets(res):
             ratio(get(res, prefix + "16t", "blocking_ring"), get(res, prefix + "16t", "seed_owner_thread")), 3.0)
         add(f"blocking_ring {kind}, 1 thread vs plain {plain}",
             ratio(get(res, prefix + "1t", "blocking_ring"), get(res, prefix + "1t", plain)), 0.8)
+    # Serving small files (issue 13).
+    c = SERVE_CASE
+    for impl in ("fsys_co_forms_ctx1", "fsys_async_ctx1"):
+        add(f"serving a small cached file, `{impl}` vs the blocking calls",
+            ratio(get(res, c, impl), get(res, c, "blocking_syscalls")), 0.8)
     # Thread scaling (issue 15), at 2 threads.
     c = "threads_randread_cache_d32"
     for v in ("fsys_one_ctx", "fsys_one_ctx_fast"):
@@ -549,6 +581,12 @@ def main():
             continue  # overwrite_xfs_d1 without an XFS mount (scripts/bench says why)
         w(f"## {title} (`{case}`)\n")
         w(throughput_table(res, case))
+        w("")
+    if SERVE_CASE in res:
+        w(f"## Serving a small cached file per request (`{SERVE_CASE}`, issue 13)\n")
+        w("1024 files of 4 KiB, all cached; each request opens a random one, stats it, reads 4 KiB and closes it; "
+          "32 requests in flight on one io_context run by the benchmark thread. Every read is checked.\n")
+        w(serve_table(res))
         w("")
     if any(case in res for case, _ in THREAD_CASES):
         w("## Thread scaling (issue 15)\n")
