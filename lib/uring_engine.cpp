@@ -623,12 +623,10 @@ class uring_engine final : public engine {
     try {
       for (int pass = 0;; ++pass) {
         if (set_) share_chains(done);
-        // As complete_all, each op leaving its ring's chain count just before
-        // its handler runs (which usually starts the chain's next op at once).
-        while (op_base* op = done.pop()) {
-          uncount_chain(op);
-          op->complete_(op, true);
-        }
+        // Each op leaves its ring's chain count just before its handler runs
+        // (which usually starts the chain's next op at once). Ops left by a
+        // throwing handler stay in `done` for the catch below.
+        complete_all(done, [](op_queue&) {}, uncount_chain);
         // The handlers may have started ops on this ring and on the calling
         // thread's own ring of the same set (see `start`): submit both.
         const bool last = pass == max_inline_passes;

@@ -105,16 +105,22 @@ class engine {
   void release_held(file_handle* f, op_queue& done) noexcept;
 
  protected:
-  /// Completes every op in `q`. If a handler throws, the ops not yet
-  /// completed are given to `on_throw` (to be completed later) and the
-  /// exception propagates, as Asio propagates handler exceptions out of run().
+  /// Completes every op in `q`, calling `before_each(op)` just before each
+  /// handler. If a handler throws, the ops not yet completed are given to
+  /// `on_throw` (to be completed later) and the exception propagates, as
+  /// Asio propagates handler exceptions out of run().
+  template <class Requeue, class BeforeEach>
+  static void complete_all(op_queue& q, Requeue&& on_throw, BeforeEach&& before_each);
   template <class Requeue>
-  static void complete_all(op_queue& q, Requeue&& on_throw);
+  static void complete_all(op_queue& q, Requeue&& on_throw) {
+    complete_all(q, on_throw, [](op_base*) noexcept {});
+  }
 };
 
-template <class Requeue>
-void engine::complete_all(op_queue& q, Requeue&& on_throw) {
+template <class Requeue, class BeforeEach>
+void engine::complete_all(op_queue& q, Requeue&& on_throw, BeforeEach&& before_each) {
   while (op_base* op = q.pop()) {
+    before_each(op);
     try {
       op->complete_(op, true);
     } catch (...) {
