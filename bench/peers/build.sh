@@ -8,14 +8,16 @@
 # usage: bench/peers/build.sh [build_dir]        (default: build-peers in the repository)
 # Sources, for each peer (first that applies):
 #   CONDY_SRC / CO_CONTEXT_SRC / LIBURING4CPP_SRC  a source directory, used as it is
-#   the mirror /work/.mirror/<owner>+<name>/repo, if present (the pinned commit)
+#   the mirror $PEER_MIRROR_ROOT/<owner>+<name>/repo (default root /work/.mirror),
+#     if present (the pinned commit)
 #   a clone of the public repository, when the network reaches it (the pinned commit)
 #   otherwise the peer is skipped, with a message.
 # CXX (default g++) compiles; every program is built with its library's own
 # release flags (condy: CMake Release -O3 -DNDEBUG; co_context: its CMake
 # Release, -O3 -march=native with LTO, applied to the program too, since the
 # library's objects are LTO objects; liburing4cpp: its demos' -O3 -DNDEBUG
-# -march=native). PEER_CXXFLAGS is added to every compile.
+# -march=native). PEER_CXXFLAGS is added to every compile. PEERS (default
+# "condy co_context liburing4cpp") chooses which to build.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +26,8 @@ out=${1:-$repo/build-peers}
 mkdir -p "$out/src"
 out=$(cd "$out" && pwd)
 CXX=${CXX:-g++}
+peers=" ${PEERS:-condy co_context liburing4cpp} "
+wanted() { [[ $peers == *" $1 "* ]]; }
 extra=${PEER_CXXFLAGS:-}
 log=$out/build.log
 : > "$log"
@@ -43,7 +47,7 @@ get_src() {
     echo "$name: $given (as given)" >> "$out/sources.txt"
     return
   fi
-  local mirror=/work/.mirror/${slug/\//+}/repo
+  local mirror=${PEER_MIRROR_ROOT:-/work/.mirror}/${slug/\//+}/repo
   if [[ -d $mirror ]] && git -C "$mirror" cat-file -e "$commit^{commit}" 2>/dev/null; then
     rm -rf "$dest" && mkdir -p "$dest"
     if git -C "$mirror" archive "$commit" | tar -x -C "$dest"; then
@@ -87,7 +91,8 @@ format_shim() {
 : > "$out/flags.txt"
 
 # ---- condy -------------------------------------------------------------------
-src=$(get_src condy wokron/condy 96a2db2 CONDY_SRC)
+src=
+wanted condy && src=$(get_src condy wokron/condy 96a2db2 CONDY_SRC)
 if [[ -n $src ]]; then
   flags="-std=c++20 -O3 -DNDEBUG $(format_shim) $extra"
   say "condy: $CXX $flags"
@@ -96,12 +101,13 @@ if [[ -n $src ]]; then
   else
     say "condy: build failed (see $log)"; skipped+=(condy)
   fi
-else
+elif wanted condy; then
   skipped+=(condy)
 fi
 
 # ---- co_context ---------------------------------------------------------------
-src=$(get_src co_context Codesire-Deng/co_context 8f33887 CO_CONTEXT_SRC)
+src=
+wanted co_context && src=$(get_src co_context Codesire-Deng/co_context 8f33887 CO_CONTEXT_SRC)
 if [[ -n $src ]]; then
   if ! command -v cmake > /dev/null; then
     say "co_context: cmake not found: skipped"; skipped+=(co_context)
@@ -122,12 +128,13 @@ if [[ -n $src ]]; then
       say "co_context: CMake build failed (see $log)"; skipped+=(co_context)
     fi
   fi
-else
+elif wanted co_context; then
   skipped+=(co_context)
 fi
 
 # ---- liburing4cpp -------------------------------------------------------------
-src=$(get_src liburing4cpp CarterLi/liburing4cpp b8eac66 LIBURING4CPP_SRC)
+src=
+wanted liburing4cpp && src=$(get_src liburing4cpp CarterLi/liburing4cpp b8eac66 LIBURING4CPP_SRC)
 if [[ -n $src ]]; then
   flags="-std=c++20 -O3 -DNDEBUG -march=native $extra"
   say "liburing4cpp: $CXX $flags"
@@ -137,7 +144,7 @@ if [[ -n $src ]]; then
   else
     say "liburing4cpp: build failed (see $log)"; skipped+=(liburing4cpp)
   fi
-else
+elif wanted liburing4cpp; then
   skipped+=(liburing4cpp)
 fi
 

@@ -19,6 +19,9 @@
 //   direct  the same with O_DIRECT
 //   cold    buffered reads of cold.dat, whose pages are dropped
 //           (POSIX_FADV_DONTNEED) right before the run, which has no warm-up
+//           and stops after PEER_COLD_OPS reads (default 16384, a quarter of
+//           the file's blocks, so that most reads still miss the page cache;
+//           0: no limit) or at the deadline, whichever comes first
 //   write   buffered 4 KiB random writes of write.dat (cached pages)
 // The program prints one line:
 //   RESULT impl=<name> case=<kind>:<depth> ops=<n> seconds=<s> ops_per_s=<x>
@@ -59,6 +62,7 @@ struct options {
   unsigned depth = 1;
   double seconds = 2.0;
   double warmup = 0.3;  ///< seconds run before the measured window (none for `cold`)
+  std::uint64_t max_ops = 0;  ///< measured operations at most (0: no limit; `cold` only)
   std::string name;     ///< "<kind>:<depth>"
   bool is_read() const noexcept { return k != kind::write; }
 };
@@ -81,7 +85,11 @@ inline options parse(int argc, char** argv) {
   if (o.depth == 0 || o.depth > 1024) fail("depth must be in 1..1024");
   if (argc > 2) o.seconds = std::strtod(argv[2], nullptr);
   if (argc > 3) o.warmup = std::strtod(argv[3], nullptr);
-  if (o.k == kind::cold) o.warmup = 0;  // a warm-up would bring the pages back
+  if (o.k == kind::cold) {
+    o.warmup = 0;  // a warm-up would bring the pages back
+    const char* cap = std::getenv("PEER_COLD_OPS");
+    o.max_ops = cap && *cap ? std::strtoull(cap, nullptr, 10) : file_blocks / 4;
+  }
   if (o.seconds <= 0) fail("seconds must be > 0");
   return o;
 }
@@ -251,7 +259,7 @@ using clock = std::chrono::steady_clock;
 /// read once every 32 operations, so that it costs the same in every program.
 class budget {
  public:
-  explicit budget(const options& o) noexcept : warm_s_(o.warmup), run_s_(o.seconds) {}
+  explicit budget(const options& o) noexcept : warm_s_(o.warmup), run_s_(o.seconds), max_(o.max_ops) {}
   /// Starts the clock (call right before the first operation is issued).
   void start() noexcept {
     const auto now = clock::now();
@@ -262,6 +270,10 @@ class budget {
   /// True when one more operation may be issued.
   bool take() noexcept {
     if (stopped_) return false;
+    if (max_ != 0 && measuring_ && counted_ >= max_) {
+      stopped_ = true;
+      return false;
+    }
     if ((++taken_ & 31) == 0) {
       const auto now = clock::now();
       if (now >= switch_at_) {
@@ -294,6 +306,7 @@ class budget {
     return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
   }
   double warm_s_, run_s_;
+  std::uint64_t max_;
   bool measuring_ = false, stopped_ = false;
   std::uint64_t taken_ = 0, counted_ = 0, granted_ = 0;
   clock::time_point t_measure_{}, switch_at_{};
