@@ -651,18 +651,19 @@ BOOST_AUTO_TEST_CASE(header_timeout_closes_half_requests) {
     BOOST_TEST(seconds_since(t0) > 0.8);
   }
   std::vector<std::unique_ptr<client>> half;
-  auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 70; ++i) {
     half.push_back(std::make_unique<client>(srv.port()));
     half.back()->try_send("GET /index.html HTTP/1.1\r\nHost: t\r\n");
   }
   {
+    // An answer at once: 503 while every connection holds a head (200 if
+    // one was still idle, its head not yet read, and was closed for it).
+    auto t0 = std::chrono::steady_clock::now();
     client c(srv.port(), 0, 2000);
     c.send(get("/index.html"));
     auto r = c.read();
-    // Within the header timeout, every connection is busy with a head.
-    if (seconds_since(t0) < 0.9) BOOST_TEST(r.status == 503);
-    BOOST_TEST((r.status == 503 || r.status == 200));
+    BOOST_TEST((r.status == 503 || r.status == 200), r.status);
+    BOOST_TEST(seconds_since(t0) < 1.0);
   }
   for (auto& h : half) BOOST_TEST(h->ended_within(3000));
   client c(srv.port(), 0, 2000);
