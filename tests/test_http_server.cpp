@@ -611,19 +611,24 @@ std::vector<std::unique_ptr<client>> idle_clients(unsigned short port, int n) {
 
 // 70 idle connections with a limit of 64 descriptors: the server keeps its
 // connection limit below the descriptor limit, closes the oldest idle
-// connection for a new one, and a fresh client is served within 1 s.
+// connection for a new one, and a fresh client is served within 1 s. With
+// one loop and with two (each with its own listener and limit).
 BOOST_AUTO_TEST_CASE(idle_connections_do_not_lock_out_a_new_client) {
-  temp_dir d;
-  server srv(small_root(d), server_options{{}, small_nofile, {}});
-  auto idle = idle_clients(srv.port(), 70);
-  auto t0 = std::chrono::steady_clock::now();
-  client c(srv.port(), 0, 2000);
-  c.send(get("/index.html"));
-  auto r = c.read();
-  BOOST_TEST(r.status == 200);
-  BOOST_TEST(seconds_since(t0) < 1.0);
-  BOOST_TEST((r.body == as_string(pattern(100, 7))));
-  BOOST_TEST(count_fds(srv.pid()) < static_cast<int>(small_nofile));
+  for (const char* threads : {"1", "2"}) {
+    BOOST_TEST_CONTEXT("--threads " << threads) {
+      temp_dir d;
+      server srv(small_root(d), server_options{{"--threads", threads}, small_nofile, {}});
+      auto idle = idle_clients(srv.port(), 70);
+      auto t0 = std::chrono::steady_clock::now();
+      client c(srv.port(), 0, 2000);
+      c.send(get("/index.html"));
+      auto r = c.read();
+      BOOST_TEST(r.status == 200);
+      BOOST_TEST(seconds_since(t0) < 1.0);
+      BOOST_TEST((r.body == as_string(pattern(100, 7))));
+      BOOST_TEST(count_fds(srv.pid()) < static_cast<int>(small_nofile));
+    }
+  }
 }
 
 // Connections that send half a request head and then nothing: the header
@@ -721,14 +726,18 @@ BOOST_AUTO_TEST_CASE(send_timeout_closes_a_client_that_stops_reading) {
 // connection limit (below the descriptor limit: it closes idle connections
 // for new ones), and with a connection limit set too high for the
 // descriptors (accept fails with EMFILE: it backs off instead of retrying
-// at once). Its CPU time over one second at the limit stays under 5 %; a
+// at once; with one loop and two). Its CPU time over one second at the limit stays under 5 %; a
 // busy accept loop takes 20 to 99 %. Once the clients go, it serves again.
 BOOST_AUTO_TEST_CASE(cpu_stays_idle_at_the_descriptor_limit) {
-  for (bool too_many : {false, true}) {
-    BOOST_TEST_CONTEXT((too_many ? "--max-connections 1000" : "default limit")) {
+  struct variant {
+    bool too_many;
+    const char* threads;
+  };
+  for (auto [too_many, threads] : {variant{false, "1"}, variant{true, "1"}, variant{true, "2"}}) {
+    BOOST_TEST_CONTEXT((too_many ? "--max-connections 1000" : "default limit") << ", --threads " << threads) {
       temp_dir d;
-      server_options o{{}, small_nofile, {}};
-      if (too_many) o.args = {"--max-connections", "1000"};
+      server_options o{{"--threads", threads}, small_nofile, {}};
+      if (too_many) o.args.insert(o.args.end(), {"--max-connections", "1000"});
       server srv(small_root(d), o);
       auto idle = idle_clients(srv.port(), 70);
       // Wait until the server has taken what it can: its descriptor count
