@@ -570,8 +570,10 @@ BOOST_AUTO_TEST_CASE(allocations_per_request) {
       BOOST_TEST_CONTEXT("request " << n) {
         BOOST_TEST(send == 0u);
         // fsys recycles its open/stat/close blocks (fs_args, file handle)
-        // per thread: the file path allocates nothing once warm.
-        BOOST_TEST(file == 0u);
+        // per thread: the file path allocates nothing once warm. Under
+        // AddressSanitizer fsys does not recycle them (so that a use after
+        // free of one is reported): those two blocks, and nothing else.
+        BOOST_TEST(file == (fsys::detail::recycle_blocks ? 0u : 2u));
       }
     }
     ++n;
