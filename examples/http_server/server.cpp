@@ -3,6 +3,8 @@
 // async_send_file, async_close), never blocking the loop on the disk.
 //
 //   fsys-http-server --root DIR --port N [--threads T] [--address A] [--blocking-file-body]
+//                    [--header-timeout S] [--keepalive-timeout S] [--send-timeout S]
+//                    [--max-connections N]
 //
 // GET and HEAD, keep-alive (pipelined requests included), one `Range` per
 // request (206, 416), Content-Length, Last-Modified / If-Modified-Since
@@ -10,6 +12,16 @@
 // with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) under the root's
 // descriptor, after refusing `..` segments (also when percent-encoded):
 // nothing outside the root can be served, symlinks pointing out included.
+// Files are opened with O_NONBLOCK and only regular files are served, so
+// that a FIFO or device never makes an open wait (a worker's, or in
+// --blocking-file-body mode the loop's). A request that announces a body
+// (Content-Length > 0, Transfer-Encoding) is refused with 400 before any of
+// the body is parsed.
+//
+// Every connection has a header, keep-alive and send timeout, and each loop
+// a connection limit (connection.hpp; flags and defaults in docs/http.md).
+// When descriptors run out anyway, the accept loop backs off instead of
+// retrying at once.
 //
 // --blocking-file-body serves the same responses with Beast's
 // `http::file_body` (blocking open/fstat/read on the loop thread), the
@@ -20,6 +32,8 @@
 // its own SO_REUSEPORT listener on the same port. Port 0 picks a free port;
 // the server prints "listening on ADDRESS:PORT" once ready. SIGINT/SIGTERM
 // stop it.
+#include "connection.hpp"
+
 #include <fsys/file.hpp>
 #include <fsys/send_file.hpp>
 
@@ -32,11 +46,14 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/file_posix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http.hpp>
 
 #include <fcntl.h>
+#include <dirent.h>
 #include <linux/openat2.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -57,6 +74,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -120,12 +138,17 @@ void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcep
 
 namespace {
 
+using http_server::connection;
+using http_server::connection_table;
+
 struct config {
   std::string root;
   std::string address = "127.0.0.1";
   unsigned short port = 8080;
   unsigned threads = 1;
   bool blocking = false;
+  http_server::connection_limits limits;
+  std::size_t max_connections = 0;  // per loop; 0: from RLIMIT_NOFILE
 };
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
@@ -227,6 +250,10 @@ http::status status_of_open_error(const error_code& ec) {
     case ENOTDIR:
     case ENAMETOOLONG:
       return http::status::not_found;
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+      return http::status::service_unavailable;
     default:
       return http::status::forbidden;  // EXDEV, ELOOP, EACCES, EPERM, ...
   }
@@ -418,10 +445,14 @@ asio::awaitable<bool> serve_fsys(tcp::socket& sock, const Req& req, int root_fd,
   auto ex = co_await asio::this_coro::executor;
   fsys::file f(ex);
   // openat2 beneath the root: `..`, absolute paths and symlinks leading out
-  // fail with EXDEV; magic links (/proc/self/fd/N) with ELOOP.
-  auto [oec] = co_await f.async_open(root_fd, path,
-                                     fsys::open_how{O_RDONLY, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS},
-                                     tuple_awaitable);
+  // fail with EXDEV; magic links (/proc/self/fd/N) with ELOOP. O_NONBLOCK:
+  // opening a FIFO or a device must not wait (the open of a FIFO waits for
+  // a writer otherwise, holding a ring or psync worker for as long); only a
+  // regular file is then served (the stat below). O_NOCTTY: a terminal
+  // device in the tree never becomes the server's controlling terminal.
+  auto [oec] = co_await f.async_open(
+      root_fd, path, fsys::open_how{O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS},
+      tuple_awaitable);
   if (oec) co_return co_await send_error(sock, req, status_of_open_error(oec));
   auto [sec, st] = co_await f.async_stat(tuple_awaitable);
   bool keep = false;
@@ -431,8 +462,22 @@ asio::awaitable<bool> serve_fsys(tcp::socket& sock, const Req& req, int root_fd,
     std::uint64_t before_send = allocations_on_this_thread();
     auto body = co_await send_file_header(sock, req, sb, file_info{st.size, st.mode, st.modified}, true, keep);
     if (body && body->second > 0) {
-      auto [ec, sent] = co_await fsys::async_send_file(sock, f, body->first, body->second, tuple_awaitable);
-      if (ec || sent != body->second) keep = false;  // the file shrank or the peer went: end the connection
+      // A regular file: O_NONBLOCK goes, and the body's reads (through the
+      // ring or a worker, for pages that are not cached) see the file as if
+      // opened without it; io_uring of some kernels fails a read of an
+      // O_NONBLOCK file that would wait for the disk with EAGAIN. F_SETFL
+      // never waits; the descriptor is the file's own, open until
+      // async_close below.
+      error_code ec;
+      std::size_t sent = 0;
+      if (::fcntl(f.native_handle(), F_SETFL, 0) != 0)
+        ec.assign(errno, boost::system::system_category());
+      else
+        std::tie(ec, sent) = co_await fsys::async_send_file(sock, f, body->first, body->second, tuple_awaitable);
+      // Any error (the peer went, a timeout shut the socket down, a read
+      // failed, the file shrank) or a short send leaves the stream at an
+      // unknown place in the body: end the connection.
+      if (ec || sent != body->second) keep = false;
     }
     sb.send_allocations = allocations_on_this_thread() - before_send;
   }
@@ -445,7 +490,11 @@ template <class Req>
 asio::awaitable<bool> serve_blocking(tcp::socket& sock, const Req& req, int root_fd, session_buffers& sb) {
   const std::string& path = sb.path;
   struct open_how how {};
-  how.flags = O_RDONLY | O_CLOEXEC;
+  // O_NONBLOCK: a FIFO or device must not block the loop thread in open (a
+  // FIFO waits for a writer, and SIGTERM would then no longer stop the
+  // server); only regular files are served (fstat below), and for those
+  // O_NONBLOCK changes nothing: read(2) of a regular file ignores it.
+  how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   int fd = static_cast<int>(::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how));
   if (fd < 0) co_return co_await send_error(sock, req, status_of_open_error(error_code(errno, boost::system::system_category())));
@@ -473,29 +522,48 @@ asio::awaitable<bool> serve_blocking(tcp::socket& sock, const Req& req, int root
   co_return !wec && req.keep_alive();
 }
 
-asio::awaitable<void> session(tcp::socket sock, int root_fd, bool blocking) {
+asio::awaitable<void> session(std::shared_ptr<connection> conn, int root_fd, bool blocking) {
+  tcp::socket& sock = conn->socket();
   error_code nb_ec;
   // send_head relies on it; Asio's operations and async_send_file handle it.
   sock.native_non_blocking(true, nb_ec);
-  if (nb_ec) co_return;
+  const bool keep_alive = conn->limits().keepalive_timeout.count() > 0;
   beast::flat_buffer buf;
   session_buffers sb;
-  for (;;) {
+  while (!nb_ec) {
     std::uint64_t before_parse = allocations_on_this_thread();
+    if (buf.size() == 0) {
+      // Idle until the first byte of the next request comes (the keep-alive
+      // timeout; for a new connection, the header timeout).
+      conn->wait_for_request();
+      auto [ec, n] = co_await sock.async_read_some(buf.prepare(beast::read_size(buf, 65536)), tuple_awaitable);
+      if (ec) break;
+      buf.commit(n);
+    }
+    conn->reading_request();
+    // The head only: a GET or HEAD has no body, and none is ever parsed.
     http::request_parser<http::empty_body> parser;
     parser.header_limit(16 * 1024);
-    auto [ec, n] = co_await http::async_read(sock, buf, parser, tuple_awaitable);
-    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset) break;
+    auto [ec, n] = co_await http::async_read_header(sock, buf, parser, tuple_awaitable);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+        conn->ended_early())
+      break;
     if (ec) {
       http::request<http::empty_body> dummy{http::verb::get, "/", 11};
       dummy.keep_alive(false);
       co_await send_error(sock, dummy, http::status::bad_request);
       break;
     }
+    conn->responding();
     std::uint64_t parsed = allocations_on_this_thread();
     const auto& req = parser.get();
     bool keep = false;
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    if (!parser.is_done()) {
+      // A body is announced (Content-Length > 0, Transfer-Encoding): a file
+      // server takes none. 400, and the connection closes without reading
+      // it (Beast 1.81's chunk parser even asserts on some chunked input).
+      co_await send_error(sock, req, http::status::bad_request);
+    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
       keep = co_await send_error(sock, req, http::status::method_not_allowed);
     } else {
       auto st = resolve_target(req.target(), sb.path);
@@ -513,24 +581,108 @@ asio::awaitable<void> session(tcp::socket sock, int root_fd, bool blocking) {
                    static_cast<unsigned long long>(sb.send_allocations));
       sb.send_allocations = 0;
     }
-    if (!keep) break;
+    if (!keep || !keep_alive || conn->ended_early()) break;
   }
   error_code ignored;
   sock.shutdown(tcp::socket::shutdown_send, ignored);
+  conn->finish();
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acc, int root_fd, bool blocking) {
-  for (;;) {
-    auto [ec, sock] = co_await acc.async_accept(tuple_awaitable);
-    if (ec == asio::error::operation_aborted) co_return;
-    if (ec) continue;  // EMFILE and friends: try the next one
-    sock.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(acc.get_executor(), session(std::move(sock), root_fd, blocking), asio::detached);
+// Every connection of the loop is busy (none waits for a request): the new
+// one gets a 503 at once and is closed. The socket is new, so its buffer
+// takes the short response whole; input that has already come is read
+// first, so that the close does not reset the connection over it (input
+// that comes later may still do that).
+void refuse_busy(tcp::socket& sock) {
+  static constexpr std::string_view busy =
+      "HTTP/1.1 503 Service Unavailable\r\nServer: fsys-http-server\r\nContent-Type: text/plain\r\n"
+      "Content-Length: 20\r\nRetry-After: 1\r\nConnection: close\r\n\r\nService Unavailable\n";
+  const int fd = sock.native_handle();
+  char drain[4096];
+  for (int i = 0; i < 4 && ::recv(fd, drain, sizeof drain, MSG_DONTWAIT) > 0; ++i) {
+  }
+  (void)::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  ::shutdown(fd, SHUT_WR);
+  error_code ignored;
+  sock.close(ignored);
+}
+
+// Errors of accept(2) that say the process or the system is out of
+// descriptors or memory: the pending connection stays queued, so retrying
+// at once would only spin.
+bool out_of_resources(const error_code& ec) {
+  if (ec.category() != boost::system::system_category()) return false;
+  switch (ec.value()) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+      return true;
+    default:
+      return false;
   }
 }
 
+asio::awaitable<void> accept_loop(tcp::acceptor& acc, connection_table& table, int root_fd, bool blocking) {
+  for (;;) {
+    auto [ec, sock] = co_await acc.async_accept(tuple_awaitable);
+    if (ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      // Out of descriptors: accept again once a connection of this loop has
+      // ended, or after 100 ms (another loop's may free one too).
+      if (out_of_resources(ec)) co_await table.wait_for_a_release(std::chrono::milliseconds(100));
+      continue;  // other errors (ECONNABORTED, ...) consumed their connection
+    }
+    // At the limit the oldest idle connection is closed for this one.
+    if (!table.make_room()) {
+      refuse_busy(sock);
+      continue;
+    }
+    sock.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(acc.get_executor(), session(table.admit(std::move(sock)), root_fd, blocking), asio::detached);
+  }
+}
+
+// The descriptors this process has open now.
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (auto* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n ? n - 1 : 32;  // (less the directory's own; unknown without /proc)
+}
+
+// The default connection limit of each loop: the descriptors RLIMIT_NOFILE
+// leaves once those open at start-up and a reserve for what the loops open
+// later (each fsys ring, its eventfds, the psync backend's) are set aside,
+// halved because a connection being answered holds two (its socket and the
+// file), and shared among the loops.
+std::size_t default_max_connections(unsigned threads) {
+  rlimit rl{};
+  std::uint64_t nofile = 1024;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) nofile = rl.rlim_cur == RLIM_INFINITY ? 1u << 20 : rl.rlim_cur;
+  const std::uint64_t reserve = open_descriptors() + 16 + 8 * std::uint64_t{threads};
+  const std::uint64_t per_process = nofile > reserve ? (nofile - reserve) / 2 : 0;
+  return static_cast<std::size_t>(std::max<std::uint64_t>(1, per_process / threads));
+}
+
 void usage() {
-  std::cerr << "usage: fsys-http-server --root DIR --port N [--threads T] [--address A] [--blocking-file-body] [--alloc-report]\n";
+  std::cerr << "usage: fsys-http-server --root DIR --port N [--threads T] [--address A] [--blocking-file-body]\n"
+               "                        [--header-timeout S] [--keepalive-timeout S] [--send-timeout S]\n"
+               "                        [--max-connections N] [--alloc-report]\n";
+}
+
+// A duration in seconds ("10", "0.5"); `zero_ok`: 0 is allowed.
+std::optional<std::chrono::milliseconds> parse_seconds(const std::string& s, bool zero_ok) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || errno != 0 || !(v >= 0) || v > 1e6 || (v == 0 && !zero_ok)) return std::nullopt;
+  const auto ms = std::chrono::milliseconds(static_cast<std::int64_t>(v * 1000 + 0.5));
+  if (ms.count() == 0 && !zero_ok) return std::nullopt;
+  return ms;
 }
 
 }  // namespace
@@ -552,7 +704,22 @@ int main(int argc, char** argv) {
     else if (a == "--address") cfg.address = next();
     else if (a == "--blocking-file-body") cfg.blocking = true;
     else if (a == "--alloc-report") alloc_report = true;
-    else {
+    else if (a == "--header-timeout" || a == "--keepalive-timeout" || a == "--send-timeout") {
+      auto v = parse_seconds(next(), a == "--keepalive-timeout");
+      if (!v) {
+        std::cerr << "fsys-http-server: " << a << " takes seconds (> 0" << (a == "--keepalive-timeout" ? ", or 0" : "")
+                  << ")\n";
+        return 2;
+      }
+      (a == "--header-timeout" ? cfg.limits.header_timeout
+                               : a == "--send-timeout" ? cfg.limits.send_timeout : cfg.limits.keepalive_timeout) = *v;
+    } else if (a == "--max-connections") {
+      cfg.max_connections = static_cast<std::size_t>(std::stoull(next()));
+      if (cfg.max_connections == 0) {
+        usage();
+        return 2;
+      }
+    } else {
       usage();
       return 2;
     }
@@ -585,8 +752,13 @@ int main(int argc, char** argv) {
       ep = acc->local_endpoint();  // port 0: the others take the same port
       accs.push_back(std::move(acc));
     }
-    for (unsigned t = 0; t < cfg.threads; ++t)
-      asio::co_spawn(*ctxs[t], accept_loop(*accs[t], root_fd, cfg.blocking), asio::detached);
+    cfg.limits.max_connections = cfg.max_connections ? cfg.max_connections : default_max_connections(cfg.threads);
+    // (Destroyed before the io_contexts: the tables' timers belong to them.)
+    std::vector<std::unique_ptr<connection_table>> tables;
+    for (unsigned t = 0; t < cfg.threads; ++t) {
+      tables.push_back(std::make_unique<connection_table>(ctxs[t]->get_executor(), cfg.limits));
+      asio::co_spawn(*ctxs[t], accept_loop(*accs[t], *tables[t], root_fd, cfg.blocking), asio::detached);
+    }
     asio::signal_set signals(*ctxs[0], SIGINT, SIGTERM);
     signals.async_wait([&](error_code, int) {
       for (auto& c : ctxs) c->stop();
