@@ -13,6 +13,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -27,6 +28,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -228,9 +230,24 @@ BOOST_AUTO_TEST_CASE(cancelling_a_running_full_read_keeps_the_bytes_so_far) {
         n = m;
         ++calls;
       })));
-      asio::steady_timer t(ctx, std::chrono::milliseconds(30));
-      t.async_wait(asio::bind_executor(strand, [&](error_code) { sig.emit(asio::cancellation_type::terminal); }));
+      // Cancel once the read has taken the 40 bytes (the pipe is empty), not
+      // after a fixed delay: under load the read may not even have reached
+      // its worker (or the kernel) by then, and a cancelled queued read
+      // completes with 0 bytes.
+      asio::steady_timer t(ctx);
+      int polls = 0;
+      std::function<void(error_code)> check = [&](error_code) {
+        int pending = 0;
+        if (::ioctl(rd.native_handle(), FIONREAD, &pending) != 0 || pending == 0 || ++polls > 30000) {
+          sig.emit(asio::cancellation_type::terminal);
+          return;
+        }
+        t.expires_after(std::chrono::milliseconds(1));
+        t.async_wait(asio::bind_executor(strand, check));
+      };
+      asio::post(strand, [&] { check({}); });
       fsys::test::run(ctx);
+      BOOST_TEST(polls <= 30000);
       BOOST_TEST(calls == 1);
       BOOST_TEST((got == asio::error::operation_aborted));
       BOOST_TEST(n == 40u);
