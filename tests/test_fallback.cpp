@@ -471,7 +471,7 @@ BOOST_AUTO_TEST_CASE(a_forked_child_gets_its_own_workers) {
   BOOST_TEST((read_file(path) == data));
   BOOST_TEST(write_ec == asio::error::would_block);
 
-  // A writer releases the parent's open; the rest of the pipe data its read.
+  // A writer releases the parent's open; seven more bytes complete its read.
   int wfd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   BOOST_REQUIRE(wfd >= 0);
   BOOST_REQUIRE(::write(p.fd[1], "parent!", 7) == 7);
