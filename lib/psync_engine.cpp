@@ -30,6 +30,15 @@
 // (`streams_`, up to `stream_threads` of them): idle pipe reads never hold
 // the workers that file IO needs (`files_`, `psync_threads`).
 //
+// Fork. Only the forking thread exists in a child process; the workers do
+// not. Each engine's mutex is held across fork() (pthread_atfork handlers,
+// `fork_lock` below), so the child's copy of the engine is never caught in
+// the middle of a worker's critical section: an op half taken out of a
+// queue or half moved to `finished_`, or the io_context's scheduler half
+// through a post, which the child could never finish (its run() would wait
+// forever). In the child, ops a worker was running fail with
+// errc::forked_process and queued ops run on new workers (`lock_engine`).
+//
 // Work. While operations from `start` are unfinished the engine holds work on
 // its io_context, as the io_uring engine's armed eventfd read does, so run()
 // does not return while a worker still runs one (the op's own tracked work is
@@ -52,8 +61,10 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <mutex>
 #include <new>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -98,16 +109,70 @@ int retry_eintr(int (*fn)(int), int fd) {
   }
 }
 
+// The mutexes of every psync engine in the process, held across fork():
+// prepare takes them all, parent and child give them back (POSIX's
+// intended use of pthread_atfork). A worker changes the queues, the runner
+// list and `finished_`, and posts to the io_context, only under its
+// engine's mutex, so with the mutex held by the forking thread no worker is
+// inside such a change when the address space is copied. Under an engine's
+// mutex no thread waits for anything but the scheduler's own short lock (a
+// post) or thread creation, never for a handler or for another engine's
+// mutex, so taking them in turn cannot deadlock. A handler that forks runs
+// without any of them held.
+class fork_lock {
+ public:
+  static void add(std::mutex* m) {
+    fork_lock& f = instance();
+    std::lock_guard lock(f.mutex_);
+    f.engines_.push_back(m);
+  }
+  static void remove(std::mutex* m) noexcept {
+    fork_lock& f = instance();
+    std::lock_guard lock(f.mutex_);
+    std::erase(f.engines_, m);
+  }
+
+ private:
+  static fork_lock& instance() {
+    // Never destroyed: a fork during static destruction still finds it.
+    static fork_lock* f = [] {
+      auto* p = new fork_lock;
+      if (int r = ::pthread_atfork(&prepare, &release, &release); r != 0)
+        throw std::system_error(r, std::generic_category(), "fsys: pthread_atfork");
+      return p;
+    }();
+    return *f;
+  }
+  static void prepare() noexcept {
+    fork_lock& f = instance();
+    f.mutex_.lock();
+    for (std::mutex* m : f.engines_) m->lock();
+  }
+  // In the parent, and in the child, where the forking thread is the one
+  // that holds the locks.
+  static void release() noexcept {
+    fork_lock& f = instance();
+    for (std::mutex* m : f.engines_) m->unlock();
+    f.mutex_.unlock();
+  }
+
+  std::mutex mutex_;
+  std::vector<std::mutex*> engines_;
+};
+
 class psync_engine final : public engine {
  public:
   psync_engine(asio::execution_context& ctx, const ring_options& opts)
-      : ctx_(ctx), files_(opts.psync_threads), streams_(stream_threads) {}
+      : ctx_(ctx), files_(opts.psync_threads), streams_(stream_threads) {
+    fork_lock::add(&mutex_);
+  }
 
   ~psync_engine() override {
     shutdown();
     for (pool* p : {&files_, &streams_})
       for (auto& w : p->workers)
         if (w->runner_.wake_fd_ >= 0) ::close(w->runner_.wake_fd_);
+    fork_lock::remove(&mutex_);
   }
 
   void start(op_base* op) override {
@@ -294,11 +359,11 @@ class psync_engine final : public engine {
     const std::uint64_t generation = fork_generation();
     if (generation_.load(std::memory_order_relaxed) == generation) return std::unique_lock(mutex_);
     // First call in a child (made before other threads of the child use the
-    // engine, as with Asio's notify_fork). The parent's workers may have
-    // held the mutex or waited on the condition variables at the fork: start
-    // them afresh without destroying them (glibc's pthread_cond_destroy
-    // would wait for the vanished waiters).
-    ::new (static_cast<void*>(&mutex_)) std::mutex;
+    // engine, as with Asio's notify_fork). The mutex is free and the state
+    // it guards consistent (fork_lock held it across the fork), but the
+    // parent's idle workers were waiting on the condition variables: start
+    // those afresh without destroying them (glibc's pthread_cond_destroy
+    // would wait for the vanished waiters, and a notify could go to one).
     ::new (static_cast<void*>(&files_.cv)) std::condition_variable;
     ::new (static_cast<void*>(&streams_.cv)) std::condition_variable;
     ::new (static_cast<void*>(&idle_cv_)) std::condition_variable;
