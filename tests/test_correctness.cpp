@@ -582,7 +582,8 @@ struct chain_run {
   fsys::engine_stats stats;
   int on_first = 0, on_second = 0;
 };
-std::optional<chain_run> run_read_chains(unsigned threads) {
+enum class prior_runner { none, exited, departed };
+std::optional<chain_run> run_read_chains(unsigned threads, prior_runner prior = prior_runner::none) {
   asio::io_context ctx;
   fsys::ring_options opts;
   opts.rings = 2;
@@ -598,6 +599,33 @@ std::optional<chain_run> run_read_chains(unsigned threads) {
   fsys::test::write_file(dir.file("chains.dat"), data);
   (void)read_file(dir.file("chains.dat"));  // in the page cache
   fsys::file f(ctx, dir.file("chains.dat"), O_RDONLY);
+  // A thread that ran the context's handlers (the flush and completion of
+  // its read: a runner of the ring set) and then exited, or left run() and
+  // stays alive until the chains are done.
+  std::promise<void> release;
+  std::thread departed;
+  if (prior != prior_runner::none) {
+    std::promise<void> left_run;
+    std::thread t([&] {
+      std::array<std::byte, block> buf{};
+      f.async_read_at(0, asio::buffer(buf), [](error_code, std::size_t) {});
+      ctx.run();
+      left_run.set_value();
+      if (prior == prior_runner::departed) release.get_future().wait();
+    });
+    left_run.get_future().wait();
+    if (prior == prior_runner::exited)
+      t.join();
+    else
+      departed = std::move(t);
+    ctx.restart();
+  }
+  if (prior == prior_runner::departed) {
+    // The rule is about time: a runner that ran none of the set's handlers
+    // for 100 ms no longer counts. Nothing else marks the state to wait for.
+    std::this_thread::sleep_for(250ms);
+  }
+
   constexpr int chains = 64, reads_per_chain = 300;
   const std::thread::id first = std::this_thread::get_id();
   std::atomic<int> on_first{0}, on_second{0}, wrong{0}, done{0};
@@ -628,6 +656,10 @@ std::optional<chain_run> run_read_chains(unsigned threads) {
   for (unsigned t = 1; t < threads; ++t) others.emplace_back([&] { ctx.run(); });
   ctx.run();
   for (auto& t : others) t.join();
+  if (departed.joinable()) {
+    release.set_value();
+    departed.join();
+  }
 
   BOOST_TEST(done.load() == chains);
   BOOST_TEST(wrong.load() == 0);
@@ -660,6 +692,25 @@ BOOST_AUTO_TEST_CASE(one_thread_keeps_all_chains_on_one_ring) {
   const auto r = run_read_chains(1);
   if (!r) return;
   BOOST_TEST(r->stats.rings == 1u);
+  BOOST_TEST(r->stats.chains_moved == 0u);
+  BOOST_TEST(r->on_second == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_runner_that_exited_is_not_shared_chains) {
+  // One thread runs the chains after another thread that ran the context
+  // exited: only one thread runs it now, so no chain may move to another
+  // ring (the exited thread would never run that ring's passes again).
+  const auto r = run_read_chains(1, prior_runner::exited);
+  if (!r) return;
+  BOOST_TEST(r->stats.chains_moved == 0u);
+  BOOST_TEST(r->on_second == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_runner_that_left_run_is_not_shared_chains) {
+  // The same with a thread that left run() and stays alive: it runs no ring
+  // any more, so once it has been gone for a while it no longer counts.
+  const auto r = run_read_chains(1, prior_runner::departed);
+  if (!r) return;
   BOOST_TEST(r->stats.chains_moved == 0u);
   BOOST_TEST(r->on_second == 0);
 }
