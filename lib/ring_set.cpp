@@ -24,7 +24,9 @@
 //
 // Sharing. Chains started by one thread would all live on its ring and be
 // pumped by one thread at a time. So the set counts the threads that run
-// its handlers (note_runner) and, asked by a ring's finish() before each
+// its handlers (note_runner; a thread that exits, or that ran none of the
+// set's handlers for `departed_after`, is no longer counted: it will not
+// pump a ring any more) and, asked by a ring's finish() before each
 // pass (share_target), lets a ring carrying `min_gap` or more chains than
 // the least loaded of the first `runners` rings hand it half the
 // difference: those reaped ops complete in the other ring's next pass and
@@ -37,12 +39,16 @@
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
 
+#include "hot_tls.hpp"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace fsys::detail {
@@ -52,20 +58,55 @@ namespace {
 // names a destroyed set whose address was reused.
 std::atomic<std::uint64_t> next_set_id{1};
 
+class ring_set;
+
+// The live sets by id, so that a thread leaving the process can take itself
+// off the runner lists of the sets that still exist. Never destroyed: the
+// main thread's thread_local destructors may run late in exit().
+struct set_registry {
+  std::mutex mutex;
+  std::vector<std::pair<std::uint64_t, ring_set*>> sets;
+};
+set_registry& registry() {
+  static set_registry* r = new set_registry;
+  return *r;
+}
+
+// Milliseconds of the steady clock: when a runner last ran a handler.
+std::int64_t now_ms() noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 class ring_set final : public engine, public ring_group {
  public:
   ring_set(asio::execution_context& ctx, const ring_options& opts, unsigned max_rings, std::error_code& ec)
-      : ctx_(ctx), opts_(opts), max_rings_(max_rings), id_(next_set_id.fetch_add(1, std::memory_order_relaxed)) {
+      : ctx_(ctx),
+        opts_(opts),
+        max_rings_(max_rings),
+        id_(next_set_id.fetch_add(1, std::memory_order_relaxed)),
+        slots_(std::make_unique<runner_slot[]>(max_rings)),
+        slot_count_(max_rings) {
     rings_.reserve(max_rings_);
     auto home = make_uring_ring(ctx_, opts_, shard_params{this, true, -1}, ec);
     if (!home) return;
     rings_.push_back(std::move(home));
     count_.store(1, std::memory_order_release);
+    set_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.sets.emplace_back(id_, this);
   }
 
   bool usable() const noexcept { return count() > 0; }
 
   ~ring_set() override {
+    {
+      // From here no exiting thread reaches this set (see exit_hook).
+      set_registry& r = registry();
+      std::lock_guard lock(r.mutex);
+      std::erase_if(r.sets, [this](const auto& e) { return e.second == this; });
+    }
     if (usable()) shutdown();
   }
 
@@ -150,7 +191,13 @@ class ring_set final : public engine, public ring_group {
   struct thread_entry {
     std::uint64_t set = 0;
     engine* ring = nullptr;
-    bool runner = false;
+    // The runner slot this thread holds (see note_runner), valid while the
+    // slot still carries `token`.
+    unsigned slot = 0;
+    std::uint64_t token = 0;
+    // frees_ when this thread last found every slot taken: it does not look
+    // again until a slot is freed.
+    std::uint64_t full_at = ~std::uint64_t{0};
   };
   thread_entry& local() noexcept {
     thread_local std::array<thread_entry, 8> cache{};
@@ -159,7 +206,7 @@ class ring_set final : public engine, public ring_group {
       if (c.set == id_) return c;
     thread_entry& e = cache[victim];
     victim = (victim + 1) % cache.size();
-    e = thread_entry{id_, nullptr, false};
+    e = thread_entry{id_, nullptr, 0, 0, ~std::uint64_t{0}};
     return e;
   }
 
@@ -200,16 +247,20 @@ class ring_set final : public engine, public ring_group {
 
  public:
   void note_runner() noexcept override {
-    // A thread is looked up in the set's own list once per cache entry (it
-    // is counted once whatever the cache forgot).
+    // The fast path: this thread holds a slot; it records when it last ran
+    // one of the set's handlers (one clock read and one store to a line only
+    // it writes, per handler of the set, not per operation).
     thread_entry& e = local();
-    if (e.runner) return;
-    e.runner = true;
-    std::lock_guard lock(grow_);
-    const std::thread::id me = std::this_thread::get_id();
-    if (std::find(runner_ids_.begin(), runner_ids_.end(), me) != runner_ids_.end()) return;
-    if (runner_ids_.size() < max_rings_) runner_ids_.push_back(me);
-    runners_.store(static_cast<unsigned>(runner_ids_.size()), std::memory_order_relaxed);
+    if (e.token != 0) {
+      runner_slot& s = slots_[e.slot];
+      if (s.token.load(std::memory_order_relaxed) == e.token) {
+        s.seen.store(now_ms(), std::memory_order_relaxed);
+        return;
+      }
+    } else if (e.full_at == frees_.load(std::memory_order_relaxed)) {
+      return;
+    }
+    claim_slot(e);
   }
 
   // Chains are spread over as many rings as threads have run the io_context
@@ -218,8 +269,17 @@ class ring_set final : public engine, public ring_group {
   // chain stays where it is (pick), so a thread keeps pumping one ring's
   // chains and no operation moves again while the counts stay even.
   engine* share_target(engine& from, int& how_many) noexcept override {
-    const unsigned want = runners_.load(std::memory_order_relaxed);
+    unsigned want = runners_.load(std::memory_order_relaxed);
     if (want < 2) return nullptr;
+    // Every 64th pass of a thread: drop the runners that left (a few loads
+    // under the set's lock, which only runner changes and growth take).
+    FSYS_HOT_TLS thread_local unsigned passes = 0;
+    if ((++passes & 63) == 0) {
+      std::lock_guard lock(grow_);
+      drop_departed_locked(now_ms());
+      want = runners_.load(std::memory_order_relaxed);
+      if (want < 2) return nullptr;
+    }
     const int mine = ring_chains(from);
     if (mine < min_gap) return nullptr;
     if (count() < want) {
@@ -243,8 +303,127 @@ class ring_set final : public engine, public ring_group {
     return best;
   }
 
+  // An exiting thread that held slot `slot` with `token` (see exit_hook).
+  void release_slot(unsigned slot, std::uint64_t token) noexcept {
+    std::lock_guard lock(grow_);
+    runner_slot& s = slots_[slot];
+    if (s.token.load(std::memory_order_relaxed) != token) return;  // dropped already
+    s.token.store(0, std::memory_order_relaxed);
+    frees_.fetch_add(1, std::memory_order_relaxed);
+    recount_locked();
+  }
+
  private:
   static constexpr int min_gap = 8;
+  // A runner that ran none of the set's handlers for this long has left
+  // run() (or is blocked in a handler): it pumps no ring, so no chain should
+  // be shared toward its count. It is counted again at its next handler.
+  static constexpr std::int64_t departed_after = 100;  // ms
+
+  // One thread counted as a runner. `token` (0: free) names the holder's
+  // claim, so a thread whose slot was dropped and given to another thread
+  // finds out; written under grow_, read without it by the holder.
+  struct alignas(64) runner_slot {  // one cache line each: the holder writes `seen`
+    std::atomic<std::uint64_t> token{0};
+    std::atomic<std::int64_t> seen{0};
+  };
+
+  // The slow path of note_runner: counts the calling thread, once, in a free
+  // slot (up to max_rings_ runners: no more rings would carry chains), and
+  // has its exit take it off again.
+  void claim_slot(thread_entry& e) noexcept {
+    const std::int64_t now = now_ms();
+    std::lock_guard lock(grow_);
+    drop_departed_locked(now);
+    runner_slot* free_slot = nullptr;
+    unsigned index = 0;
+    for (unsigned i = 0; i < slot_count_; ++i) {
+      runner_slot& s = slots_[i];
+      const std::uint64_t t = s.token.load(std::memory_order_relaxed);
+      if (t == 0) {
+        if (!free_slot) {
+          free_slot = &s;
+          index = i;
+        }
+      } else if (slot_owner_[i] == std::this_thread::get_id()) {
+        // Counted already (this thread's cache entry was evicted).
+        e.slot = i;
+        e.token = t;
+        s.seen.store(now, std::memory_order_relaxed);
+        return;
+      }
+    }
+    if (!free_slot) {
+      // max_rings_ runners already: counting more would change nothing.
+      e.token = 0;
+      e.full_at = frees_.load(std::memory_order_relaxed);
+      return;
+    }
+    const std::uint64_t token = ++tokens_;
+    slot_owner_[index] = std::this_thread::get_id();
+    free_slot->seen.store(now, std::memory_order_relaxed);
+    free_slot->token.store(token, std::memory_order_relaxed);
+    e.slot = index;
+    e.token = token;
+    recount_locked();
+    exit_hook::add(id_, index, token);
+  }
+
+  // Under grow_: frees the slots of runners not seen for departed_after.
+  void drop_departed_locked(std::int64_t now) noexcept {
+    bool changed = false;
+    for (unsigned i = 0; i < slot_count_; ++i) {
+      runner_slot& s = slots_[i];
+      if (s.token.load(std::memory_order_relaxed) != 0 &&
+          now - s.seen.load(std::memory_order_relaxed) >= departed_after) {
+        s.token.store(0, std::memory_order_relaxed);
+        changed = true;
+      }
+    }
+    if (changed) {
+      frees_.fetch_add(1, std::memory_order_relaxed);
+      recount_locked();
+    }
+  }
+
+  void recount_locked() noexcept {
+    unsigned n = 0;
+    for (unsigned i = 0; i < slot_count_; ++i) n += slots_[i].token.load(std::memory_order_relaxed) != 0;
+    runners_.store(n, std::memory_order_relaxed);
+  }
+
+  // Per thread, the slots it holds in any set; at thread exit it gives each
+  // back to its set if that set still exists (the registry's lock keeps the
+  // set alive meanwhile: its destructor takes it first).
+  class exit_hook {
+   public:
+    static void add(std::uint64_t set, unsigned slot, std::uint64_t token) noexcept {
+      try {
+        held().claims_.push_back({set, slot, token});
+      } catch (...) {
+        // Not remembered: the slot is dropped after departed_after instead.
+      }
+    }
+    ~exit_hook() {
+      set_registry& r = registry();
+      std::lock_guard lock(r.mutex);
+      for (const claim& c : claims_)
+        for (const auto& [id, set] : r.sets)
+          if (id == c.set) set->release_slot(c.slot, c.token);
+    }
+
+   private:
+    struct claim {
+      std::uint64_t set;
+      unsigned slot;
+      std::uint64_t token;
+    };
+    static exit_hook& held() {
+      thread_local exit_hook h;  // constructed on a thread's first claim only
+      return h;
+    }
+    std::vector<claim> claims_;
+  };
 
   asio::execution_context& ctx_;
   ring_options opts_;
@@ -255,9 +434,13 @@ class ring_set final : public engine, public ring_group {
   bool shut_down_ = false;
   std::vector<std::unique_ptr<engine>> rings_;
   std::atomic<unsigned> count_{0};
-  // Threads that ran the set's handlers (flush, completion, rescue), up to
+  // Threads that run the set's handlers (flush, completion, rescue), up to
   // max_rings_: how many rings should carry chains.
-  std::vector<std::thread::id> runner_ids_;
+  std::unique_ptr<runner_slot[]> slots_;
+  const unsigned slot_count_;
+  std::vector<std::thread::id> slot_owner_ = std::vector<std::thread::id>(slot_count_);  // under grow_
+  std::uint64_t tokens_ = 0;                                                          // under grow_
+  std::atomic<std::uint64_t> frees_{0};  // slots freed so far (see thread_entry::full_at)
   std::atomic<unsigned> runners_{0};
 };
 

@@ -105,37 +105,63 @@ BOOST_AUTO_TEST_CASE(single_issuer_ring_run_from_another_thread_fails_instead_of
 }
 
 BOOST_AUTO_TEST_CASE(an_operation_started_in_a_handler_can_be_waited_for_there) {
-  temp_dir dir;
-  asio::io_context ctx;
-  fsys::test::make_ring(ctx);
-  auto data = pattern(8192, 2);
-  fsys::test::write_file(dir.file("w.dat"), data);
-  fsys::file f(ctx, dir.file("w.dat"), O_RDWR);
-  auto guard = asio::make_work_guard(ctx);
-  std::thread helper([&] { ctx.run(); });
+  // Two threads run the context; a handler on one of them starts a read and
+  // blocks until it is done, as a legacy API would: with use_future, or with
+  // a callback that sets a promise. The other thread, idle in run(), must get
+  // the read submitted and its handler run. Checked on a ring set and on one
+  // ring, with the first handler run by a ring's completion pass (inline fast
+  // path off) and with the reads completed inline (on); the psync run checks
+  // the same with its workers.
+  for (const unsigned rings : {2u, 1u}) {
+    for (const bool fast : {false, true}) {
+      for (const bool callback : {false, true}) {
+        BOOST_TEST_CONTEXT("rings " << rings << ", inline fast path " << fast << ", "
+                                    << (callback ? "callback setting a promise" : "use_future")) {
+          temp_dir dir;
+          asio::io_context ctx;
+          fsys::ring_options opts;
+          opts.rings = rings;
+          opts.inline_fast_path = fast;
+          fsys::test::make_ring(ctx, opts);
+          auto data = pattern(8192, 2);
+          fsys::test::write_file(dir.file("w.dat"), data);
+          fsys::file f(ctx, dir.file("w.dat"), O_RDWR);
+          auto guard = asio::make_work_guard(ctx);
+          std::thread one([&] { ctx.run(); });
+          std::thread two([&] { ctx.run(); });
 
-  std::vector<std::byte> a(4096), b(4096);
-  std::promise<std::pair<std::future_status, std::size_t>> outcome;
-  f.async_read_at(0, asio::buffer(a), [&](error_code, std::size_t) {
-    // A handler that starts an operation and waits for it (here with a
-    // future; a condition variable or a nested run_one is the same): another
-    // thread running the context must be able to submit and complete it.
-    auto fut = f.async_read_at(4096, asio::buffer(b), asio::use_future);
-    auto status = fut.wait_for(5s);
-    outcome.set_value({status, status == std::future_status::ready ? fut.get() : 0});
-  });
-  // A second thread running the context: whichever of the two runs the
-  // handler, the other submits the new op (at once, or after a short
-  // rescue delay when the ring's batch is left to the handler's thread).
-  std::thread runner([&] { ctx.run(); });
-  auto [status, n] = outcome.get_future().get();
-  BOOST_TEST((status == std::future_status::ready));
-  BOOST_TEST(n == 4096u);
-  BOOST_TEST((std::vector<std::byte>(data.begin() + 4096, data.end()) == b));
-  guard.reset();
-  ctx.stop();
-  runner.join();
-  helper.join();
+          std::vector<std::byte> a(4096), b(4096);
+          std::promise<std::pair<std::future_status, std::size_t>> outcome;
+          f.async_read_at(0, asio::buffer(a), [&](error_code, std::size_t) {
+            std::future<std::size_t> fut;
+            std::promise<std::size_t> p;
+            if (callback) {
+              fut = p.get_future();
+              f.async_read_at(4096, asio::buffer(b), [&p](error_code ec, std::size_t n) { p.set_value(ec ? 0 : n); });
+            } else {
+              fut = f.async_read_at(4096, asio::buffer(b), asio::use_future);
+            }
+            const auto status = fut.wait_for(3s);
+            outcome.set_value({status, status == std::future_status::ready ? fut.get() : 0});
+            if (status != std::future_status::ready) {
+              // Do not return while the read may still complete into `p`.
+              ctx.stop();
+            }
+          });
+          auto out = outcome.get_future();
+          BOOST_REQUIRE((out.wait_for(10s) == std::future_status::ready));
+          auto [status, n] = out.get();
+          BOOST_TEST((status == std::future_status::ready), "the read the blocked handler waits for never completed");
+          BOOST_TEST(n == 4096u);
+          BOOST_TEST((std::vector<std::byte>(data.begin() + 4096, data.end()) == b));
+          guard.reset();
+          ctx.stop();
+          one.join();
+          two.join();
+        }
+      }
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(idle_pipe_reads_do_not_block_file_io) {
@@ -402,46 +428,74 @@ BOOST_AUTO_TEST_CASE(work_the_kernel_could_not_start_is_not_reported_as_cancelle
 BOOST_AUTO_TEST_CASE(a_submitting_thread_that_exits_does_not_take_requests_with_it) {
   // A thread that ran the context (and so submitted the batch) exits while
   // the requests are in flight: the kernel tears them down, the engine
-  // submits them again, and the user sees the real results.
-  fsys::test::temp_dir_on_disk dir;
-  asio::io_context ctx;
-  fsys::test::make_ring(ctx);
-  pipe_fds p;
-  fsys::file rd(ctx, p.fd[0]);
-  p.fd[0] = -1;
-  auto data = pattern(16 * 65536, 8);
-  fsys::test::write_file(dir.file("cold.dat"), data);
-  fsys::file cold(ctx, dir.file("cold.dat"), O_RDONLY);
-  ::posix_fadvise(cold.native_handle(), 0, 0, POSIX_FADV_DONTNEED);  // uncached
+  // submits them again, and the user sees the real results, with another
+  // thread running the context. The reads are started by this thread (its
+  // ring) or by the exiting thread itself (on a ring set: that thread's own
+  // ring, not the first one, which this thread took), on a ring set and on
+  // one ring; the psync run checks the same with its workers.
+  for (const unsigned rings : {2u, 1u}) {
+    for (const bool exiting_thread_starts : {false, true}) {
+      BOOST_TEST_CONTEXT("rings " << rings << ", reads started by the exiting thread " << exiting_thread_starts) {
+        fsys::test::temp_dir_on_disk dir;
+        asio::io_context ctx;
+        fsys::ring_options opts;
+        opts.rings = rings;
+        fsys::test::make_ring(ctx, opts);
+        pipe_fds p;
+        fsys::file rd(ctx, p.fd[0]);
+        p.fd[0] = -1;
+        auto data = pattern(16 * 65536, 8);
+        fsys::test::write_file(dir.file("cold.dat"), data);
+        fsys::file cold(ctx, dir.file("cold.dat"), O_RDONLY);
+        // This thread's ring is the first one (it starts a read first).
+        std::array<std::byte, 16> first{};
+        bool first_done = false;
+        cold.async_read_at(0, asio::buffer(first), [&](error_code, std::size_t) { first_done = true; });
+        ctx.run();
+        ctx.restart();
+        BOOST_REQUIRE(first_done);
+        ::posix_fadvise(cold.native_handle(), 0, 0, POSIX_FADV_DONTNEED);  // uncached
 
-  std::array<std::byte, 4> pbuf{};
-  error_code pec = asio::error::would_block;
-  std::size_t pn = 0;
-  rd.async_read_some_at(0, asio::buffer(pbuf), [&](error_code ec, std::size_t n) {
-    pec = ec;
-    pn = n;
-  });
-  std::vector<std::vector<std::byte>> bufs(16, std::vector<std::byte>(65536));
-  std::vector<error_code> ecs(16, asio::error::would_block);
-  for (int i = 0; i < 16; ++i)
-    cold.async_read_at(static_cast<std::uint64_t>(i) * 65536, asio::buffer(bufs[i]),
-                       [&, i](error_code ec, std::size_t) { ecs[i] = ec; });
-  std::thread([&] { ctx.poll_one(); }).join();  // submits the batch, then exits
-  BOOST_TEST(::write(p.fd[1], "ping", 4) == 4);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  auto all_done = [&] {
-    if (pec == asio::error::would_block) return false;
-    for (auto& ec : ecs)
-      if (ec == asio::error::would_block) return false;
-    return true;
-  };
-  while (!all_done() && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
-  BOOST_TEST(!pec, pec.message());
-  BOOST_TEST(pn == 4u);
-  BOOST_TEST(std::memcmp(pbuf.data(), "ping", 4) == 0);
-  for (int i = 0; i < 16; ++i) {
-    BOOST_TEST(!ecs[i], ecs[i].message());
-    BOOST_TEST((bufs[i] == std::vector<std::byte>(data.begin() + i * 65536, data.begin() + (i + 1) * 65536)));
+        std::array<std::byte, 4> pbuf{};
+        std::atomic<bool> pipe_done{false};
+        error_code pec = asio::error::would_block;
+        std::size_t pn = 0;
+        std::vector<std::vector<std::byte>> bufs(16, std::vector<std::byte>(65536));
+        std::vector<error_code> ecs(16, asio::error::would_block);
+        std::atomic<int> reads_done{0};
+        auto start_reads = [&] {
+          rd.async_read_some_at(0, asio::buffer(pbuf), [&](error_code ec, std::size_t n) {
+            pec = ec;
+            pn = n;
+            pipe_done = true;
+          });
+          for (int i = 0; i < 16; ++i)
+            cold.async_read_at(static_cast<std::uint64_t>(i) * 65536, asio::buffer(bufs[i]),
+                               [&, i](error_code ec, std::size_t) {
+                                 ecs[i] = ec;
+                                 ++reads_done;
+                               });
+        };
+        if (!exiting_thread_starts) start_reads();
+        std::thread([&] {
+          if (exiting_thread_starts) start_reads();
+          ctx.poll_one();  // submits the batch, then exits
+        }).join();
+        BOOST_TEST(::write(p.fd[1], "ping", 4) == 4);
+        // This thread keeps running the context, for a bounded time.
+        auto deadline = std::chrono::steady_clock::now() + 10s;
+        auto all_done = [&] { return pipe_done && reads_done == 16; };
+        while (!all_done() && std::chrono::steady_clock::now() < deadline) ctx.run_one_for(100ms);
+        BOOST_REQUIRE_MESSAGE(all_done(), "reads left by an exited thread never completed");
+        BOOST_TEST(!pec, pec.message());
+        BOOST_TEST(pn == 4u);
+        BOOST_TEST(std::memcmp(pbuf.data(), "ping", 4) == 0);
+        for (int i = 0; i < 16; ++i) {
+          BOOST_TEST(!ecs[i], ecs[i].message());
+          BOOST_TEST((bufs[i] == std::vector<std::byte>(data.begin() + i * 65536, data.begin() + (i + 1) * 65536)));
+        }
+      }
+    }
   }
 }
 
@@ -528,7 +582,8 @@ struct chain_run {
   fsys::engine_stats stats;
   int on_first = 0, on_second = 0;
 };
-std::optional<chain_run> run_read_chains(unsigned threads) {
+enum class prior_runner { none, exited, departed };
+std::optional<chain_run> run_read_chains(unsigned threads, prior_runner prior = prior_runner::none) {
   asio::io_context ctx;
   fsys::ring_options opts;
   opts.rings = 2;
@@ -544,6 +599,32 @@ std::optional<chain_run> run_read_chains(unsigned threads) {
   fsys::test::write_file(dir.file("chains.dat"), data);
   (void)read_file(dir.file("chains.dat"));  // in the page cache
   fsys::file f(ctx, dir.file("chains.dat"), O_RDONLY);
+  // A thread that ran the context's handlers (the flush and completion of
+  // its read: a runner of the ring set) and then exited, or left run() and
+  // stays alive until the chains are done.
+  std::promise<void> release;
+  std::thread departed;
+  if (prior != prior_runner::none) {
+    std::promise<void> left_run;
+    std::thread t([&] {
+      std::array<std::byte, block> buf{};
+      f.async_read_at(0, asio::buffer(buf), [](error_code, std::size_t) {});
+      ctx.run();
+      left_run.set_value();
+      if (prior == prior_runner::departed) release.get_future().wait();
+    });
+    left_run.get_future().wait();
+    if (prior == prior_runner::exited)
+      t.join();
+    else
+      departed = std::move(t);
+    ctx.restart();
+  }
+  if (prior == prior_runner::departed) {
+    // The rule is about time: a runner that ran none of the set's handlers
+    // for 100 ms no longer counts. Nothing else marks the state to wait for.
+    std::this_thread::sleep_for(250ms);
+  }
 
   constexpr int chains = 64, reads_per_chain = 300;
   const std::thread::id first = std::this_thread::get_id();
@@ -575,6 +656,10 @@ std::optional<chain_run> run_read_chains(unsigned threads) {
   for (unsigned t = 1; t < threads; ++t) others.emplace_back([&] { ctx.run(); });
   ctx.run();
   for (auto& t : others) t.join();
+  if (departed.joinable()) {
+    release.set_value();
+    departed.join();
+  }
 
   BOOST_TEST(done.load() == chains);
   BOOST_TEST(wrong.load() == 0);
@@ -607,6 +692,25 @@ BOOST_AUTO_TEST_CASE(one_thread_keeps_all_chains_on_one_ring) {
   const auto r = run_read_chains(1);
   if (!r) return;
   BOOST_TEST(r->stats.rings == 1u);
+  BOOST_TEST(r->stats.chains_moved == 0u);
+  BOOST_TEST(r->on_second == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_runner_that_exited_is_not_shared_chains) {
+  // One thread runs the chains after another thread that ran the context
+  // exited: only one thread runs it now, so no chain may move to another
+  // ring (the exited thread would never run that ring's passes again).
+  const auto r = run_read_chains(1, prior_runner::exited);
+  if (!r) return;
+  BOOST_TEST(r->stats.chains_moved == 0u);
+  BOOST_TEST(r->on_second == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_runner_that_left_run_is_not_shared_chains) {
+  // The same with a thread that left run() and stays alive: it runs no ring
+  // any more, so once it has been gone for a while it no longer counts.
+  const auto r = run_read_chains(1, prior_runner::departed);
+  if (!r) return;
   BOOST_TEST(r->stats.chains_moved == 0u);
   BOOST_TEST(r->on_second == 0);
 }

@@ -130,8 +130,10 @@ struct ring_options {
   /// `preadv2`/`pwritev2` with `RWF_NOWAIT` in the initiating thread: a
   /// page-cache hit (or a write the filesystem takes without waiting) then
   /// completes without the ring or the psync workers, and without any
-  /// operation object: the handler is deferred to its executor (never
-  /// invoked inside the initiating function), and `co_read_at` /
+  /// operation object: the handler is posted to its executor (never
+  /// invoked inside the initiating function; queued as Asio queues its own
+  /// operations that are done at once, so another thread running the
+  /// io_context may run it while the initiating handler still runs), and `co_read_at` /
   /// `co_write_at` resume their coroutine at once (at most
   /// `detail::inline_resume_limit` times in a row per thread, then once
   /// through the io_context's queue, so other handlers get to run).

@@ -162,7 +162,8 @@ inline bool runs_on_any_ring(const op_base* op) noexcept {
 class ring_group {
  public:
   /// The calling thread runs one of the set's handlers, so it runs the
-  /// io_context: counted once per thread.
+  /// io_context: counted once per thread, until it exits or runs none of
+  /// the set's handlers for a while (it left run()).
   virtual void note_runner() noexcept = 0;
   /// Asked by `from`'s finish() before it completes a batch: the ring that
   /// should take over `how_many` of `from`'s chains (operations whose

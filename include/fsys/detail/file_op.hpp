@@ -9,6 +9,7 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/associator.hpp>
+#include <boost/asio/detail/handler_cont_helpers.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -92,11 +93,31 @@ constexpr bool inline_completion_allowed() noexcept {
   return !runs_on_system_context<asio::associated_executor_t<Handler, IoExecutor>>::value;
 }
 
+/// Whether Asio treats the completion of `h` as a continuation of the
+/// handler that is running (`asio_handler_is_continuation`: Asio's composed
+/// operations mark their intermediate steps so; a plain callback, a
+/// coroutine's or use_future's handler is not one).
+template <class Handler>
+bool is_continuation(Handler& h) {
+  return boost_asio_handler_cont_helpers::is_continuation(h);
+}
+
 /// Hands a `bound_completion` to `ex`, which must be its handler's own
-/// associated executor (possibly with tracked work): deferred (never run
-/// here; a continuation, which an io_context queues on the running thread's
-/// private queue without its lock) or dispatched (run at once when this
-/// thread runs `ex`). This is what `asio::defer` / `asio::dispatch` do for a
+/// associated executor (possibly with tracked work): posted (never run here)
+/// or dispatched (run at once when this thread runs `ex`). A posted
+/// completion is queued as Asio queues one of its own operations that is
+/// done at initiation (a speculative socket read, say): as a continuation
+/// only when the handler is one (`is_continuation`), which an io_context
+/// queues on the running thread's private queue without its lock; otherwise
+/// on the shared queue, where any thread running the context takes it. The
+/// private queue is run only when the current handler returns, so a handler
+/// that starts an operation and then blocks until it is done (a legacy API
+/// waiting on a promise its callback sets) would wait forever for a
+/// completion queued there; on the shared queue another thread runs it. An
+/// io_context made for one thread (concurrency hint 1) queues every post from
+/// its thread privately, so that case keeps the lock-free queue.
+///
+/// This is what `asio::post` / `asio::defer` / `asio::dispatch` do for a
 /// handler without an associated executor of its own; for one with its own
 /// (a coroutine's, a strand-bound handler's) they wrap the function in a
 /// `work_dispatcher` that tracks work on that executor and executes through
@@ -104,29 +125,39 @@ constexpr bool inline_completion_allowed() noexcept {
 /// costs two type-erased executions per completion through an
 /// `any_io_executor`. Executors of the older Networking TS model (no
 /// `execute`) go through Asio's functions.
-template <bool Defer, class Executor, class Completion>
+template <bool Post, class Executor, class Completion>
 void deliver_on_own_executor(const Executor& ex, Completion&& completion) {
   if constexpr (asio::execution::is_executor<Executor>::value) {
     const auto alloc = asio::get_associated_allocator(completion);
-    if constexpr (Defer)
-      asio::execution::execute(asio::prefer(ex, asio::execution::blocking.never,
-                                            asio::execution::relationship.continuation,
-                                            asio::execution::allocator(alloc)),
-                               std::forward<Completion>(completion));
-    else
+    if constexpr (Post) {
+      if (is_continuation(completion.handler_))
+        asio::execution::execute(asio::prefer(ex, asio::execution::blocking.never,
+                                              asio::execution::relationship.continuation,
+                                              asio::execution::allocator(alloc)),
+                                 std::forward<Completion>(completion));
+      else
+        asio::execution::execute(asio::prefer(ex, asio::execution::blocking.never,
+                                              asio::execution::relationship.fork,
+                                              asio::execution::allocator(alloc)),
+                                 std::forward<Completion>(completion));
+    } else {
       asio::execution::execute(
           asio::prefer(ex, asio::execution::blocking.possibly, asio::execution::allocator(alloc)),
           std::forward<Completion>(completion));
-  } else if constexpr (Defer) {
-    asio::defer(ex, std::forward<Completion>(completion));
+    }
+  } else if constexpr (Post) {
+    if (is_continuation(completion.handler_))
+      asio::defer(ex, std::forward<Completion>(completion));
+    else
+      asio::post(ex, std::forward<Completion>(completion));
   } else {
     asio::dispatch(ex, std::forward<Completion>(completion));
   }
 }
 
 /// Delivers the result of a transfer the inline fast path finished before
-/// any operation was made: deferred to the handler's associated executor
-/// (`io_ex` by default), never invoked here. The queued function keeps that
+/// any operation was made: posted to the handler's associated executor
+/// (`io_ex` by default; see `deliver_on_own_executor`), never invoked here. The queued function keeps that
 /// executor's work (a function queued on an executor counts as its work);
 /// its memory comes from the handler's associated allocator (Asio's
 /// recycling one by default: no allocation in a steady stream).
@@ -221,9 +252,8 @@ class file_op final : public op_base {
     // dispatch: runs inline when this thread already runs the handler's
     // executor (the common case: the reaping thread runs the io_context), and
     // is posted there otherwise. An op completed by its initiating function
-    // (the inline fast path) is always deferred: a handler never runs inside
-    // the initiating function (defer is post marked as a continuation, which
-    // an io_context queues without its lock when this thread runs it).
+    // (the inline fast path) is always posted: a handler never runs inside
+    // the initiating function (see deliver_on_own_executor).
     auto deliver = [&](auto&& completion) {
       if (completed_inline)
         deliver_on_own_executor<true>(work, std::move(completion));
