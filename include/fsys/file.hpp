@@ -108,7 +108,11 @@ struct file_access;
 ///   destroyed and the initiating function throws `std::system_error` with
 ///   the error. `async_close` closes the descriptor first either way.
 /// The destruction of the io_context must not race with calls on its files
-/// from other threads (it happens-before them, as for any object).
+/// from other threads (it happens-before them, as for any object). The
+/// file's own executor must survive the context too: the default
+/// (`any_io_executor` of the context's executor) does; a strand, whose state
+/// belongs to the context's strand service, or an executor that tracks work
+/// does not (Asio's rule for executors, which fsys cannot change).
 template <class Executor = asio::any_io_executor>
 class basic_file : public file_base {
  public:
