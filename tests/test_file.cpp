@@ -971,12 +971,14 @@ BOOST_AUTO_TEST_CASE(a_file_outliving_its_io_context_refuses_async_read_at) {
     BOOST_TEST((got == fsys::errc::service_shut_down));
     BOOST_TEST(got_n == 0u);
 
-    // use_future: the future holds the error.
+    // use_future (its handler runs on the system context): the future gets
+    // the error. (Through a function that returns it: an exception handed
+    // between threads by the future is shared through libstdc++'s reference
+    // count, which ThreadSanitizer cannot see.)
     {
-      auto fut = f.async_read_at(0, asio::buffer(buf), asio::use_future);
-      BOOST_CHECK_EXCEPTION(fut.get(), boost::system::system_error, [](const boost::system::system_error& e) {
-        return e.code() == fsys::errc::service_shut_down;
-      });
+      std::future<error_code> fut = f.async_read_at(
+          0, asio::buffer(buf), asio::use_future([](error_code ec, std::size_t n) { return n == 0 ? ec : error_code(); }));
+      BOOST_TEST((fut.get() == fsys::errc::service_shut_down));
     }
 
     // The co_* forms, from a coroutine on a live context: they throw the
