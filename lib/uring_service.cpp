@@ -12,7 +12,7 @@ namespace fsys {
 uring_service::uring_service(asio::execution_context& ctx) : uring_service(ctx, ring_options{}) {}
 
 uring_service::uring_service(asio::execution_context& ctx, ring_options options)
-    : asio::execution_context::service(ctx), options_(options) {
+    : asio::execution_context::service(ctx), life_(&ctx), options_(options) {
   if (options_.queue_depth == 0) options_.queue_depth = 1;
   fallback_policy policy = options_.fallback;
   if (io_uring_disabled_by_environment() && policy == fallback_policy::automatic)
@@ -62,7 +62,29 @@ std::error_code uring_service::iowq_max_workers(std::uint32_t (&values)[2]) cons
 
 uring_service::~uring_service() = default;
 
-void uring_service::shutdown() { engine_->shutdown(); }
+void uring_service::shutdown() {
+  // Files first: from here on a file uses nothing of the service (its calls
+  // fail with errc::service_shut_down, closing and destroying it only close
+  // its descriptor), so the engine and the service may go while files live.
+  // Handlers the engine destroys below may own files; their destructors then
+  // take the same path.
+  life_.shut_down();
+  // Every operation, queued or in the kernel, is finished here, and only
+  // then are handlers (which may own the buffers: a read in flight into a
+  // coroutine frame) destroyed. Why that is sound: the io_uring engine sends
+  // IORING_ASYNC_CANCEL_ANY and reaps until every request it submitted has
+  // posted its CQE (a posted CQE means the kernel is done with the request's
+  // buffers and descriptor; it does not rely on io_uring_queue_exit, which
+  // would cancel too but without telling it when each buffer is free); the
+  // psync engine waits until every worker's system call has returned. Each
+  // op is unlinked from its file and drops its reference to the file's
+  // handle, so a file's handle is left with the file's own reference: the
+  // file's close() or destructor closes the descriptor, once. (A ring that
+  // cannot be drained, a single-issuer ring shut down from another thread,
+  // keeps its ops and their handle references on purpose: their descriptors
+  // stay open rather than be reused while the kernel may use them.)
+  engine_->shutdown();
+}
 
 void uring_service::register_buffers(std::span<const asio::mutable_buffer> buffers, std::error_code& ec) {
   std::vector<iovec> iov;

@@ -9,6 +9,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
@@ -35,6 +36,8 @@
 #include <mutex>
 #include <random>
 #include <optional>
+#include <future>
+#include <cerrno>
 #include <thread>
 
 namespace asio = boost::asio;
@@ -763,4 +766,318 @@ BOOST_AUTO_TEST_CASE(sqpoll_ring_round_trip) {
   }());
   BOOST_TEST(n == 2 * data.size());
   BOOST_TEST((read_file(path) == data));
+}
+
+// ---- a file that outlives its io_context ------------------------------------
+//
+// When the io_context goes, its uring_service shuts down and every file on it
+// keeps only its descriptor: closing, releasing and destroying work (the
+// descriptor is closed exactly once), every other call fails with
+// fsys::errc::service_shut_down, never a crash. Each case runs on a context
+// with one ring and on one whose engine is a ring set (psync: the pread/pwrite
+// engine either way), with the context run by FSYS_TEST_THREADS threads first.
+
+namespace {
+
+std::vector<fsys::ring_options> lifetime_options() {
+  return {fsys::ring_options{.rings = 1}, fsys::ring_options{.rings = 4}};
+}
+
+bool fd_is_closed(int fd) { return ::fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+
+// fsys throws std::system_error; Asio's composed operations (asio::read_at)
+// throw boost::system::system_error.
+template <class Fn>
+bool throws_shut_down(Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::system_error& e) {
+    return e.code() == fsys::errc::service_shut_down;
+  } catch (const boost::system::system_error& e) {
+    return e.code() == fsys::errc::service_shut_down;
+  }
+  return false;
+}
+
+// A file opened on an io_context that is destroyed before the file is
+// returned. The context first runs writes of the file started from handlers
+// on every thread that runs it (each thread's ring of a ring set carries
+// some), so that the file's handle went through the engine everywhere.
+fsys::file orphaned_file(const std::filesystem::path& path, const fsys::ring_options& opts) {
+  auto ctx = std::make_unique<asio::io_context>();
+  fsys::test::make_ring(*ctx, opts);
+  fsys::file f(*ctx, path, rw_create);
+  const unsigned n = 4 * fsys::test::test_threads();
+  static const auto data = pattern(4096, 26);
+  std::atomic<unsigned> ok{0};
+  for (unsigned i = 0; i < n; ++i)
+    asio::post(*ctx, [&f, &ok, i] {
+      f.async_write_at(std::uint64_t{i} * data.size(), asio::buffer(data), [&ok](error_code ec, std::size_t w) {
+        if (!ec && w == data.size()) ok.fetch_add(1);
+      });
+    });
+  fsys::test::run(*ctx);
+  BOOST_TEST(ok.load() == n);
+  BOOST_TEST(read_file(path).size() == n * data.size());
+  ctx.reset();  // shuts the service down and destroys it; the file stays
+  return f;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_file_outliving_its_io_context_can_be_destroyed) {
+  temp_dir dir;
+  for (const auto& opts : lifetime_options()) {
+    std::optional<fsys::file> f;
+    f.emplace(orphaned_file(dir.file("destroy.dat"), opts));
+    const int fd = f->native_handle();
+    BOOST_TEST(fd >= 0);
+    BOOST_TEST(f->is_open());  // it still holds its descriptor
+    f.reset();
+    BOOST_TEST(fd_is_closed(fd));
+
+    // A moved-from file, and a file moved after the context went.
+    fsys::file g = orphaned_file(dir.file("destroy2.dat"), opts);
+    const int gfd = g.native_handle();
+    fsys::file h(std::move(g));
+    BOOST_TEST(!g.is_open());
+    BOOST_TEST(h.native_handle() == gfd);
+    { fsys::file gone(std::move(h)); }
+    BOOST_TEST(fd_is_closed(gfd));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_file_outliving_its_io_context_can_be_closed) {
+  temp_dir dir;
+  for (const auto& opts : lifetime_options()) {
+    fsys::file f = orphaned_file(dir.file("close.dat"), opts);
+    const int fd = f.native_handle();
+    std::error_code ec = make_error_code(std::errc::io_error);
+    f.close(ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(!f.is_open());
+    BOOST_TEST(fd_is_closed(fd));
+    BOOST_CHECK_NO_THROW(f.close());  // closing a closed file does nothing
+
+    fsys::file g = orphaned_file(dir.file("close2.dat"), opts);
+    const int gfd = g.native_handle();
+    BOOST_CHECK_NO_THROW(g.close());
+    BOOST_TEST(fd_is_closed(gfd));
+
+    // release(): the caller gets the descriptor, open.
+    fsys::file h = orphaned_file(dir.file("close3.dat"), opts);
+    const int hfd = h.release();
+    BOOST_TEST(hfd >= 0);
+    BOOST_TEST(!fd_is_closed(hfd));
+    BOOST_TEST(::close(hfd) == 0);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_file_outliving_its_io_context_refuses_size) {
+  temp_dir dir;
+  for (const auto& opts : lifetime_options()) {
+    const auto path = dir.file("size.dat");
+    fsys::file f = orphaned_file(path, opts);
+    const auto before = read_file(path);
+    std::error_code ec;
+    BOOST_TEST(f.size(ec) == 0u);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    error_code bec;
+    f.size(bec);
+    BOOST_TEST((bec == fsys::errc::service_shut_down));
+    BOOST_TEST(throws_shut_down([&] { f.size(); }));
+    // The other synchronous calls on the file alike; none touches it.
+    f.resize(1, ec);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    BOOST_TEST(throws_shut_down([&] { f.resize(1); }));
+    f.sync_all(ec);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    BOOST_TEST(throws_shut_down([&] { f.sync_data(); }));
+    f.cancel(ec);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    f.cancel();  // the noexcept form does nothing
+    // Opening or adopting another descriptor is refused too.
+    fsys::file closed = std::move(f);
+    closed.close();
+    closed.open(path, O_RDONLY, 0, ec);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    BOOST_TEST(!closed.is_open());
+    BOOST_TEST((read_file(path) == before));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_file_outliving_its_io_context_refuses_read_some_at) {
+  temp_dir dir;
+  for (const auto& opts : lifetime_options()) {
+    const auto path = dir.file("read.dat");
+    fsys::file f = orphaned_file(path, opts);
+    const auto before = read_file(path);
+    std::vector<std::byte> buf(4096);
+    std::error_code ec;
+    BOOST_TEST(f.read_some_at(0, asio::buffer(buf), ec) == 0u);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    BOOST_TEST(throws_shut_down([&] { f.read_some_at(0, asio::buffer(buf)); }));
+    BOOST_TEST(throws_shut_down([&] { asio::read_at(f, 0, asio::buffer(buf)); }));
+    error_code bec;
+    BOOST_TEST(f.write_some_at(0, asio::buffer(buf), bec) == 0u);
+    BOOST_TEST((bec == fsys::errc::service_shut_down));
+    BOOST_TEST(throws_shut_down([&] { asio::write_at(f, 0, asio::buffer(buf)); }));
+    BOOST_TEST((read_file(path) == before));
+    const int fd = f.native_handle();
+    f.close();
+    BOOST_TEST(fd_is_closed(fd));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_file_outliving_its_io_context_refuses_async_read_at) {
+  temp_dir dir;
+  for (const auto& opts : lifetime_options()) {
+    fsys::file f = orphaned_file(dir.file("async.dat"), opts);
+    const int fd = f.native_handle();
+    std::vector<std::byte> buf(4096);
+
+    // A handler that would run on the destroyed context: nothing can run it.
+    // The initiating function throws and destroys the handler uninvoked.
+    auto token = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = token;
+    bool ran = false;
+    BOOST_TEST(throws_shut_down([&] {
+      f.async_read_at(0, asio::buffer(buf), [&ran, token = std::move(token)](error_code, std::size_t) { ran = true; });
+    }));
+    BOOST_TEST(!ran);
+    BOOST_TEST(watch.expired());
+    BOOST_TEST(throws_shut_down([&] { f.async_read_some_at(0, asio::buffer(buf), [](error_code, std::size_t) {}); }));
+    BOOST_TEST(throws_shut_down([&] { f.async_write_at(0, asio::buffer(buf), [](error_code, std::size_t) {}); }));
+    BOOST_TEST(throws_shut_down([&] { f.async_fsync([](error_code) {}); }));
+    BOOST_TEST(throws_shut_down([&] { f.async_stat([](error_code, fsys::file_status) {}); }));
+    BOOST_TEST(throws_shut_down([&] { f.async_resize(0, [](error_code) {}); }));
+    BOOST_TEST(throws_shut_down([&] { asio::async_read_at(f, 0, asio::buffer(buf), [](error_code, std::size_t) {}); }));
+
+    // A handler whose executor is a live context gets the error there,
+    // never inside the initiating function.
+    asio::io_context live;
+    error_code got;
+    std::size_t got_n = 1;
+    int calls = 0;
+    f.async_read_at(0, asio::buffer(buf), asio::bind_executor(live, [&](error_code ec, std::size_t n) {
+                      got = ec;
+                      got_n = n;
+                      ++calls;
+                    }));
+    BOOST_TEST(calls == 0);
+    fsys::test::run(live);
+    live.restart();
+    BOOST_TEST(calls == 1);
+    BOOST_TEST((got == fsys::errc::service_shut_down));
+    BOOST_TEST(got_n == 0u);
+
+    // use_future (its handler runs on the system context): the future gets
+    // the error. (Through a function that returns it: an exception handed
+    // between threads by the future is shared through libstdc++'s reference
+    // count, which ThreadSanitizer cannot see.)
+    {
+      std::future<error_code> fut = f.async_read_at(
+          0, asio::buffer(buf), asio::use_future([](error_code ec, std::size_t n) { return n == 0 ? ec : error_code(); }));
+      BOOST_TEST((fut.get() == fsys::errc::service_shut_down));
+    }
+
+    // The co_* forms, from a coroutine on a live context: they throw the
+    // error (as_tuple gives it as a value), and co_close closes the file.
+    const int r = run_coro(live, [&]() -> asio::awaitable<int> {
+      int bits = 0;
+      try {
+        co_await fsys::co_read_at(f, 0, asio::buffer(buf));
+      } catch (const std::system_error& e) {
+        if (e.code() == fsys::errc::service_shut_down) bits |= 1;
+      }
+      try {
+        co_await fsys::co_write_at(f, 0, asio::buffer(buf));
+      } catch (const std::system_error& e) {
+        if (e.code() == fsys::errc::service_shut_down) bits |= 2;
+      }
+      try {
+        co_await fsys::co_stat(f);
+      } catch (const std::system_error& e) {
+        if (e.code() == fsys::errc::service_shut_down) bits |= 4;
+      }
+      auto [ec, n] = co_await f.async_read_some_at(0, asio::buffer(buf), asio::as_tuple(asio::use_awaitable));
+      if (ec == fsys::errc::service_shut_down && n == 0) bits |= 8;
+      co_await fsys::co_close(f);
+      co_return bits;
+    }());
+    BOOST_TEST(r == 15);
+    BOOST_TEST(!f.is_open());
+    BOOST_TEST(fd_is_closed(fd));
+
+    // async_close closes the descriptor whatever the handler's executor; a
+    // handler on the destroyed context cannot run, so it throws after closing.
+    fsys::file g = orphaned_file(dir.file("async2.dat"), opts);
+    const int gfd = g.native_handle();
+    BOOST_TEST(throws_shut_down([&] { g.async_close([](error_code) {}); }));
+    BOOST_TEST(!g.is_open());
+    BOOST_TEST(fd_is_closed(gfd));
+    fsys::file h = orphaned_file(dir.file("async3.dat"), opts);
+    const int hfd = h.native_handle();
+    error_code closed = make_error_code(boost::system::errc::io_error);
+    h.async_close(asio::bind_executor(live, [&](error_code ec) { closed = ec; }));
+    fsys::test::run(live);
+    BOOST_TEST(!closed);
+    BOOST_TEST(fd_is_closed(hfd));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_read_in_flight_when_the_io_context_goes) {
+  ::signal(SIGPIPE, SIG_IGN);
+  for (const auto& opts : lifetime_options()) {
+    int p[2];
+    BOOST_REQUIRE(::pipe(p) == 0);
+    // One file per starting handler (the handlers may run at once on
+    // several threads), each on its own descriptor of the pipe's read end.
+    const unsigned n = 8 * fsys::test::test_threads();
+    auto ctx = std::make_unique<asio::io_context>();
+    fsys::test::make_ring(*ctx, opts);
+    std::vector<fsys::file> files;
+    std::vector<int> fds;
+    for (unsigned i = 0; i < n; ++i) {
+      files.emplace_back(*ctx, ::dup(p[0]));
+      fds.push_back(files.back().native_handle());
+    }
+    ::close(p[0]);
+    auto alive = std::make_shared<int>(0);
+    std::weak_ptr<int> watch = alive;
+    std::atomic<unsigned> started{0};
+    std::atomic<int> completed{0};
+    for (unsigned i = 0; i < n; ++i)
+      asio::post(*ctx, [&, i, alive] {
+        // The handler owns the buffer the kernel reads into: the context's
+        // destruction frees it only after the kernel has let go (ASan).
+        auto buf = std::make_shared<std::vector<std::byte>>(4096);
+        files[i].async_read_some_at(0, asio::buffer(*buf), [&, buf, alive](error_code ec, std::size_t) {
+          if (!ec) completed.fetch_add(1);
+          ctx->stop();
+        });
+        // Once every read has started, one byte lets one of them complete;
+        // the others stay in the kernel (or queued) on the empty pipe.
+        if (started.fetch_add(1) + 1 == n) BOOST_VERIFY(::write(p[1], "x", 1) == 1);
+      });
+    alive.reset();
+    fsys::test::run(*ctx);
+    BOOST_TEST(completed.load() == 1);
+    BOOST_TEST(!watch.expired());  // the other reads' handlers are pending
+    ctx.reset();
+    BOOST_TEST(watch.expired());  // destroyed, never invoked
+    BOOST_TEST(completed.load() == 1);
+
+    std::vector<std::byte> buf(16);
+    BOOST_TEST(throws_shut_down([&] { files[0].async_read_some_at(0, asio::buffer(buf), [](error_code, std::size_t) {}); }));
+    std::error_code ec;
+    files[1].read_some_at(0, asio::buffer(buf), ec);
+    BOOST_TEST((ec == fsys::errc::service_shut_down));
+    files[0].close();
+    files.clear();
+    for (int fd : fds) BOOST_TEST(fd_is_closed(fd));
+    // Every read end is closed: the pipe has no reader any more.
+    BOOST_TEST(::write(p[1], "y", 1) == -1);
+    ::close(p[1]);
+  }
 }

@@ -399,3 +399,33 @@ BOOST_AUTO_TEST_CASE(peer_gone_reports_the_socket_error) {
   BOOST_REQUIRE(got);
   BOOST_TEST(got->first == boost::system::errc::broken_pipe, got->first.message());
 }
+
+BOOST_AUTO_TEST_CASE(file_outliving_its_io_context_reports_service_shut_down) {
+  // The file's io_context is destroyed; the socket's lives. Nothing of the
+  // file's service may be used: the send fails with service_shut_down,
+  // through the socket's context, and sends nothing.
+  temp_dir d;
+  auto data = pattern(64 * 1024, 26);
+  fsys::test::write_file(d.file("f"), data);
+  auto file_ctx = std::make_unique<asio::io_context>();
+  fsys::test::make_ring(*file_ctx);
+  fsys::file f(*file_ctx, d.file("f"), O_RDONLY);
+  file_ctx.reset();
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  unix_pair pair(ctx);
+  std::optional<std::pair<error_code, std::size_t>> got;
+  fsys::async_send_file(pair.tx, f, 0, data.size(), [&](error_code ec, std::size_t n) {
+    got.emplace(ec, n);
+    pair.tx.close();
+  });
+  BOOST_CHECK(!got);  // never inside the initiating function
+  fsys::test::run(ctx);
+  BOOST_REQUIRE(got);
+  BOOST_TEST(got->first == fsys::errc::service_shut_down, got->first.message());
+  BOOST_TEST(got->second == 0u);
+  BOOST_TEST(read_all(pair.rx).empty());
+  const int fd = f.native_handle();
+  f.close();
+  BOOST_TEST((::fcntl(fd, F_GETFD) == -1 && errno == EBADF));
+}

@@ -58,6 +58,13 @@ enum class errc {
   /// other than the one that first submitted to it. Such a ring accepts
   /// submissions only from that one thread.
   wrong_issuer_thread,
+  /// The file's io_context was destroyed (or is being destroyed: its
+  /// services have shut down). A file that outlives its io_context keeps only
+  /// its descriptor: `close()`, `release()` and the destructor work, every
+  /// other call fails with this error (an asynchronous one throws it from the
+  /// initiating function when its handler would run on that context). See
+  /// docs/guide.md, "A file that outlives its io_context".
+  service_shut_down,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

@@ -6,6 +6,7 @@
 #include <fsys/detail/file_op.hpp>
 #include <fsys/detail/fs_args.hpp>
 #include <fsys/detail/nowait.hpp>
+#include <fsys/detail/service_life.hpp>
 #include <fsys/detail/sync_io.hpp>
 #include <fsys/error.hpp>
 #include <fsys/file_base.hpp>
@@ -85,6 +86,33 @@ struct file_access;
 /// Closing or destroying the file cancels its outstanding operations; their
 /// handlers still run (with operation_aborted or their real result), and the
 /// descriptor is closed only after the kernel has finished with them.
+///
+/// A file that outlives its io_context. The io_context should outlive its
+/// files (Asio makes any other use of an I/O object undefined); fsys makes
+/// it defined all the same. When the io_context is destroyed (or shut down),
+/// its operations are finished as it documents (cancelled, the kernel's use
+/// of their buffers waited for, handlers destroyed without running), and
+/// every file made on it keeps only its descriptor: `close()`, `release()`,
+/// `is_open()`, `native_handle()`, moving and the destructor work (the
+/// descriptor is closed exactly once, by `close()` or the destructor; the
+/// error-code forms of `close` report `close(2)`'s result). Every other call
+/// fails with `errc::service_shut_down`:
+/// - synchronous calls (`size`, `read_some_at`, `open`, ...) throw it or set
+///   it in their error code, without touching the file;
+/// - an asynchronous operation (and the `co_*` forms, and `async_send_file`)
+///   makes no operation: a handler whose associated executor belongs to
+///   another, live execution context (a coroutine spawned there, a handler
+///   bound there, `use_future`) gets the error on it, never inside the
+///   initiating function; a handler that would run on the destroyed context
+///   (the default: the file's executor) cannot run at all, so it is
+///   destroyed and the initiating function throws `std::system_error` with
+///   the error. `async_close` closes the descriptor first either way.
+/// The destruction of the io_context must not race with calls on its files
+/// from other threads (it happens-before them, as for any object). The
+/// file's own executor must survive the context too: the default
+/// (`any_io_executor` of the context's executor) does; a strand, whose state
+/// belongs to the context's strand service, or an executor that tracks work
+/// does not (Asio's rule for executors, which fsys cannot change).
 template <class Executor = asio::any_io_executor>
 class basic_file : public file_base {
  public:
@@ -102,7 +130,9 @@ class basic_file : public file_base {
 
   /// A closed file whose operations will run on `ex`'s io_context.
   explicit basic_file(const executor_type& ex)
-      : ex_(ex), service_(&asio::use_service<uring_service>(asio::query(ex_, asio::execution::context))) {}
+      : ex_(ex),
+        service_(&asio::use_service<uring_service>(asio::query(ex_, asio::execution::context))),
+        life_(service_->life_token()) {}
 
   /// A closed file on `ctx`.
   template <class ExecutionContext>
@@ -160,14 +190,14 @@ class basic_file : public file_base {
   /// Takes `other`'s descriptor and outstanding operations; `other` is
   /// closed (its operations then report `errc::not_open`).
   basic_file(basic_file&& other) noexcept
-      : ex_(other.ex_), service_(other.service_), handle_(std::exchange(other.handle_, nullptr)) {}
+      : ex_(other.ex_), service_(other.service_), life_(other.life_), handle_(std::exchange(other.handle_, nullptr)) {}
 
   /// Takes the descriptor of a file on another executor type that converts
   /// to this one; `other` is closed.
   template <class Executor1>
     requires(!std::is_same_v<Executor1, Executor> && std::is_convertible_v<Executor1, Executor>)
   basic_file(basic_file<Executor1>&& other) noexcept
-      : ex_(other.ex_), service_(other.service_), handle_(std::exchange(other.handle_, nullptr)) {}
+      : ex_(other.ex_), service_(other.service_), life_(other.life_), handle_(std::exchange(other.handle_, nullptr)) {}
 
   /// Closes this file (see `close`, errors ignored), then takes `other`'s
   /// descriptor and executor; `other` is closed.
@@ -195,7 +225,8 @@ class basic_file : public file_base {
 
   /// The executor handlers run on unless they have an associated executor.
   executor_type get_executor() noexcept { return ex_; }
-  /// The service running this file's operations.
+  /// The service running this file's operations. Only while the io_context
+  /// exists: the service is destroyed with it.
   uring_service& service() noexcept { return *service_; }
 
   // ---- opening and closing -------------------------------------------------
@@ -218,6 +249,7 @@ class basic_file : public file_base {
   }
   /// As above, with Asio's error code type.
   void open(const std::filesystem::path& path, int flags, mode_t mode, boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return;
     if (busy()) {
       ec = errc::already_open;
       return;
@@ -276,6 +308,7 @@ class basic_file : public file_base {
   /// As above, with Asio's error code type.
   void adopt(native_handle_type fd, boost::system::error_code& ec) noexcept {
     namespace berrc = boost::system::errc;
+    if (detached(ec)) return;
     if (busy()) {
       ec = errc::already_open;
       return;
@@ -325,7 +358,11 @@ class basic_file : public file_base {
   void close(boost::system::error_code& ec) noexcept {
     ec.clear();
     if (!handle_) return;
-    service_->engine().cancel_file(handle_);
+    // After the service shut down, no operation of the file is left (the
+    // engine finished every one, and the file can start no other): the
+    // handle's only reference is the file's, so release_owner closes the
+    // descriptor here, once. The engine is not touched: it may be gone.
+    if (life_.alive()) service_->engine().cancel_file(handle_);
     if (int err = std::exchange(handle_, nullptr)->release_owner()) ec.assign(err, boost::system::system_category());
   }
 
@@ -350,7 +387,7 @@ class basic_file : public file_base {
     }
     ec.clear();
     int fd = handle_->blocking_fd();
-    service_->engine().cancel_file(handle_);
+    if (life_.alive()) service_->engine().cancel_file(handle_);  // see close()
     handle_->disown();
     std::exchange(handle_, nullptr)->release_owner();
     return fd;
@@ -360,14 +397,16 @@ class basic_file : public file_base {
   /// completes with `asio::error::operation_aborted`, or with its real result
   /// when the kernel had already done the work. Does nothing on a closed file.
   void cancel() noexcept {
-    if (handle_) service_->engine().cancel_file(handle_);
+    if (handle_ && life_.alive()) service_->engine().cancel_file(handle_);
   }
-  /// As above; sets `ec` to `errc::not_open` when the file is closed.
+  /// As above; sets `ec` to `errc::not_open` when the file is closed,
+  /// `errc::service_shut_down` when its io_context is gone.
   void cancel(std::error_code& ec) noexcept {
     detail::to_std(ec, [&](auto& bec) { cancel(bec); });
   }
   /// As above, with Asio's error code type.
   void cancel(boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return;
     if (!handle_) {
       ec = errc::not_open;
       return;
@@ -390,7 +429,10 @@ class basic_file : public file_base {
     return detail::to_std(ec, [&](auto& bec) { return size(bec); });
   }
   /// As above, with Asio's error code type.
-  std::uint64_t size(boost::system::error_code& ec) const noexcept { return detail::sync_size(native_handle(), ec); }
+  std::uint64_t size(boost::system::error_code& ec) const noexcept {
+    if (detached(ec)) return 0;
+    return detail::sync_size(native_handle(), ec);
+  }
 
   /// Sets the file's size to `n` bytes (`ftruncate`): shortens it, or
   /// extends it with zeros.
@@ -405,7 +447,10 @@ class basic_file : public file_base {
     detail::to_std(ec, [&](auto& bec) { resize(n, bec); });
   }
   /// As above, with Asio's error code type.
-  void resize(std::uint64_t n, boost::system::error_code& ec) noexcept { detail::sync_resize(native_handle(), n, ec); }
+  void resize(std::uint64_t n, boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return;
+    detail::sync_resize(native_handle(), n, ec);
+  }
 
   /// `fsync(2)` in the calling thread: data and metadata to stable storage.
   /// `async_fsync` does the same through the ring.
@@ -420,7 +465,10 @@ class basic_file : public file_base {
     detail::to_std(ec, [&](auto& bec) { sync_all(bec); });
   }
   /// As above, with Asio's error code type.
-  void sync_all(boost::system::error_code& ec) noexcept { detail::sync_flush(native_handle(), false, ec); }
+  void sync_all(boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return;
+    detail::sync_flush(native_handle(), false, ec);
+  }
 
   /// `fdatasync(2)` in the calling thread: data (and the metadata needed to
   /// read it back) to stable storage. `async_fdatasync` does the same
@@ -436,7 +484,10 @@ class basic_file : public file_base {
     detail::to_std(ec, [&](auto& bec) { sync_data(bec); });
   }
   /// As above, with Asio's error code type.
-  void sync_data(boost::system::error_code& ec) noexcept { detail::sync_flush(native_handle(), true, ec); }
+  void sync_data(boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return;
+    detail::sync_flush(native_handle(), true, ec);
+  }
 
   /// Reads at `offset` into `buffers` with one `preadv(2)` in the calling
   /// thread, which blocks; the ring is not involved. Returns the bytes read,
@@ -463,6 +514,7 @@ class basic_file : public file_base {
   template <class MutableBufferSequence>
   std::size_t read_some_at(std::uint64_t offset, const MutableBufferSequence& buffers,
                            boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return 0;
     return detail::sync_read_at(native_handle(), offset, detail::sync_iovecs(buffers), ec);
   }
 
@@ -489,6 +541,7 @@ class basic_file : public file_base {
   template <class ConstBufferSequence>
   std::size_t write_some_at(std::uint64_t offset, const ConstBufferSequence& buffers,
                             boost::system::error_code& ec) noexcept {
+    if (detached(ec)) return 0;
     return detail::sync_write_at(native_handle(), offset, detail::sync_iovecs(buffers), ec);
   }
 
@@ -796,6 +849,37 @@ class basic_file : public file_base {
   }
 
  private:
+  // True (with `ec` set to errc::service_shut_down) once the io_context's
+  // service has shut down: the file then keeps only its descriptor, and the
+  // caller must not touch `service_` (see the class comment).
+  bool detached(boost::system::error_code& ec) const noexcept {
+    if (life_.alive()) [[likely]]
+      return false;
+    ec = errc::service_shut_down;
+    return true;
+  }
+
+  // An asynchronous operation started after the service shut down completes
+  // with `ec` (and `values`) without an operation: an operation would count
+  // work on, and complete through, the destroyed context. A handler whose
+  // associated executor belongs to another execution context (which must be
+  // alive, as for any handler) gets the result there, deferred: never inside
+  // the initiating function. One that would run on the destroyed context
+  // cannot be run by anything: this throws std::system_error with
+  // errc::service_shut_down, and the handler is destroyed by the caller's
+  // unwinding, uninvoked.
+  template <class Handler, class... Values>
+  void complete_detached(Handler&& handler, boost::system::error_code ec, Values... values) const {
+    if (!detail::runs_on_other_context(handler, ex_, life_.context()))
+      throw std::system_error(make_error_code(errc::service_shut_down),
+                              "fsys::basic_file: asynchronous operation after its io_context was destroyed");
+    detail::defer_inline_completion(std::forward<Handler>(handler), ex_, ec, values...);
+  }
+  template <class Handler, class... Values>
+  void refuse_detached(Handler&& handler, Values... values) const {
+    complete_detached(std::forward<Handler>(handler), boost::system::error_code(errc::service_shut_down), values...);
+  }
+
   // True when the file holds a descriptor or an open is pending. A handle
   // left by a failed or cancelled async_open is dropped here.
   bool busy() noexcept {
@@ -829,6 +913,7 @@ class basic_file : public file_base {
     template <class Handler>
     void operator()(Handler&& handler, detail::fs_args_ptr args) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      if (!self_->life_.alive()) return self_->refuse_detached(std::forward<Handler>(handler));
       if constexpr (op_t::may_complete_inline) {
         // Opened (or failed for good) by an openat2 in this thread that used
         // only cached dentries (see detail/nowait.hpp), before any operation
@@ -873,6 +958,13 @@ class basic_file : public file_base {
     template <class Handler>
     void operator()(Handler&& handler) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      if (!self_->life_.alive()) {
+        // The descriptor is closed here (see close()), whatever then happens
+        // to the handler: close's result, or not_open for a closed file.
+        boost::system::error_code ec;
+        self_->close_detached(ec);
+        return self_->complete_detached(std::forward<Handler>(handler), ec);
+      }
       if constexpr (op_t::may_complete_inline) {
         boost::system::error_code ec;
         if (self_->try_close_direct(ec)) {
@@ -916,6 +1008,13 @@ class basic_file : public file_base {
     void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset, std::uint64_t length,
                     int flags) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false, Value>;
+      if (!self_->life_.alive()) {
+        if constexpr (std::is_void_v<Value>)
+          self_->refuse_detached(std::forward<Handler>(handler));
+        else
+          self_->refuse_detached(std::forward<Handler>(handler), Value{});
+        return;
+      }
       if constexpr (std::is_same_v<Value, file_status> && op_t::may_complete_inline) {
         // The statx of a file on a local filesystem, made in this thread
         // before any operation exists (see detail::inline_stat), unless a
@@ -955,6 +1054,7 @@ class basic_file : public file_base {
     template <class Handler, class Buffers>
     void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset,
                     const Buffers& buffers) const {
+      if (!self_->life_.alive()) return self_->refuse_detached(std::forward<Handler>(handler), std::size_t{0});
       detail::nowait_outcome pre;
       if constexpr (!detail::inline_completion_allowed<std::decay_t<Handler>, Executor>()) {
         pre.decided = true;  // no attempt, here or by the operation
@@ -979,6 +1079,7 @@ class basic_file : public file_base {
     void operator()(Handler&& handler, detail::op_kind kind, std::uint64_t offset, const Buffers& buffers,
                     detail::nowait_outcome pre) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, true>;
+      if (!self_->life_.alive()) return self_->refuse_detached(std::forward<Handler>(handler), std::size_t{0});
       op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
       try {
         op->set_buffers(asio::buffer_sequence_begin(buffers), asio::buffer_sequence_end(buffers));
@@ -999,6 +1100,7 @@ class basic_file : public file_base {
     template <class Handler>
     void operator()(Handler&& handler, detail::op_kind kind) const {
       using op_t = detail::file_op<std::decay_t<Handler>, Executor, false>;
+      if (!self_->life_.alive()) return self_->refuse_detached(std::forward<Handler>(handler));
       self_->launch(op_t::create(std::forward<Handler>(handler), self_->ex_, kind), 0);
     }
   };
@@ -1025,7 +1127,7 @@ class basic_file : public file_base {
     detail::nowait_outcome r;
     const bool read = kind == op_kind::read_some || kind == op_kind::read_full;
     if (!read && kind != op_kind::write_some && kind != op_kind::write_full) return r;
-    if (!service_->inline_fast_path() || !handle_) return r;
+    if (!life_.alive() || !service_->inline_fast_path() || !handle_) return r;
     // The fd first (acquire): a handle whose async_open completes on another
     // thread publishes its file type with the fd (file_handle::attach).
     const int fd = handle_->fd();
@@ -1051,11 +1153,25 @@ class basic_file : public file_base {
     return r;
   }
 
+  // async_close after the service shut down: closes the descriptor as
+  // close() does; `ec` is close(2)'s error, or not_open for a closed file.
+  void close_detached(boost::system::error_code& ec) noexcept {
+    if (!busy()) {
+      ec = errc::not_open;
+      return;
+    }
+    close(ec);
+  }
+
   // The inline fast path of async_close without an operation: with the fast
   // path on, a descriptor no operation holds any more, on a local
   // filesystem, is closed here by close(2) (the file is then closed, `ec`
   // has close's error). False: nothing was done.
   bool try_close_direct(boost::system::error_code& ec) noexcept {
+    if (!life_.alive()) {
+      close_detached(ec);  // closing works after the service shut down
+      return true;
+    }
     if (!service_->inline_fast_path() || !handle_ || handle_->fd() < 0 || !detail::close_without_waiting(*handle_))
       return false;
     // Why this is sound: no operation holds the handle (sole reference), so
@@ -1073,7 +1189,7 @@ class basic_file : public file_base {
   // detail::inline_stat): 0 with `stx` filled, a final -errno, or
   // detail::inline_undecided.
   int try_stat_direct(struct statx& stx) noexcept {
-    if (!service_->inline_fast_path() || !handle_) return detail::inline_undecided;
+    if (!life_.alive() || !service_->inline_fast_path() || !handle_) return detail::inline_undecided;
     const int fd = handle_->fd();
     if (fd < 0) return detail::inline_undecided;
     // (inline_stat teaches the handle its type and device itself.)
@@ -1085,7 +1201,7 @@ class basic_file : public file_base {
   // -errno, or detail::inline_undecided (bad input, an open file, a lookup
   // not all cached: the operation decides).
   int try_open_direct(const detail::fs_args& a) noexcept {
-    if (!service_->inline_fast_path() || busy() || check_open(a)) return detail::inline_undecided;
+    if (!life_.alive() || !service_->inline_fast_path() || busy() || check_open(a)) return detail::inline_undecided;
     detail::file_handle* h;
     try {
       h = detail::file_handle::create_opening();
@@ -1153,11 +1269,14 @@ class basic_file : public file_base {
     close(ignored);
     ex_ = other.ex_;
     service_ = other.service_;
+    life_ = other.life_;
     handle_ = std::exchange(other.handle_, nullptr);
   }
 
   Executor ex_;
   uring_service* service_;
+  // Whether `service_` still exists (see the class comment).
+  detail::service_token life_;
   detail::file_handle* handle_ = nullptr;
 };
 
@@ -1167,6 +1286,11 @@ using file = basic_file<>;
 namespace detail {
 /// The coroutine operations' (co.hpp) access to a file's inline fast path.
 struct file_access {
+  /// The file's service, or null once its io_context has shut it down.
+  template <class Executor>
+  static uring_service* live_service(basic_file<Executor>& f) noexcept {
+    return f.life_.alive() ? f.service_ : nullptr;
+  }
   /// The file's descriptor (-1 when closed) for calls that never wait,
   /// whether or not an inline open left O_NONBLOCK on it (see
   /// file_handle::blocking_fd): cachestat, mmap + mincore, and sendfile of

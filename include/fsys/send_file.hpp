@@ -167,7 +167,7 @@ class send_file_op {
   void operator()(Self& self, boost::system::error_code ec = {}, std::size_t n = 0) {
     switch (step_) {
       case step::start:
-        start();
+        if (!start()) return finish(self, errc::service_shut_down);
         break;
       case step::waited:
         suspended_ = true;
@@ -198,9 +198,12 @@ class send_file_op {
  private:
   enum class step { start, waited, read_done, write_done, complete_posted };
 
-  void start() {
-    auto& svc = asio::use_service<uring_service>(asio::query(file_.get_executor(), asio::execution::context));
-    zero_copy_ = svc.active_backend() == backend::io_uring && file_.is_open();
+  // False when the file's io_context is gone (errc::service_shut_down):
+  // nothing of its service may be used, and its reads would be refused.
+  bool start() {
+    uring_service* svc = detail::file_access::live_service(file_);
+    if (!svc) return false;
+    zero_copy_ = svc->active_backend() == backend::io_uring && file_.is_open();
     if (zero_copy_) {
       boost::system::error_code ec;
       // Asio's own operations on the socket cope with this mode (it is the
@@ -208,6 +211,7 @@ class send_file_op {
       sock_.native_non_blocking(true, ec);
       if (ec) zero_copy_ = false;
     }
+    return true;
   }
 
   void advance(std::size_t n) {
@@ -348,7 +352,8 @@ class send_file_op {
 /// `asio::error::operation_aborted` and `sent` is exactly the number of bytes
 /// the socket accepted (the stream holds exactly those bytes of the range,
 /// so the connection may go on). Errors: the socket's (`broken_pipe`,
-/// `connection_reset`, ...), the file's read errors, `errc::not_open`.
+/// `connection_reset`, ...), the file's read errors, `errc::not_open`,
+/// `errc::service_shut_down` (the file's io_context is gone).
 ///
 /// Side effect: the socket is left in non-blocking mode
 /// (`native_non_blocking(true)`), which Asio's own operations handle.

@@ -4,6 +4,7 @@
 #include <fsys/detail/asio.hpp>
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/nowait.hpp>
+#include <fsys/detail/service_life.hpp>
 #include <fsys/engine_stats.hpp>
 #include <fsys/options.hpp>
 
@@ -47,6 +48,12 @@ struct fixed_buffer {
 /// @endcode
 /// Otherwise the first file created on the context makes the service with
 /// default options.
+///
+/// Shutdown. When the io_context is destroyed (or `shutdown()` is called on
+/// it), the service cancels every operation in flight, waits until the kernel
+/// has released their buffers, destroys their handlers without invoking them,
+/// and detaches every file made on it: such a file keeps only its descriptor
+/// (see `errc::service_shut_down`).
 class uring_service : public asio::execution_context::service {
  public:
   /// Asio's service identity.
@@ -95,6 +102,9 @@ class uring_service : public asio::execution_context::service {
 
   /// @private The engine that runs operations.
   detail::engine& engine() noexcept { return *engine_; }
+  /// @private What a file made on this service keeps to learn, at any time
+  /// (after the io_context's destruction too), whether the service still runs.
+  detail::service_token life_token() const noexcept { return life_.token(); }
 
   /// The io-wq worker limits in effect for the calling thread's io-wq
   /// ([0]: bounded, [1]: unbounded), read back from the kernel
@@ -113,6 +123,8 @@ class uring_service : public asio::execution_context::service {
  private:
   void shutdown() override;
 
+  // First: the files' tokens are valid from the service's first moment.
+  detail::service_life life_;
   ring_options options_;
   std::error_code fallback_reason_;
   std::unique_ptr<detail::engine> engine_;

@@ -16,14 +16,17 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/execution/allocator.hpp>
 #include <boost/asio/execution/blocking.hpp>
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/execute.hpp>
 #include <boost/asio/execution/executor.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/execution/relationship.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/recycling_allocator.hpp>
 #include <boost/asio/system_executor.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <tuple>
 #include <type_traits>
@@ -166,6 +169,21 @@ void defer_inline_completion(Handler&& handler, const IoExecutor& io_ex, Args...
   const auto ex = asio::get_associated_executor(handler, io_ex);
   deliver_on_own_executor<true>(
       ex, bound_completion<std::decay_t<Handler>, Args...>{std::forward<Handler>(handler), {args...}});
+}
+
+/// Whether `handler` runs on an execution context other than the one at
+/// `context` (an address, as a number): its associated executor (`io_ex` by
+/// default) belongs to another context. Only addresses are compared, and
+/// nothing is asked of the context at `context`, which may be destroyed (a
+/// file's context, see `basic_file`'s "A file that outlives its io_context").
+/// An executor that cannot tell its context counts as running there.
+template <class Handler, class IoExecutor>
+bool runs_on_other_context(const Handler& handler, const IoExecutor& io_ex, std::uintptr_t context) noexcept {
+  const auto ex = asio::get_associated_executor(handler, io_ex);
+  if constexpr (asio::can_query<const decltype(ex)&, asio::execution::context_t>::value)
+    return reinterpret_cast<std::uintptr_t>(&asio::query(ex, asio::execution::context)) != context;
+  else
+    return false;
 }
 
 /// The value a `file_op<..., Value>` completes with, read from the op before
