@@ -43,6 +43,8 @@ class category final : public boost::system::error_category {
         return "the kernel could not start a worker for the request (process or thread limit); nothing was done";
       case errc::wrong_issuer_thread:
         return "a single_thread ring was used from a thread other than its issuer thread";
+      case errc::file_truncated:
+        return "file was truncated during the send";
       case errc::forked_process:
         return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
     }

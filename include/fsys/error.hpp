@@ -58,6 +58,11 @@ enum class errc {
   /// other than the one that first submitted to it. Such a ring accepts
   /// submissions only from that one thread.
   wrong_issuer_thread,
+  /// `async_send_file`: the file became shorter than the range being sent
+  /// while the operation ran (it was truncated, or replaced in place). The
+  /// range was not sent in full, and bytes already in the socket may not be
+  /// the file's (see `async_send_file`): close the connection.
+  file_truncated,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"
