@@ -509,6 +509,33 @@ BOOST_AUTO_TEST_CASE(replace_file_creates_and_replaces) {
   BOOST_TEST(count == 3u);  // config, rel, sub
 }
 
+// Replaces (creates, then replaces) a file whose name is as long as the
+// filesystem allows (NAME_MAX, 255 bytes on ext4, XFS, btrfs and tmpfs):
+// the temporary must fit too. Nothing else is left in `dir`.
+void replace_longest_name(const fs::path& dir) {
+  long name_max = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+  BOOST_REQUIRE(name_max > 0);
+  const std::size_t len = static_cast<std::size_t>(std::min<long>(name_max, 255));
+  const auto target = dir / std::string(len, 'n');
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  std::string v1 = "first version", v2(100000, 'x');
+  error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v1), h); });
+  BOOST_TEST(!ec, ec.message() << " (a " << len << "-byte name)");
+  BOOST_TEST((text_of(target) == v1));
+  ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v2), h); });
+  BOOST_TEST(!ec, ec.message() << " (a " << len << "-byte name)");
+  BOOST_TEST((text_of(target) == v2));
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
+  BOOST_TEST(names.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(replace_file_takes_the_longest_name) {
+  temp_dir dir;
+  replace_longest_name(dir.path());
+}
+
 BOOST_AUTO_TEST_CASE(replace_file_on_tmpfs_and_without_tmpfile) {
   // /dev/shm (tmpfs) supports O_TMPFILE; a FUSE filesystem would not. The
   // named-temporary path is forced by replacing inside a directory where
@@ -522,6 +549,8 @@ BOOST_AUTO_TEST_CASE(replace_file_on_tmpfs_and_without_tmpfile) {
   error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, base / "t", asio::buffer(v), h); });
   BOOST_TEST(!ec);
   BOOST_TEST((read_file(base / "t") == v));
+  fs::remove(base / "t");
+  replace_longest_name(base);
   fs::remove_all(base);
 }
 
@@ -559,6 +588,9 @@ BOOST_AUTO_TEST_CASE(replace_file_with_named_temporary_and_failing_sync) {
   for (auto& e : fs::directory_iterator(mnt.backing_file(""))) names.push_back(e.path().filename());
   BOOST_TEST(names.size() == 1u);
   for (auto& n : names) BOOST_TEST(n == "conf");
+  // The longest name the mount takes, through the named temporary too.
+  fs::remove(target);
+  replace_longest_name(mnt.file(""));
 }
 
 BOOST_AUTO_TEST_CASE(every_token_kind_and_coroutines) {
@@ -932,7 +964,7 @@ BOOST_AUTO_TEST_CASE(replace_file_survives_sigkill) {
     for (auto& e : fs::directory_iterator(dir.path())) {
       std::string name = e.path().filename();
       if (name == "state") continue;
-      BOOST_REQUIRE_MESSAGE(name.rfind(".state.fsys-tmp.", 0) == 0, "unexpected file " << name);
+      BOOST_REQUIRE_MESSAGE(name.rfind(".fsys-tmp.", 0) == 0, "unexpected file " << name);
       ++stray;
       fs::remove(e.path());
     }

@@ -273,7 +273,8 @@ auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path,
 ///
 /// How: a temporary file in the same directory — unnamed (`O_TMPFILE`) where
 /// the filesystem allows it, then linked under a temporary name; otherwise
-/// created under a temporary name `.<name>.fsys-tmp.<random>` — is written
+/// created under a temporary name `.fsys-tmp.<random>` (26 bytes, so that
+/// any name the filesystem accepts works, up to NAME_MAX) — is written
 /// in full, fdatasync'ed and closed, renamed over `path`, and the directory
 /// is synced. On failure the temporary is removed. A crash may leave a
 /// temporary behind only under that dotted temporary name, never under a
