@@ -471,6 +471,134 @@ BOOST_AUTO_TEST_CASE(directories_links_and_remove) {
   BOOST_TEST((ec == boost::system::errc::not_a_directory));
 }
 
+// Runs `body` as a coroutine on ctx and returns the std::system_error it
+// threw (none: an empty code and message).
+template <class Body>
+std::pair<std::error_code, std::string> co_error(asio::io_context& ctx, Body body) {
+  std::pair<std::error_code, std::string> got;
+  bool threw_other = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        try {
+          co_await body(ctx.get_executor());
+        } catch (const std::system_error& e) {
+          got = {e.code(), e.what()};
+        } catch (...) {
+          threw_other = true;
+        }
+      },
+      asio::detached);
+  drain(ctx);
+  BOOST_TEST(!threw_other);
+  return got;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The coroutine forms' exceptions name the operation and the path(s) they
+// were given, as the throwing constructor does; an invalid flags or mode
+// argument gets an error saying which argument was wrong (an errc value
+// that compares equal to invalid_argument).
+BOOST_AUTO_TEST_CASE(errors_name_the_path_and_the_wrong_argument) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  using ex_t = asio::io_context::executor_type;
+  const std::string missing = dir.file("no-such-file").native();
+  const std::string other = dir.file("other-name").native();
+  // The throwing constructor, for comparison.
+  try {
+    fsys::file f(ctx, missing, O_RDONLY);
+    BOOST_ERROR("opened a missing file");
+  } catch (const std::system_error& e) {
+    BOOST_TEST(contains(e.what(), missing), e.what());
+  }
+  // co_open, a missing path: twice, so that one of them may take the inline
+  // path (a negative dentry cached by the first) and one the ring.
+  for (int i = 0; i < 2; ++i) {
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_open(ex, missing, O_RDONLY);
+    });
+    BOOST_TEST((code == std::errc::no_such_file_or_directory), code.message());
+    BOOST_TEST(contains(what, "fsys::co_open " + missing), what);
+  }
+  // co_open, unknown flag bits: the message says the flags are wrong.
+  {
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_open(ex, dir.file("x"), O_RDONLY | 0x40000000);
+    });
+    BOOST_TEST((code == fsys::errc::invalid_open_flags), code.message());
+    BOOST_TEST((code == std::errc::invalid_argument));
+    BOOST_TEST(contains(what, "open flags"), what);
+    BOOST_TEST(contains(what, dir.file("x").native()), what);
+  }
+  // async_open: an error code, which says which argument was wrong.
+  {
+    fsys::file f(ctx);
+    error_code ec = run_ec(ctx, [&](auto h) { f.async_open(dir.file("x"), O_RDONLY | 0x40000000, 0, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_open_flags), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(contains(ec.message(), "open flags"), ec.message());
+    fsys::open_how how{O_RDONLY, 0, 0x1000};
+    ec = run_ec(ctx, [&](auto h) { f.async_open(AT_FDCWD, dir.file("x"), how, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_resolve_flags), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(contains(ec.message(), "resolve"), ec.message());
+    BOOST_TEST(!fs::exists(dir.file("x")));
+  }
+  // co_rename: both paths.
+  {
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_rename(ex, missing, other);
+    });
+    BOOST_TEST((code == std::errc::no_such_file_or_directory), code.message());
+    BOOST_TEST(contains(what, "fsys::co_rename " + missing + " -> " + other), what);
+  }
+  // A bad rename_flags value: the error names it, nothing is renamed.
+  put(dir.file("a"), "a");
+  {
+    const auto bad = static_cast<fsys::rename_flags>(7);
+    error_code ec = run_ec(ctx, [&](auto h) { fsys::async_rename(ctx, dir.file("a"), dir.file("b"), bad, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_rename_flags), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(contains(ec.message(), "rename_flags"), ec.message());
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_rename(ex, dir.file("a"), dir.file("b"), bad);
+    });
+    BOOST_TEST((code == fsys::errc::invalid_rename_flags), code.message());
+    BOOST_TEST(contains(what, "rename_flags"), what);
+    BOOST_TEST(contains(what, dir.file("a").native() + " -> " + dir.file("b").native()), what);
+    BOOST_TEST(fs::exists(dir.file("a")));
+    BOOST_TEST(!fs::exists(dir.file("b")));
+  }
+  // A mode with bits outside 07777.
+  {
+    error_code ec =
+        run_ec(ctx, [&](auto h) { fsys::async_create_directory(ctx, dir.file("d"), 010000 | 0755, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_mode), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(!fs::exists(dir.file("d")));
+  }
+  // The other path-taking coroutine forms.
+  const std::string in_missing_dir = (fs::path(missing) / "x").native();
+  std::string data = "d";
+  auto check = [&](const char* name, const std::string& path, auto body) {
+    auto [code, what] = co_error(ctx, body);
+    BOOST_TEST(bool(code), name);
+    BOOST_TEST(contains(what, std::string(name) + " " + path), what);
+  };
+  check("fsys::co_stat", missing, [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_stat(ex, missing); });
+  check("fsys::co_remove", missing, [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_remove(ex, missing); });
+  check("fsys::co_create_directory", in_missing_dir,
+        [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_create_directory(ex, in_missing_dir); });
+  check("fsys::co_sync_directory", missing,
+        [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_sync_directory(ex, missing); });
+  check("fsys::co_replace_file", in_missing_dir, [&](ex_t ex) -> asio::awaitable<void> {
+    co_await fsys::co_replace_file(ex, in_missing_dir, asio::buffer(data));
+  });
+}
+
 BOOST_AUTO_TEST_CASE(replace_file_creates_and_replaces) {
   temp_dir dir;
   asio::io_context ctx;
