@@ -45,6 +45,16 @@ class category final : public boost::system::error_category {
         return "a single_thread ring was used from a thread other than its issuer thread";
       case errc::service_shut_down:
         return "the file's io_context was destroyed (only close, release and the destructor work)";
+      case errc::file_truncated:
+        return "file was truncated during the send";
+      case errc::invalid_open_flags:
+        return "invalid argument: the open flags have unknown bits";
+      case errc::invalid_resolve_flags:
+        return "invalid argument: open_how::resolve has bits that are not RESOLVE_* flags";
+      case errc::invalid_rename_flags:
+        return "invalid argument: the rename_flags value is not none, no_replace or exchange";
+      case errc::invalid_mode:
+        return "invalid argument: the mode has bits outside 07777";
       case errc::forked_process:
         return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
     }
@@ -58,6 +68,10 @@ class category final : public boost::system::error_category {
     namespace berrc = boost::system::errc;
     switch (static_cast<errc>(value)) {
       case errc::misaligned_direct_io:
+      case errc::invalid_open_flags:
+      case errc::invalid_resolve_flags:
+      case errc::invalid_rename_flags:
+      case errc::invalid_mode:
         return berrc::make_error_condition(berrc::invalid_argument);
       case errc::offset_overflow:
         return berrc::make_error_condition(berrc::value_too_large);

@@ -471,6 +471,134 @@ BOOST_AUTO_TEST_CASE(directories_links_and_remove) {
   BOOST_TEST((ec == boost::system::errc::not_a_directory));
 }
 
+// Runs `body` as a coroutine on ctx and returns the std::system_error it
+// threw (none: an empty code and message).
+template <class Body>
+std::pair<std::error_code, std::string> co_error(asio::io_context& ctx, Body body) {
+  std::pair<std::error_code, std::string> got;
+  bool threw_other = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        try {
+          co_await body(ctx.get_executor());
+        } catch (const std::system_error& e) {
+          got = {e.code(), e.what()};
+        } catch (...) {
+          threw_other = true;
+        }
+      },
+      asio::detached);
+  drain(ctx);
+  BOOST_TEST(!threw_other);
+  return got;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// The coroutine forms' exceptions name the operation and the path(s) they
+// were given, as the throwing constructor does; an invalid flags or mode
+// argument gets an error saying which argument was wrong (an errc value
+// that compares equal to invalid_argument).
+BOOST_AUTO_TEST_CASE(errors_name_the_path_and_the_wrong_argument) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  using ex_t = asio::io_context::executor_type;
+  const std::string missing = dir.file("no-such-file").native();
+  const std::string other = dir.file("other-name").native();
+  // The throwing constructor, for comparison.
+  try {
+    fsys::file f(ctx, missing, O_RDONLY);
+    BOOST_ERROR("opened a missing file");
+  } catch (const std::system_error& e) {
+    BOOST_TEST(contains(e.what(), missing), e.what());
+  }
+  // co_open, a missing path: twice, so that one of them may take the inline
+  // path (a negative dentry cached by the first) and one the ring.
+  for (int i = 0; i < 2; ++i) {
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_open(ex, missing, O_RDONLY);
+    });
+    BOOST_TEST((code == std::errc::no_such_file_or_directory), code.message());
+    BOOST_TEST(contains(what, "fsys::co_open " + missing), what);
+  }
+  // co_open, unknown flag bits: the message says the flags are wrong.
+  {
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_open(ex, dir.file("x"), O_RDONLY | 0x40000000);
+    });
+    BOOST_TEST((code == fsys::errc::invalid_open_flags), code.message());
+    BOOST_TEST((code == std::errc::invalid_argument));
+    BOOST_TEST(contains(what, "open flags"), what);
+    BOOST_TEST(contains(what, dir.file("x").native()), what);
+  }
+  // async_open: an error code, which says which argument was wrong.
+  {
+    fsys::file f(ctx);
+    error_code ec = run_ec(ctx, [&](auto h) { f.async_open(dir.file("x"), O_RDONLY | 0x40000000, 0, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_open_flags), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(contains(ec.message(), "open flags"), ec.message());
+    fsys::open_how how{O_RDONLY, 0, 0x1000};
+    ec = run_ec(ctx, [&](auto h) { f.async_open(AT_FDCWD, dir.file("x"), how, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_resolve_flags), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(contains(ec.message(), "resolve"), ec.message());
+    BOOST_TEST(!fs::exists(dir.file("x")));
+  }
+  // co_rename: both paths.
+  {
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_rename(ex, missing, other);
+    });
+    BOOST_TEST((code == std::errc::no_such_file_or_directory), code.message());
+    BOOST_TEST(contains(what, "fsys::co_rename " + missing + " -> " + other), what);
+  }
+  // A bad rename_flags value: the error names it, nothing is renamed.
+  put(dir.file("a"), "a");
+  {
+    const auto bad = static_cast<fsys::rename_flags>(7);
+    error_code ec = run_ec(ctx, [&](auto h) { fsys::async_rename(ctx, dir.file("a"), dir.file("b"), bad, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_rename_flags), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(contains(ec.message(), "rename_flags"), ec.message());
+    auto [code, what] = co_error(ctx, [&](ex_t ex) -> asio::awaitable<void> {
+      co_await fsys::co_rename(ex, dir.file("a"), dir.file("b"), bad);
+    });
+    BOOST_TEST((code == fsys::errc::invalid_rename_flags), code.message());
+    BOOST_TEST(contains(what, "rename_flags"), what);
+    BOOST_TEST(contains(what, dir.file("a").native() + " -> " + dir.file("b").native()), what);
+    BOOST_TEST(fs::exists(dir.file("a")));
+    BOOST_TEST(!fs::exists(dir.file("b")));
+  }
+  // A mode with bits outside 07777.
+  {
+    error_code ec =
+        run_ec(ctx, [&](auto h) { fsys::async_create_directory(ctx, dir.file("d"), 010000 | 0755, h); });
+    BOOST_TEST((ec == fsys::errc::invalid_mode), ec.message());
+    BOOST_TEST(invalid_argument(ec));
+    BOOST_TEST(!fs::exists(dir.file("d")));
+  }
+  // The other path-taking coroutine forms.
+  const std::string in_missing_dir = (fs::path(missing) / "x").native();
+  std::string data = "d";
+  auto check = [&](const char* name, const std::string& path, auto body) {
+    auto [code, what] = co_error(ctx, body);
+    BOOST_TEST(bool(code), name);
+    BOOST_TEST(contains(what, std::string(name) + " " + path), what);
+  };
+  check("fsys::co_stat", missing, [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_stat(ex, missing); });
+  check("fsys::co_remove", missing, [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_remove(ex, missing); });
+  check("fsys::co_create_directory", in_missing_dir,
+        [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_create_directory(ex, in_missing_dir); });
+  check("fsys::co_sync_directory", missing,
+        [&](ex_t ex) -> asio::awaitable<void> { co_await fsys::co_sync_directory(ex, missing); });
+  check("fsys::co_replace_file", in_missing_dir, [&](ex_t ex) -> asio::awaitable<void> {
+    co_await fsys::co_replace_file(ex, in_missing_dir, asio::buffer(data));
+  });
+}
+
 BOOST_AUTO_TEST_CASE(replace_file_creates_and_replaces) {
   temp_dir dir;
   asio::io_context ctx;
@@ -509,6 +637,33 @@ BOOST_AUTO_TEST_CASE(replace_file_creates_and_replaces) {
   BOOST_TEST(count == 3u);  // config, rel, sub
 }
 
+// Replaces (creates, then replaces) a file whose name is as long as the
+// filesystem allows (NAME_MAX, 255 bytes on ext4, XFS, btrfs and tmpfs):
+// the temporary must fit too. Nothing else is left in `dir`.
+void replace_longest_name(const fs::path& dir) {
+  long name_max = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+  BOOST_REQUIRE(name_max > 0);
+  const std::size_t len = static_cast<std::size_t>(std::min<long>(name_max, 255));
+  const auto target = dir / std::string(len, 'n');
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  std::string v1 = "first version", v2(100000, 'x');
+  error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v1), h); });
+  BOOST_TEST(!ec, ec.message() << " (a " << len << "-byte name)");
+  BOOST_TEST((text_of(target) == v1));
+  ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v2), h); });
+  BOOST_TEST(!ec, ec.message() << " (a " << len << "-byte name)");
+  BOOST_TEST((text_of(target) == v2));
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
+  BOOST_TEST(names.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(replace_file_takes_the_longest_name) {
+  temp_dir dir;
+  replace_longest_name(dir.path());
+}
+
 BOOST_AUTO_TEST_CASE(replace_file_on_tmpfs_and_without_tmpfile) {
   // /dev/shm (tmpfs) supports O_TMPFILE; a FUSE filesystem would not. The
   // named-temporary path is forced by replacing inside a directory where
@@ -522,6 +677,8 @@ BOOST_AUTO_TEST_CASE(replace_file_on_tmpfs_and_without_tmpfile) {
   error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, base / "t", asio::buffer(v), h); });
   BOOST_TEST(!ec);
   BOOST_TEST((read_file(base / "t") == v));
+  fs::remove(base / "t");
+  replace_longest_name(base);
   fs::remove_all(base);
 }
 
@@ -559,6 +716,9 @@ BOOST_AUTO_TEST_CASE(replace_file_with_named_temporary_and_failing_sync) {
   for (auto& e : fs::directory_iterator(mnt.backing_file(""))) names.push_back(e.path().filename());
   BOOST_TEST(names.size() == 1u);
   for (auto& n : names) BOOST_TEST(n == "conf");
+  // The longest name the mount takes, through the named temporary too.
+  fs::remove(target);
+  replace_longest_name(mnt.file(""));
 }
 
 BOOST_AUTO_TEST_CASE(every_token_kind_and_coroutines) {
@@ -932,7 +1092,7 @@ BOOST_AUTO_TEST_CASE(replace_file_survives_sigkill) {
     for (auto& e : fs::directory_iterator(dir.path())) {
       std::string name = e.path().filename();
       if (name == "state") continue;
-      BOOST_REQUIRE_MESSAGE(name.rfind(".state.fsys-tmp.", 0) == 0, "unexpected file " << name);
+      BOOST_REQUIRE_MESSAGE(name.rfind(".fsys-tmp.", 0) == 0, "unexpected file " << name);
       ++stray;
       fs::remove(e.path());
     }

@@ -751,7 +751,7 @@ BOOST_AUTO_TEST_CASE(replace_file_is_old_or_new_after_every_cut) {
         ++olds;
       }
       for (const auto& n : names_in(fs.root()))
-        BOOST_TEST((n == "config" || n.rfind(".config.", 0) == 0), "unexpected name left: " << n);
+        BOOST_TEST((n == "config" || n.rfind(".fsys-tmp.", 0) == 0), "unexpected name left: " << n);
     }
   }
   BOOST_TEST_MESSAGE("async_replace_file: " << cuts << " power cuts: " << olds << " old, " << news

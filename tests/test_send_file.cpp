@@ -35,6 +35,7 @@
 #include <future>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace asio = boost::asio;
@@ -230,6 +231,76 @@ void cancel_midway() {
   BOOST_TEST(std::memcmp(all.data() + got->second, marker.data(), marker.size()) == 0);
 }
 
+// The file is truncated to `new_size` while the send is under way: the
+// client reads the first `first` bytes of the body in small bites (the
+// sender meanwhile waits on the full socket: both socket buffers are
+// small), truncates the file itself, and then reads to the end of the
+// stream. The operation must fail with errc::file_truncated, never report
+// the range as sent; the sending side then closes the connection, so the
+// client sees a body shorter than the range. What the client can assert:
+// it received exactly the bytes the socket accepted (`sent`), and the bytes
+// it read before the truncation are the file's. Bytes at or past
+// `new_size` that were already in the socket when the file shrank may be
+// zeros or stale (zero-copy sendfile shares the page-cache pages with the
+// socket); bytes before `new_size` are the file's.
+template <class Pair>
+void truncated_midway(std::size_t first, std::size_t new_size) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 12 * 1024 * 1024;
+  auto data = pattern(size, 31);
+  fsys::test::write_file(d.file("f"), data);
+  // Small buffers on both sides (TCP's receive buffer set before connecting,
+  // as a shrunk window stalls loopback TCP): the sender stays close behind
+  // the reader.
+  std::optional<Pair> opt;
+  if constexpr (std::is_same_v<Pair, tcp_pair>)
+    opt.emplace(ctx, 4096);
+  else
+    opt.emplace(ctx);
+  Pair& pair = *opt;
+  pair.tx.set_option(asio::socket_base::send_buffer_size(4096));
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  int truncate_result = -1;
+  auto reader = std::async(std::launch::async, [&] {
+    std::vector<std::byte> out(first);
+    std::size_t got = 0;
+    while (got < first) {
+      ssize_t r = ::read(pair.rx, out.data() + got, std::min<std::size_t>(first - got, 4096));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    out.resize(got);
+    // The sender is blocked on the full socket, somewhere past `first`.
+    truncate_result = ::truncate(d.file("f").c_str(), static_cast<off_t>(new_size));
+    auto rest = read_all(pair.rx, 4096);
+    out.insert(out.end(), rest.begin(), rest.end());
+    return std::make_pair(got, out);
+  });
+  std::optional<std::pair<error_code, std::size_t>> got;
+  fsys::async_send_file(pair.tx, f, 0, size, [&](error_code ec, std::size_t n) {
+    got.emplace(ec, n);
+    pair.tx.close();  // as a server does on any error: the client sees the body end early
+  });
+  fsys::test::run(ctx);
+  auto [before, all] = reader.get();
+  BOOST_REQUIRE(truncate_result == 0);
+  BOOST_REQUIRE(got);
+  BOOST_TEST(got->first == fsys::errc::file_truncated, got->first.message());
+  BOOST_TEST(got->first.message() == "file was truncated during the send");
+  BOOST_TEST(before == first);
+  BOOST_TEST(got->second >= first);
+  BOOST_TEST(got->second < size);
+  BOOST_TEST(all.size() == got->second);
+  // Read before the truncation: the file's bytes.
+  BOOST_TEST((slice(all, 0, first) == slice(data, 0, first)));
+  // Below the new size: still the file's bytes, wherever the sender was.
+  BOOST_TEST((slice(all, 0, new_size) == slice(data, 0, std::min(all.size(), new_size))));
+  BOOST_TEST_MESSAGE("truncated to " << new_size << " after " << first << ": " << got->second << " bytes sent");
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(unix_whole_file) {
@@ -282,6 +353,12 @@ BOOST_AUTO_TEST_CASE(unix_slow_reader_fills_the_socket) {
 
 BOOST_AUTO_TEST_CASE(unix_cancel_midway) { cancel_midway<unix_pair>(); }
 BOOST_AUTO_TEST_CASE(tcp_cancel_midway) { cancel_midway<tcp_pair>(); }
+
+// The case: the sender is past the new end when the file shrinks.
+BOOST_AUTO_TEST_CASE(tcp_truncated_behind_the_sender) { truncated_midway<tcp_pair>(4 * 1024 * 1024, 3000000); }
+BOOST_AUTO_TEST_CASE(unix_truncated_behind_the_sender) { truncated_midway<unix_pair>(4 * 1024 * 1024, 3000000); }
+// The new end is still ahead of the sender: the range can no longer be sent.
+BOOST_AUTO_TEST_CASE(tcp_truncated_ahead_of_the_sender) { truncated_midway<tcp_pair>(1024 * 1024, 3000000); }
 
 BOOST_AUTO_TEST_CASE(cold_file_on_disk) {
   fsys::test::temp_dir_on_disk d;

@@ -11,6 +11,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <system_error>
 
 namespace fsys {
@@ -20,6 +22,25 @@ namespace detail {
   // use_awaitable would throw boost::system::system_error, which is not a
   // std::system_error; these functions promise the standard type.
   throw std::system_error(std::error_code(ec), what);
+}
+/// As above, naming the path the operation was given:
+/// "<what> <path>: <message>", as `basic_file::open` does.
+[[noreturn]] inline void throw_co_error(const boost::system::error_code& ec, const char* what, std::string_view path) {
+  std::string s(what);
+  s += ' ';
+  s += path;
+  throw std::system_error(std::error_code(ec), s);
+}
+/// As above, naming both paths of a two-path operation (rename, links):
+/// "<what> <from> -> <to>: <message>".
+[[noreturn]] inline void throw_co_error(const boost::system::error_code& ec, const char* what, std::string_view from,
+                                        std::string_view to) {
+  std::string s(what);
+  s += ' ';
+  s += from;
+  s += " -> ";
+  s += to;
+  throw std::system_error(std::error_code(ec), s);
 }
 
 }  // namespace detail

@@ -1,7 +1,10 @@
 // fsys — coroutine forms of the file-system operations:
 // `fsys::file f = co_await fsys::co_open(ex, path, O_RDONLY);`
 //
-// Each throws `std::system_error` on failure (like co.hpp's functions),
+// Each throws `std::system_error` on failure (like co.hpp's functions), whose
+// what() names the operation and the path(s) it was given
+// ("fsys::co_open /srv/a: No such file or directory"; both paths for
+// `co_rename`),
 // completes on the coroutine's executor, and is cancelled with the coroutine
 // (operation_aborted). See filesystem.hpp and file.hpp for what each does.
 #pragma once
@@ -28,12 +31,18 @@ inline asio::awaitable<file> co_open_impl(asio::any_io_executor ex, fs_args_ptr 
   if (cs.cancelled() == asio::cancellation_type::none && take_inline_resume()) {
     const int r = file_access::try_open_direct(f, *a);
     if (r != inline_undecided) {
-      if (r < 0) throw_co_error(boost::system::error_code(-r, boost::system::system_category()), "fsys::co_open");
+      if (r < 0)
+        throw_co_error(boost::system::error_code(-r, boost::system::system_category()), "fsys::co_open", a->path);
       co_return f;
     }
   }
+  // The operation takes `a`; the path is kept for the error message in a
+  // second block from the thread's cache of recycled ones (whose string
+  // keeps its capacity: no allocation once the cache is warm).
+  const fs_args_ptr name = make_fs_args();
+  name->path.assign(a->path);
   auto [ec] = co_await file_access::initiate_open(f, std::move(a), asio::as_tuple(asio::use_awaitable));
-  if (ec) throw_co_error(ec, "fsys::co_open");
+  if (ec) throw_co_error(ec, "fsys::co_open", name->path);
   co_return f;
 }
 
@@ -96,7 +105,7 @@ template <class ExecutorOrContext>
   requires detail::executor_or_context<ExecutorOrContext>
 asio::awaitable<file_status> co_stat(ExecutorOrContext&& ex, std::filesystem::path path) {
   auto [ec, st] = co_await fsys::async_stat(ex, path, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_stat");
+  if (ec) detail::throw_co_error(ec, "fsys::co_stat", path.native());
   co_return st;
 }
 
@@ -118,7 +127,7 @@ template <class ExecutorOrContext>
 asio::awaitable<void> co_rename(ExecutorOrContext&& ex, std::filesystem::path from, std::filesystem::path to,
                                 rename_flags flags = rename_flags::none) {
   auto [ec] = co_await fsys::async_rename(ex, from, to, flags, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_rename");
+  if (ec) detail::throw_co_error(ec, "fsys::co_rename", from.native(), to.native());
 }
 
 /// `fsys::async_remove`.
@@ -126,7 +135,7 @@ template <class ExecutorOrContext>
   requires detail::executor_or_context<ExecutorOrContext>
 asio::awaitable<void> co_remove(ExecutorOrContext&& ex, std::filesystem::path path) {
   auto [ec] = co_await fsys::async_remove(ex, path, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_remove");
+  if (ec) detail::throw_co_error(ec, "fsys::co_remove", path.native());
 }
 
 /// `fsys::async_create_directory`.
@@ -134,7 +143,7 @@ template <class ExecutorOrContext>
   requires detail::executor_or_context<ExecutorOrContext>
 asio::awaitable<void> co_create_directory(ExecutorOrContext&& ex, std::filesystem::path path, mode_t mode = 0777) {
   auto [ec] = co_await fsys::async_create_directory(ex, path, mode, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_create_directory");
+  if (ec) detail::throw_co_error(ec, "fsys::co_create_directory", path.native());
 }
 
 /// `fsys::async_sync_directory`.
@@ -142,7 +151,7 @@ template <class ExecutorOrContext>
   requires detail::executor_or_context<ExecutorOrContext>
 asio::awaitable<void> co_sync_directory(ExecutorOrContext&& ex, std::filesystem::path path) {
   auto [ec] = co_await fsys::async_sync_directory(ex, path, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_sync_directory");
+  if (ec) detail::throw_co_error(ec, "fsys::co_sync_directory", path.native());
 }
 
 /// `fsys::async_replace_file`: `data` must stay valid until it returns.
@@ -150,7 +159,7 @@ template <class ExecutorOrContext>
   requires detail::executor_or_context<ExecutorOrContext>
 asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, asio::const_buffer data) {
   auto [ec] = co_await fsys::async_replace_file(ex, path, data, asio::as_tuple(asio::use_awaitable));
-  if (ec) detail::throw_co_error(ec, "fsys::co_replace_file");
+  if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
 }
 
 }  // namespace fsys

@@ -65,6 +65,23 @@ enum class errc {
   /// initiating function when its handler would run on that context). See
   /// docs/guide.md, "A file that outlives its io_context".
   service_shut_down,
+  /// `async_send_file`: the file became shorter than the range being sent
+  /// while the operation ran (it was truncated, or replaced in place). The
+  /// range was not sent in full, and bytes already in the socket may not be
+  /// the file's (see `async_send_file`): close the connection.
+  file_truncated,
+  /// Invalid argument: the open flags have bits the kernel does not know
+  /// (`async_open`, `co_open`). Compares equal to `std::errc::invalid_argument`.
+  invalid_open_flags,
+  /// Invalid argument: `open_how::resolve` has bits that are not `RESOLVE_*`
+  /// flags. Compares equal to `std::errc::invalid_argument`.
+  invalid_resolve_flags,
+  /// Invalid argument: the `rename_flags` value is not `none`, `no_replace`
+  /// or `exchange`. Compares equal to `std::errc::invalid_argument`.
+  invalid_rename_flags,
+  /// Invalid argument: a mode has bits outside 07777
+  /// (`async_create_directory`). Compares equal to `std::errc::invalid_argument`.
+  invalid_mode,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

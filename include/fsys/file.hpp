@@ -725,8 +725,9 @@ class basic_file : public file_base {
   /// the file closed; a descriptor the kernel opened anyway is closed, never
   /// leaked. Errors: `open(2)`'s errno (system category);
   /// `errc::already_open` (compares equal to `device_or_resource_busy`) when
-  /// the file is open or being opened; `invalid_argument` for an empty path,
-  /// a path with an embedded NUL, or unknown flags. Nothing is changed on error.
+  /// the file is open or being opened; `invalid_argument` for an empty path
+  /// or a path with an embedded NUL; `errc::invalid_open_flags` (compares
+  /// equal to `invalid_argument`) for unknown flags. Nothing is changed on error.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
   auto async_open(path_view path, int flags, mode_t mode,
@@ -740,7 +741,8 @@ class basic_file : public file_base {
   /// the mode and `RESOLVE_*` flags. With `RESOLVE_BENEATH` a path that would
   /// leave `dirfd` (`..`, an absolute path, a symlink pointing out) fails with
   /// `EXDEV`. O_CLOEXEC is always added. Otherwise as the overload above;
-  /// unknown `RESOLVE_*` bits fail with `invalid_argument`. `dirfd` must stay
+  /// unknown `RESOLVE_*` bits fail with `errc::invalid_resolve_flags`
+  /// (compares equal to `invalid_argument`). `dirfd` must stay
   /// open until the handler runs.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
                 Token = asio::default_completion_token_t<executor_type>>
@@ -893,8 +895,8 @@ class basic_file : public file_base {
   // flags the kernel does not know.
   static boost::system::error_code check_open(const detail::fs_args& a) noexcept {
     if (std::error_code ec = detail::check_path(a.path)) return ec;
-    if ((a.flags & ~known_open_flags) != 0 || (a.how.resolve & ~known_resolve_flags) != 0)
-      return boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+    if ((a.flags & ~known_open_flags) != 0) return errc::invalid_open_flags;
+    if ((a.how.resolve & ~known_resolve_flags) != 0) return errc::invalid_resolve_flags;
     return {};
   }
 

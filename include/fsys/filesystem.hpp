@@ -73,7 +73,9 @@ struct path_request {
   int flags = 0;
   mode_t mode = 0;
   bool check_path2 = false;
-  bool bad_flags = false;
+  /// An argument other than the paths that is known to be invalid: the
+  /// operation completes with it (an `errc::invalid_*` value) and does nothing.
+  errc bad_argument{};
 };
 
 template <class Executor, class Value>
@@ -98,8 +100,8 @@ struct path_initiation {
       op->ec_ = ec;
     else if (req.check_path2 && (ec = check_path(a.path2)))
       op->ec_ = ec;
-    else if (req.bad_flags)
-      op->ec_ = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+    else if (req.bad_argument != errc{})
+      op->ec_ = req.bad_argument;
     engine& e = asio::use_service<uring_service>(asio::query(ex_, asio::execution::context)).engine();
     op->connect_cancellation(e);
     e.start(op);
@@ -130,7 +132,9 @@ auto async_path_op(const Executor& ex, path_request req, Token&& token) {
 //   kernel had not done the work the handler gets `operation_aborted`, else
 //   the real result;
 // - refuses bad input without changing anything: an empty path or one with
-//   an embedded NUL gets `invalid_argument`, as do unknown flags;
+//   an embedded NUL gets `invalid_argument`; unknown flags and modes get an
+//   `errc::invalid_*` value naming the argument (each compares equal to
+//   `std::errc::invalid_argument`);
 // - reports the kernel's errno otherwise (system category).
 // Relative paths start from the current directory.
 
@@ -162,7 +166,8 @@ auto async_rename(ExecutorOrContext&& ex, path_view from, path_view to,
 
 /// Renames `from` to `to` as `flags` say: `no_replace` fails with `EEXIST`
 /// when `to` exists, `exchange` swaps the two atomically (`ENOENT` unless
-/// both exist). Flags outside the enumeration get `invalid_argument`; a
+/// both exist). Flags outside the enumeration get `errc::invalid_rename_flags`
+/// (which compares equal to `std::errc::invalid_argument`); a
 /// filesystem without the flag answers `EINVAL`. Completes with `(error_code)`.
 template <class ExecutorOrContext,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
@@ -174,7 +179,8 @@ auto async_rename(ExecutorOrContext&& ex, path_view from, path_view to,
   detail::path_request r{detail::op_kind::rename, from.str(), to.str()};
   r.check_path2 = true;
   r.flags = static_cast<int>(flags);
-  r.bad_flags = flags != rename_flags::none && flags != rename_flags::no_replace && flags != rename_flags::exchange;
+  if (flags != rename_flags::none && flags != rename_flags::no_replace && flags != rename_flags::exchange)
+    r.bad_argument = errc::invalid_rename_flags;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
 
@@ -216,7 +222,7 @@ auto async_create_directory(ExecutorOrContext&& ex, path_view path, mode_t mode,
                                 asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
   detail::path_request r{detail::op_kind::mkdir, path.str()};
   r.mode = mode;
-  r.bad_flags = (mode & ~static_cast<mode_t>(07777)) != 0;
+  if ((mode & ~static_cast<mode_t>(07777)) != 0) r.bad_argument = errc::invalid_mode;
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
 
@@ -273,7 +279,8 @@ auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path,
 ///
 /// How: a temporary file in the same directory — unnamed (`O_TMPFILE`) where
 /// the filesystem allows it, then linked under a temporary name; otherwise
-/// created under a temporary name `.<name>.fsys-tmp.<random>` — is written
+/// created under a temporary name `.fsys-tmp.<random>` (26 bytes, so that
+/// any name the filesystem accepts works, up to NAME_MAX) — is written
 /// in full, fdatasync'ed and closed, renamed over `path`, and the directory
 /// is synced. On failure the temporary is removed. A crash may leave a
 /// temporary behind only under that dotted temporary name, never under a

@@ -61,16 +61,20 @@ struct sync_directory_op {
   }
 };
 
-// A name for a temporary file next to `name`: starts with a dot and carries
-// ".fsys-tmp.", so it never looks like the target.
-inline std::string temp_name(const std::string& name) {
+// A name for a temporary file in the target's directory: ".fsys-tmp."
+// and 16 random hex digits, 26 bytes whatever the target's name, so that
+// any name the filesystem accepts for the target (up to NAME_MAX, 255 bytes
+// on ext4) can be replaced: a name derived from the target's would be
+// longer than the target's. It starts with a dot and never looks like a
+// target the caller named.
+inline std::string temp_name() {
   static std::atomic<std::uint64_t> counter{0};
   const auto t = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
   const std::uint64_t v = t ^ (counter.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ull) ^
                           (static_cast<std::uint64_t>(::getpid()) << 40);
   char buf[32];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return "." + name + ".fsys-tmp." + buf;
+  return std::string(".fsys-tmp.") + buf;
 }
 
 // Temporary (O_TMPFILE, else named) → write all → fdatasync → [link the
@@ -109,7 +113,7 @@ struct replace_file_op {
   void open_named(Self& self) {
     state& s = *s_;
     s.unnamed = false;
-    s.temp = s.dir + "/" + temp_name(s.name);
+    s.temp = s.dir + "/" + temp_name();
     s.step = opened;
     s.file.async_open(s.temp, O_WRONLY | O_CREAT | O_EXCL, 0666, std::move(self));
   }
@@ -166,7 +170,7 @@ struct replace_file_op {
         if (s.unnamed) {
           // Give the unnamed, now durable file a (temporary) name: linkat of
           // /proc/<pid>/fd/<fd> with AT_SYMLINK_FOLLOW needs no privilege.
-          s.temp = s.dir + "/" + temp_name(s.name);
+          s.temp = s.dir + "/" + temp_name();
           path_request r{op_kind::link,
                          "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(s.file.native_handle()),
                          s.temp};
