@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -315,8 +316,9 @@ BOOST_AUTO_TEST_CASE(run_stays_busy_when_the_handler_belongs_to_another_context)
 BOOST_AUTO_TEST_CASE(shutting_down_the_context_with_running_and_queued_psync_operations) {
   // One worker blocked on a pipe, the rest queued, the file still open: the
   // context's shutdown wakes the worker, waits for its syscall, and destroys
-  // every handler without invoking it. Operations started afterwards are
-  // destroyed too.
+  // every handler without invoking it. An operation started afterwards is
+  // refused by its initiating function (errc::service_shut_down: nothing
+  // could ever run its handler), and its handler is destroyed uninvoked.
   struct shutdown_context : asio::io_context {
     using asio::io_context::shutdown;  // what ~io_context does first
   };
@@ -336,7 +338,10 @@ BOOST_AUTO_TEST_CASE(shutting_down_the_context_with_running_and_queued_psync_ope
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let the worker block in the read
     ctx.shutdown();
     auto buf = std::make_shared<std::vector<std::byte>>(64);
-    rd.async_read_some_at(0, asio::buffer(*buf), [buf, alive, &invoked](error_code, std::size_t) { ++invoked; });
+    BOOST_CHECK_EXCEPTION(
+        rd.async_read_some_at(0, asio::buffer(*buf), [buf, alive, &invoked](error_code, std::size_t) { ++invoked; }),
+        std::system_error,
+        [](const std::system_error& e) { return e.code() == fsys::errc::service_shut_down; });
     alive.reset();
     BOOST_TEST(watch.expired());
     rd.release();
