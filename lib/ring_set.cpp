@@ -114,6 +114,13 @@ class ring_set final : public engine, public ring_group {
 
   bool start_now(op_base* op) override { return pick(op).start_now(op); }
 
+  // Both ask the ring a read or write started now goes to (see pick): the
+  // one whose finish() this thread runs, else the thread's own, assigned
+  // here if the thread has none yet (a thread whose reads all finish inline
+  // counts them on the ring its batches would use).
+  bool batch_forming() noexcept override { return batch_ring().batch_forming(); }
+  std::atomic<int>* pending_counter() noexcept override { return batch_ring().pending_counter(); }
+
   bool cancel(cancel_link& link, unsigned) override {
     // Only reached before pick() stored the owning ring: decline, and the
     // requester asks again (the store follows at once).
@@ -208,6 +215,15 @@ class ring_set final : public engine, public ring_group {
     victim = (victim + 1) % cache.size();
     e = thread_entry{id_, nullptr, 0, 0, ~std::uint64_t{0}};
     return e;
+  }
+
+  engine& batch_ring() noexcept {
+    if (engine* e = finishing_ring(this)) return *e;
+    try {
+      return thread_ring();
+    } catch (...) {
+      return *rings_[0];  // the set's lock failed: the home ring, which always exists
+    }
   }
 
   // The calling thread's ring, assigned round-robin (made on first use).

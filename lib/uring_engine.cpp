@@ -31,6 +31,7 @@
 #include <fsys/detail/engine.hpp>
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/fs_args.hpp>
+#include <fsys/detail/nowait.hpp>
 #include <fsys/error.hpp>
 #include <fsys/features.hpp>
 
@@ -50,6 +51,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 #include <cerrno>
@@ -147,6 +149,8 @@ class uring_engine final : public engine {
     ring_fs_kinds_ = ring_fs_kinds();
     if (const char* v = std::getenv("FSYS_TEST_RING_REFUSES_STATX")) test_ring_refuses_statx_ = std::strcmp(v, "1") == 0;
     single_ = opts.issuer == issuer_mode::single_thread;
+    batch_threshold_ = opts.inline_batch_threshold != 0 ? static_cast<int>(std::min(opts.inline_batch_threshold, 1u << 20))
+                                                        : inline_batch_threshold();
     ec = setup_ring();
   }
 
@@ -660,8 +664,9 @@ class uring_engine final : public engine {
   }
 
   // Chain accounting (ring_set only; see ring_chains).
+  // Also what batch_forming() reads, so counted on a ring alone too.
   void count_chain(op_base* op) noexcept {
-    if (!set_ || !runs_on_any_ring(op)) return;
+    if (!runs_on_any_ring(op)) return;
     op->chain_ring_ = this;
     chains_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -696,6 +701,14 @@ class uring_engine final : public engine {
 
  public:
   int chains() const noexcept { return chains_.load(std::memory_order_relaxed); }
+
+  // A batch is forming when at least `batch_threshold` reads and writes of
+  // this ring have not had their handlers run: in a steady stream each of
+  // them usually starts the next one, so a read started now is submitted
+  // with theirs (see finish()). Below that (depth 1 or 2), the inline
+  // attempt, one preadv2 and no hand-off, is cheaper than a ring round trip.
+  bool batch_forming() noexcept override { return chains() >= batch_threshold_; }
+  std::atomic<int>* pending_counter() noexcept override { return &chains_; }
 
   // Takes `ops` from another ring of the set (see share_chains). Why this is
   // sound: every op here was reaped by `from` (its result is final, all its
@@ -1304,6 +1317,7 @@ class uring_engine final : public engine {
   op_base* kernel_ops_ = nullptr;
   bool batch_pending_ = false;  // ops queued by handlers that finish() runs
   static constexpr int max_inline_passes = 16;
+  int batch_threshold_ = 16;  // see ring_options::inline_batch_threshold
   // The engine whose completions this thread is running in finish(), if any.
   FSYS_HOT_TLS static thread_local uring_engine* finishing_;
   // Another ring of the same set that handlers run by finishing_ started ops on.

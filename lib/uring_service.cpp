@@ -45,6 +45,8 @@ engine_stats uring_service::stats() const noexcept {
   s.inline_read_fallthroughs = t.read_fallthroughs;
   s.inline_writes = t.writes;
   s.inline_write_fallthroughs = t.write_fallthroughs;
+  s.batched_reads = t.read_batched;
+  s.batched_writes = t.write_batched;
   s.inline_opens = t.opens;
   s.inline_open_fallthroughs = t.open_fallthroughs;
   s.inline_stats = t.stats;

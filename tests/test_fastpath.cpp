@@ -615,6 +615,94 @@ BOOST_AUTO_TEST_CASE(iowq_worker_limits_are_applied_and_read_back) {
   BOOST_TEST(d[1] > 3u);
 }
 
+// Reads started together go to the ring together: with the batch threshold
+// at 2, the first two of 16 reads started at once finish inline (nothing
+// else is outstanding yet) and the other 14 skip the attempt and are
+// submitted in one batch. The count of outstanding operations must return
+// to zero once every handler has run (inline completions and ring
+// completions both leave it): a read started afterwards, alone, goes
+// inline again. The psync backend has no batches and attempts every read.
+// Then the same through coroutines: 8 coroutines reading in a loop keep a
+// batch forming, and every byte is right.
+BOOST_AUTO_TEST_CASE(reads_started_together_are_batched_and_a_lone_read_goes_inline) {
+  temp_dir dir;
+  constexpr std::size_t block = 4096, reads = 16;
+  auto data = pattern(reads * block, 21);
+  auto path = dir.file("batch.dat");
+  fsys::test::write_file(path, data);  // just written: in the page cache
+  asio::io_context ctx;
+  fsys::ring_options o = fast_path_on();
+  o.inline_batch_threshold = 2;
+  auto& svc = fsys::test::make_ring(ctx, o);
+  const bool ring = svc.active_backend() == fsys::backend::io_uring;
+  fsys::file f(ctx, path, O_RDONLY);
+  const auto before = svc.stats();
+
+  std::vector<std::vector<std::byte>> back(reads, std::vector<std::byte>(block));
+  std::vector<std::size_t> got(reads, 0);
+  std::atomic<std::size_t> errors{0};
+  for (std::size_t i = 0; i < reads; ++i)
+    f.async_read_at(i * block, asio::buffer(back[i]), [&, i](error_code e, std::size_t n) {
+      errors += e ? 1 : 0;
+      got[i] = n;
+    });
+  fsys::test::run(ctx);
+  BOOST_TEST(errors == 0u);
+  for (std::size_t i = 0; i < reads; ++i) {
+    BOOST_TEST(got[i] == block);
+    BOOST_TEST(std::equal(back[i].begin(), back[i].end(), data.begin() + static_cast<std::ptrdiff_t>(i * block)));
+  }
+  const auto mid = svc.stats();
+  if (ring) {
+    BOOST_TEST(mid.inline_reads == before.inline_reads + 2);
+    BOOST_TEST(mid.batched_reads == before.batched_reads + reads - 2);
+    BOOST_TEST(mid.sqes_submitted >= before.sqes_submitted + reads - 2);
+    // One batch: a few enters, not one per read.
+    BOOST_TEST(mid.enter_calls - before.enter_calls <= 4u, (mid.enter_calls - before.enter_calls) << " enters");
+  } else {
+    BOOST_TEST(mid.inline_reads == before.inline_reads + reads);
+    BOOST_TEST(mid.batched_reads == before.batched_reads);
+  }
+
+  // Alone again: inline.
+  std::size_t lone = 0;
+  f.async_read_at(0, asio::buffer(back[0]), [&](error_code e, std::size_t n) { lone = e ? 0 : n; });
+  ctx.restart();
+  fsys::test::run(ctx);
+  BOOST_TEST(lone == block);
+  const auto after = svc.stats();
+  BOOST_TEST(after.inline_reads == mid.inline_reads + 1);
+  BOOST_TEST(after.batched_reads == mid.batched_reads);
+
+  // Coroutines: 8 of them, 64 reads each, every byte checked.
+  constexpr std::size_t coroutines = 8, rounds = 64;
+  std::atomic<std::size_t> bad{0}, total{0};  // coroutines may run on several threads
+  for (std::size_t c = 0; c < coroutines; ++c)
+    asio::co_spawn(ctx, [&, c]() -> asio::awaitable<void> {
+      std::vector<std::byte> buf(block);
+      for (std::size_t r = 0; r < rounds; ++r) {
+        const std::size_t blk = (c * 7 + r * 3) % reads;
+        const std::size_t n = co_await fsys::co_read_at(f, blk * block, asio::buffer(buf));
+        bad += n != block || !std::equal(buf.begin(), buf.end(), data.begin() + static_cast<std::ptrdiff_t>(blk * block));
+        ++total;
+      }
+    }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  ctx.restart();
+  fsys::test::run(ctx);
+  BOOST_TEST(total == coroutines * rounds);
+  BOOST_TEST(bad == 0u);
+  const auto end = svc.stats();
+  if (ring) BOOST_TEST(end.batched_reads > after.batched_reads);
+  else BOOST_TEST(end.batched_reads == after.batched_reads);
+  // And alone again, after all of that.
+  lone = 0;
+  f.async_read_at(block, asio::buffer(back[1]), [&](error_code e, std::size_t n) { lone = e ? 0 : n; });
+  ctx.restart();
+  fsys::test::run(ctx);
+  BOOST_TEST(lone == block);
+  BOOST_TEST(svc.stats().inline_reads == end.inline_reads + 1);
+}
+
 BOOST_AUTO_TEST_CASE(coroutine_reads_finished_inline_resume_without_the_scheduler) {
   temp_dir dir;
   auto data = pattern(64 * 1024, 12);
@@ -749,7 +837,10 @@ BOOST_AUTO_TEST_CASE(inline_completions_from_several_threads_are_all_counted) {
   BOOST_TEST(ok.load() == threads * per_thread);
   const auto after = svc.stats();
   const std::uint64_t total = static_cast<std::uint64_t>(threads) * per_thread;
-  BOOST_TEST(after.inline_reads == before.inline_reads + total);
+  // Each read finished inline, or, once enough were outstanding, joined the
+  // ring's batch (ring_options::inline_batch_threshold; psync: never).
+  BOOST_TEST(after.inline_reads + after.batched_reads == before.inline_reads + before.batched_reads + total);
+  if (svc.active_backend() != fsys::backend::io_uring) BOOST_TEST(after.batched_reads == before.batched_reads);
   BOOST_TEST(after.ops_started == before.ops_started + total);
   BOOST_TEST(after.ops_completed == before.ops_completed + total);
 }

@@ -16,6 +16,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstdio>
 #include <exception>
 #include <string>
 #include <vector>
@@ -119,6 +120,19 @@ int main(int argc, char** argv) {
   }
   ctx.run();
   const double secs = b.measured_seconds();
+  if (const char* v = std::getenv("FSYS_PEER_STATS"); v && std::string(v) == "1") {
+    // Which way the reads and writes went (engine_stats), for the notes.
+    const fsys::engine_stats st = svc.stats();
+    std::fprintf(stderr,
+                 "STATS ops_started=%llu enter_calls=%llu inline_reads=%llu inline_read_fallthroughs=%llu "
+                 "batched_reads=%llu inline_writes=%llu batched_writes=%llu reactor_wakeups=%llu\n",
+                 static_cast<unsigned long long>(st.ops_started), static_cast<unsigned long long>(st.enter_calls),
+                 static_cast<unsigned long long>(st.inline_reads),
+                 static_cast<unsigned long long>(st.inline_read_fallthroughs),
+                 static_cast<unsigned long long>(st.batched_reads), static_cast<unsigned long long>(st.inline_writes),
+                 static_cast<unsigned long long>(st.batched_writes),
+                 static_cast<unsigned long long>(st.reactor_wakeups));
+  }
   std::string impl = callbacks ? "fsys_cb" : "fsys_co";
   if (no_fast_path) impl += "_nofastpath";
   if (auto_issuer) impl += "_autoissuer";

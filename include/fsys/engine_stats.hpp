@@ -54,6 +54,17 @@ struct engine_stats {
   std::uint64_t inline_writes = 0;
   /// Inline write attempts that fell through to the engine.
   std::uint64_t inline_write_fallthroughs = 0;
+  /// Reads of the files the inline fast path applies to that went to the
+  /// ring without an inline attempt, because a batch was forming there: two
+  /// or more other reads and writes started on that ring had not had their
+  /// handlers run, so this one was submitted with theirs in one
+  /// `io_uring_enter` (io_uring only; the psync backend always attempts).
+  /// Each read of such a file counts in at most one of `inline_reads`,
+  /// `inline_read_fallthroughs` and `batched_reads` (none when the file's
+  /// recent misses skipped the attempt).
+  std::uint64_t batched_reads = 0;
+  /// Writes sent to the ring without an inline attempt (see `batched_reads`).
+  std::uint64_t batched_writes = 0;
   /// io_uring rings the io_context uses: one per thread that started
   /// operations, and one per thread that ran the io_context while reads and
   /// writes were shared out (see `chains_moved`), up to

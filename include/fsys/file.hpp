@@ -1067,8 +1067,11 @@ class basic_file : public file_base {
           // is made, and the handler is deferred to its executor (never
           // invoked here). Nothing was hooked to its cancellation slot, so a
           // cancellation request finds nothing to do and the result stands.
-          detail::defer_inline_completion(
-              std::forward<Handler>(handler), self_->ex_,
+          std::atomic<int>* pending = nullptr;
+          if (!detail::runs_on_other_context(handler, self_->ex_, self_->life_.context()))
+            pending = self_->hold_pending();
+          detail::defer_counted_completion(
+              std::forward<Handler>(handler), self_->ex_, pending,
               pre.eof ? boost::system::error_code(asio::error::eof) : boost::system::error_code(), pre.transferred);
           return;
         }
@@ -1134,6 +1137,10 @@ class basic_file : public file_base {
     // thread publishes its file type with the fd (file_handle::attach).
     const int fd = handle_->fd();
     if (fd < 0 || !handle_->nowait_candidate()) return r;
+    if (detail::joins_batch(service_->engine(), read, service_->inline_counters())) {
+      r.decided = true;  // to the engine, which makes no attempt of its own
+      return r;
+    }
     iovec iov[detail::nowait_direct_iovs];
     unsigned n = 0;
     std::size_t total = 0;
@@ -1221,6 +1228,18 @@ class basic_file : public file_base {
     return r;
   }
 
+  // A read or write finished by the inline fast path whose handler is queued
+  // on the service's own io_context counts as outstanding on the engine until
+  // that handler runs (engine::pending_counter): returns the incremented
+  // count, or null. Sound only for such a handler: the io_context destroys
+  // queued handlers at its shutdown, before it destroys the service and its
+  // engine, so the count outlives every queued handler holding it.
+  std::atomic<int>* hold_pending() noexcept {
+    std::atomic<int>* p = service_->engine().pending_counter();
+    if (p) p->fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+
   template <class Op>
   void launch(Op* op, std::uint64_t offset, detail::nowait_outcome pre = {}) {
     op->offset_ = offset;
@@ -1240,12 +1259,14 @@ class basic_file : public file_base {
           left -= k;
         }
       } else if (service_->inline_fast_path() && Op::may_complete_inline && !detail::is_fs_kind(op->kind_) &&
-                 detail::try_inline_transfer(*op, service_->inline_counters())) {
+                 detail::try_inline_transfer(*op, service_->inline_counters(), service_->engine())) {
         // Finished by a RWF_NOWAIT call in this thread (a page-cache hit):
         // the engine never sees the op, and no cancellation slot is hooked,
         // so a later cancellation request finds nothing to do and the
         // result is delivered. The handler is deferred to its executor.
         op->completed_inline_ = true;
+        // Counted as outstanding until its handler runs (see hold_pending).
+        if (op->handler_runs_on(life_.context())) op->inline_pending_ = hold_pending();
         op->complete_(op, true);
         return;
       }

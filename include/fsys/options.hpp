@@ -141,7 +141,9 @@ struct ring_options {
   /// A file whose attempts in one direction are refused (`EOPNOTSUPP`: ext4
   /// buffered writes, tmpfs on some kernels) gets none again; one whose
   /// attempts keep missing (4 in a row) skips the next 64 before trying
-  /// again. Syncs and `async_write_linked_fsync` always go to the engine.
+  /// again. While a batch is forming on the ring (see
+  /// `inline_batch_threshold`) no attempt is made: the request joins the
+  /// batch. Syncs and `async_write_linked_fsync` always go to the engine.
   /// `basic_file::async_open` (path all in the dentry cache, no
   /// O_CREAT/O_TRUNC) and `basic_file::async_stat` (local filesystems) are
   /// tried inline the same way (docs/guide.md, "Inline open and stat").
@@ -154,6 +156,18 @@ struct ring_options {
   /// (bench/notes.md). On by default; the environment variable
   /// `FSYS_INLINE_FAST_PATH` overrides the option (`1` on, `0` off).
   bool inline_fast_path = true;
+  /// With `inline_fast_path` on: a read or write skips the inline attempt
+  /// and goes to the ring when at least this many other reads and writes on
+  /// the ring the calling thread uses are outstanding (started, handler not
+  /// yet run, those finished inline included), so that operations started
+  /// together are submitted together, one `io_uring_enter` for the batch,
+  /// instead of one `preadv2` each (`engine_stats::batched_reads`,
+  /// `batched_writes`). 0 chooses it from the measured cost of a system call
+  /// (detail::inline_batch_threshold: 2 where a system call is expensive,
+  /// 16 otherwise; the environment variable FSYS_INLINE_BATCH_THRESHOLD
+  /// overrides that choice). Ignored by the psync backend, which always
+  /// attempts inline (it has no batches).
+  unsigned inline_batch_threshold = 0;
   /// io-wq worker limits (`io_uring_register_iowq_max_workers`) applied
   /// when the ring is built: the most kernel worker threads per NUMA node
   /// for bounded work (regular-file IO that must block, such as buffered

@@ -70,6 +70,22 @@ class engine {
     return std::make_error_code(std::errc::operation_not_supported);
   }
 
+  /// Whether a read or write the calling thread starts now should go to the
+  /// engine without an inline attempt (`ring_options::inline_fast_path`),
+  /// because a batch is forming: enough other reads and writes are started
+  /// on the ring this thread would use and their handlers have not run yet
+  /// (in the kernel, queued, or reaped and about to be handed out), so the
+  /// new one joins them in one `io_uring_enter` instead of costing a system
+  /// call of its own. Lock-free; false where batching buys nothing (psync).
+  virtual bool batch_forming() noexcept { return false; }
+
+  /// The count `batch_forming` reads for the calling thread (null when it
+  /// has none): a read or write the inline fast path completed, whose
+  /// handler is queued on this engine's io_context, is added to it until that
+  /// handler runs, so that operations waiting to be resumed count the same
+  /// whichever path completed them. Lives as long as the engine.
+  virtual std::atomic<int>* pending_counter() noexcept { return nullptr; }
+
   virtual fsys::backend kind() const noexcept = 0;
   /// IORING_SETUP_* flags of the ring (0 for psync).
   virtual std::uint32_t setup_flags() const noexcept { return 0; }

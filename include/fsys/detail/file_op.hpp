@@ -12,6 +12,7 @@
 #include <boost/asio/detail/handler_cont_helpers.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/defer.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/execution/allocator.hpp>
@@ -74,6 +75,41 @@ struct bound_completion {
   }
 };
 
+/// A completion queued by the inline fast path, holding its place in the
+/// engine's count of outstanding operations (`op_base::inline_pending_`)
+/// until it runs or is destroyed unrun (the io_context shuts down; the count
+/// outlives it, see `basic_file::launch`).
+template <class Completion>
+struct pending_completion {
+  Completion inner_;
+  std::atomic<int>* pending_;
+
+  pending_completion(Completion&& c, std::atomic<int>* p) noexcept(std::is_nothrow_move_constructible_v<Completion>)
+      : inner_(std::move(c)), pending_(p) {}
+  pending_completion(pending_completion&& o) noexcept(std::is_nothrow_move_constructible_v<Completion>)
+      : inner_(std::move(o.inner_)), pending_(std::exchange(o.pending_, nullptr)) {}
+  pending_completion& operator=(pending_completion&&) = delete;
+  ~pending_completion() { release(); }
+
+  void release() noexcept {
+    if (pending_) std::exchange(pending_, nullptr)->fetch_sub(1, std::memory_order_relaxed);
+  }
+  void operator()() {
+    release();
+    inner_();
+  }
+};
+
+/// The handler a completion carries (for `is_continuation`).
+template <class Handler, class... Args>
+Handler& handler_of(bound_completion<Handler, Args...>& c) noexcept {
+  return c.handler_;
+}
+template <class Completion>
+auto& handler_of(pending_completion<Completion>& c) noexcept {
+  return handler_of(c.inner_);
+}
+
 /// Executors that run work on Asio's system_context: the system executor and
 /// use_future's promise executor.
 template <class E>
@@ -128,12 +164,36 @@ bool is_continuation(Handler& h) {
 /// costs two type-erased executions per completion through an
 /// `any_io_executor`. Executors of the older Networking TS model (no
 /// `execute`) go through Asio's functions.
+/// Whether `ex`, a type-erased executor, is an io_context's executor (with or
+/// without tracked work) and the calling thread runs that io_context.
+template <class Executor>
+bool io_context_runs_here(const Executor& ex) noexcept {
+  if constexpr (std::is_same_v<Executor, asio::any_io_executor>) {
+    using plain = asio::io_context::executor_type;
+    using tracked = std::decay_t<decltype(asio::prefer(std::declval<plain>(), asio::execution::outstanding_work.tracked))>;
+    if (const tracked* t = ex.template target<tracked>()) return t->running_in_this_thread();
+    if (const plain* p = ex.template target<plain>()) return p->running_in_this_thread();
+  }
+  return false;
+}
+
 template <bool Post, class Executor, class Completion>
 void deliver_on_own_executor(const Executor& ex, Completion&& completion) {
+  if constexpr (!Post) {
+    // What the io_context's own executor does for a dispatch from a thread
+    // that runs it (invoke at once), without first wrapping the completion
+    // in a type-erased function object for `any_io_executor::execute`: the
+    // handler of a coroutine or callback on the default executor, completed
+    // by the thread reaping the ring, costs no allocation and no indirection.
+    if (io_context_runs_here(ex)) {
+      completion();
+      return;
+    }
+  }
   if constexpr (asio::execution::is_executor<Executor>::value) {
     const auto alloc = asio::get_associated_allocator(completion);
     if constexpr (Post) {
-      if (is_continuation(completion.handler_))
+      if (is_continuation(handler_of(completion)))
         asio::execution::execute(asio::prefer(ex, asio::execution::blocking.never,
                                               asio::execution::relationship.continuation,
                                               asio::execution::allocator(alloc)),
@@ -149,7 +209,7 @@ void deliver_on_own_executor(const Executor& ex, Completion&& completion) {
           std::forward<Completion>(completion));
     }
   } else if constexpr (Post) {
-    if (is_continuation(completion.handler_))
+    if (is_continuation(handler_of(completion)))
       asio::defer(ex, std::forward<Completion>(completion));
     else
       asio::post(ex, std::forward<Completion>(completion));
@@ -169,6 +229,19 @@ void defer_inline_completion(Handler&& handler, const IoExecutor& io_ex, Args...
   const auto ex = asio::get_associated_executor(handler, io_ex);
   deliver_on_own_executor<true>(
       ex, bound_completion<std::decay_t<Handler>, Args...>{std::forward<Handler>(handler), {args...}});
+}
+
+/// `defer_inline_completion` for a read or write the inline fast path
+/// finished, holding its place in `pending` (an engine's count of
+/// outstanding operations, already incremented; or null) until the handler
+/// runs (see `pending_completion`).
+template <class Handler, class IoExecutor, class... Args>
+void defer_counted_completion(Handler&& handler, const IoExecutor& io_ex, std::atomic<int>* pending, Args... args) {
+  if (!pending) return defer_inline_completion(std::forward<Handler>(handler), io_ex, args...);
+  const auto ex = asio::get_associated_executor(handler, io_ex);
+  using completion = bound_completion<std::decay_t<Handler>, Args...>;
+  deliver_on_own_executor<true>(
+      ex, pending_completion<completion>(completion{std::forward<Handler>(handler), {args...}}, pending));
 }
 
 /// Whether `handler` runs on an execution context other than the one at
@@ -225,6 +298,15 @@ class file_op final : public op_base {
   /// Frees the operation without invoking the handler (initiation failed).
   void destroy() { do_complete(this, false); }
 
+  /// Whether the handler runs on the execution context at `context` (an
+  /// address, as a number; see `runs_on_other_context`).
+  bool handler_runs_on(std::uintptr_t context) const noexcept {
+    if constexpr (asio::can_query<const work_executor&, asio::execution::context_t>::value)
+      return reinterpret_cast<std::uintptr_t>(&asio::query(work_, asio::execution::context)) == context;
+    else
+      return false;
+  }
+
   /// Hooks the handler's cancellation slot, if it has one, to the engine.
   void connect_cancellation(engine& e) {
     auto slot = asio::get_associated_cancellation_slot(handler_);
@@ -250,6 +332,7 @@ class file_op final : public op_base {
     const boost::system::error_code ec = self->ec_;
     const std::size_t n = self->transferred_;
     const bool completed_inline = self->completed_inline_;
+    std::atomic<int>* const pending = self->inline_pending_;
     [[maybe_unused]] auto value = [&] {
       if constexpr (std::is_void_v<Value>) return 0;
       else return op_result<Value>::get(*self);
@@ -261,6 +344,7 @@ class file_op final : public op_base {
     std::allocator_traits<op_alloc>::deallocate(alloc, self, 1);
 
     if (!invoke) {
+      if (pending) pending->fetch_sub(1, std::memory_order_relaxed);
       // Destroyed without an upcall (the io_context shuts down): nothing
       // emits any more, so the slot is cleared here.
       auto slot = asio::get_associated_cancellation_slot(handler);
@@ -273,7 +357,10 @@ class file_op final : public op_base {
     // (the inline fast path) is always posted: a handler never runs inside
     // the initiating function (see deliver_on_own_executor).
     auto deliver = [&](auto&& completion) {
-      if (completed_inline)
+      if (completed_inline && pending)
+        deliver_on_own_executor<true>(work, pending_completion<std::decay_t<decltype(completion)>>(
+                                                std::move(completion), pending));
+      else if (completed_inline)
         deliver_on_own_executor<true>(work, std::move(completion));
       else
         deliver_on_own_executor<false>(work, std::move(completion));
@@ -308,6 +395,20 @@ struct associator<Associator, fsys::detail::bound_completion<Handler, Args...>, 
   static auto get(const fsys::detail::bound_completion<Handler, Args...>& b, const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(b.handler_, c)) {
     return Associator<Handler, DefaultCandidate>::get(b.handler_, c);
+  }
+};
+
+/// `pending_completion` has its completion's associated characteristics.
+template <template <class, class> class Associator, class Completion, class DefaultCandidate>
+struct associator<Associator, fsys::detail::pending_completion<Completion>, DefaultCandidate>
+    : Associator<Completion, DefaultCandidate> {
+  static typename Associator<Completion, DefaultCandidate>::type get(
+      const fsys::detail::pending_completion<Completion>& p) noexcept {
+    return Associator<Completion, DefaultCandidate>::get(p.inner_);
+  }
+  static auto get(const fsys::detail::pending_completion<Completion>& p, const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Completion, DefaultCandidate>::get(p.inner_, c)) {
+    return Associator<Completion, DefaultCandidate>::get(p.inner_, c);
   }
 };
 

@@ -15,6 +15,7 @@ struct statx;
 
 namespace fsys::detail {
 
+class engine;
 class file_handle;
 struct fs_args;
 
@@ -31,6 +32,10 @@ class inline_counters {
     std::atomic<std::uint64_t> read_fallthroughs{0};
     std::atomic<std::uint64_t> writes{0};
     std::atomic<std::uint64_t> write_fallthroughs{0};
+    // Reads and writes sent to the engine without an attempt because a batch
+    // was forming there (engine::batch_forming).
+    std::atomic<std::uint64_t> read_batched{0};
+    std::atomic<std::uint64_t> write_batched{0};
     // File-system operations (basic_file::try_open_direct, try_stat_direct,
     // try_close_direct).
     std::atomic<std::uint64_t> opens{0};
@@ -48,6 +53,7 @@ class inline_counters {
   };
   struct totals {
     std::uint64_t reads = 0, read_fallthroughs = 0, writes = 0, write_fallthroughs = 0;
+    std::uint64_t read_batched = 0, write_batched = 0;
     std::uint64_t opens = 0, open_fallthroughs = 0, stats = 0, closes = 0;
   };
 
@@ -86,8 +92,15 @@ inline constexpr std::int32_t nowait_skip_ops = 64;
 /// final (its handler must then be posted, never invoked here); false when
 /// the engine must carry out the rest, from `op.next_offset()` on (a failed
 /// attempt transfers nothing; partial progress stays in the op). Counts in
-/// `c`, and updates the file's `file_handle::nowait_memory`.
-bool try_inline_transfer(op_base& op, inline_counters& c) noexcept;
+/// `c`, and updates the file's `file_handle::nowait_memory`. No attempt is
+/// made while a batch is forming on `e` (`engine::batch_forming`): the op
+/// joins it (counted as batched).
+bool try_inline_transfer(op_base& op, inline_counters& c, engine& e) noexcept;
+
+/// The batching rule of `try_inline_transfer` for an attempt made before any
+/// operation exists (`basic_file::try_direct`): true, counting the request
+/// as batched in `c`, when it should go to `e` without an attempt.
+bool joins_batch(engine& e, bool read, inline_counters& c) noexcept;
 
 /// Most iovecs an attempt made before any operation exists takes (longer
 /// buffer sequences go through the operation, which makes the attempt).
@@ -132,6 +145,19 @@ inline constexpr unsigned inline_resume_limit = 64;
 /// Takes one inline resumption from the calling thread's run; false (and
 /// the run starts again) when `inline_resume_limit` were taken in a row.
 bool take_inline_resume() noexcept;
+
+/// How many reads and writes must be outstanding on a ring (started, handler
+/// not yet run) for a new one to skip the inline attempt and join their
+/// batch (`engine::batch_forming`). An inline read pays one system call; on
+/// the ring, a batch of B pays one `io_uring_enter` and fsys's per-operation
+/// work, which costs about what a system call's entry and exit cost on a
+/// host with light mitigations (~170 ns measured here). So the threshold is
+/// chosen once per process from the measured cost of a null system call:
+/// 2 where it costs 400 ns or more (a host whose mitigations make every
+/// system call expensive: batching wins from depth 2), 16 below that
+/// (batching only wins, if at all, at high depth). The environment variable
+/// FSYS_INLINE_BATCH_THRESHOLD (a positive integer) overrides it.
+int inline_batch_threshold() noexcept;
 
 // The inline fast path of two file-system operations (lib/fs_nowait.cpp),
 // made by `async_open`/`async_stat` (and their coroutine forms) in the

@@ -215,6 +215,10 @@ struct op_base {
   /// Completed by its initiating function (the inline fast path, see
   /// `try_inline_transfer`): the handler is posted, never dispatched.
   bool completed_inline_ = false;
+  /// Completed inline, with its handler queued on the service's own
+  /// io_context: the engine's count of outstanding reads and writes
+  /// (`engine::pending_counter`) that holds it until that handler runs.
+  std::atomic<int>* inline_pending_ = nullptr;
 
   op_base* next_ = nullptr;       ///< engine queue link
   op_base* cancel_next_ = nullptr;  ///< io_uring engine: ops awaiting an ASYNC_CANCEL SQE
