@@ -1,6 +1,7 @@
 // fsys in the side-by-side run, written against fsys's public API only: one
 // asio::io_context{1} run on the calling thread, one fsys::file, D coroutines
-// (asio::co_spawn) each awaiting fsys::co_read_at / co_write_at, or with
+// (asio::co_spawn) each awaiting fsys::co_read_at / co_write_at (with
+// FSYS_PEER_FORM=aw: async_read_at / async_write_at with asio::use_awaitable), or with
 // FSYS_PEER_FORM=cb D slots re-issuing async_read_at / async_write_at from
 // their completion handlers. The uring_service is made with
 // issuer_mode::single_thread (SINGLE_ISSUER|DEFER_TASKRUN), the setup fsys
@@ -15,6 +16,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <cstdio>
 #include <exception>
@@ -30,6 +32,7 @@ struct shared {
   fsys::file* f;
   budget* b;
   bool read;
+  bool awaitable_form = false;  // FSYS_PEER_FORM=aw: co_await async_read_at(..., use_awaitable)
   std::uint64_t completed = 0;
 };
 
@@ -41,7 +44,13 @@ asio::awaitable<void> co_worker(shared& s, unsigned seed) {
     const std::uint64_t blk = pick.next();
     const std::uint64_t off = blk * block_size;
     // co_read_at / co_write_at throw on failure, which ends the run.
-    if (s.read)
+    if (s.awaitable_form && s.read)
+      check_read(buf.p, static_cast<long>(co_await s.f->async_read_at(off, mb, asio::use_awaitable)), blk,
+                 "fsys read (use_awaitable)");
+    else if (s.awaitable_form)
+      check_write(static_cast<long>(co_await s.f->async_write_at(off, mb, asio::use_awaitable)),
+                  "fsys write (use_awaitable)");
+    else if (s.read)
       check_read(buf.p, static_cast<long>(co_await fsys::co_read_at(*s.f, off, mb)), blk, "fsys read");
     else
       check_write(static_cast<long>(co_await fsys::co_write_at(*s.f, off, mb)), "fsys write");
@@ -99,6 +108,7 @@ int main(int argc, char** argv) {
 
   budget b(o);
   shared s{&f, &b, o.is_read()};
+  s.awaitable_form = form_env && std::string(form_env) == "aw";
   std::vector<cb_slot> slots(callbacks ? o.depth : 0);
   b.start();
   if (callbacks) {
@@ -133,7 +143,7 @@ int main(int argc, char** argv) {
                  static_cast<unsigned long long>(st.batched_writes),
                  static_cast<unsigned long long>(st.reactor_wakeups));
   }
-  std::string impl = callbacks ? "fsys_cb" : "fsys_co";
+  std::string impl = callbacks ? "fsys_cb" : s.awaitable_form ? "fsys_aw" : "fsys_co";
   if (no_fast_path) impl += "_nofastpath";
   if (auto_issuer) impl += "_autoissuer";
   report(impl.c_str(), o, b, s.completed, secs);
