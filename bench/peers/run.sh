@@ -57,6 +57,8 @@ add asio_file_per_co "$fsys_build/bench/peers/asio-file-peer"
 add pread_1t "$fsys_build/bench/peers/pread-peer"
 [[ ${#programs[@]} -gt 0 ]] || { echo "run.sh: nothing to run" >&2; exit 1; }
 
+# The revision measured (taken before this run writes its own results).
+rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
 printf 'rep\tcase\tprogram\tops_per_s\tops\tseconds\n' > "$raw"
 n=${#programs[@]}
 failures=0
@@ -85,7 +87,6 @@ done
 rm -f "$raw.err"
 
 names=$(for e in "${programs[@]}"; do echo -n "${e%%|*} "; done)
-rev=$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)
 command="SECS=$secs WARMUP=$warmup REPS=$reps CASES=\"$cases\" bench/peers/run.sh"
 python3 - "$raw" "$out" "$secs" "$reps" "$names" "${missing[*]:-}" "$peer_build" "$rev" "$command" <<'PY'
 import statistics, sys, datetime, os, platform, subprocess
