@@ -55,6 +55,8 @@ class category final : public boost::system::error_category {
         return "invalid argument: the rename_flags value is not none, no_replace or exchange";
       case errc::invalid_mode:
         return "invalid argument: the mode has bits outside 07777";
+      case errc::read_limit_exceeded:
+        return "the file is larger than the read limit";
       case errc::forked_process:
         return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
     }
@@ -87,6 +89,8 @@ class category final : public boost::system::error_category {
         return berrc::make_error_condition(berrc::resource_unavailable_try_again);
       case errc::wrong_issuer_thread:
         return berrc::make_error_condition(berrc::operation_not_permitted);
+      case errc::read_limit_exceeded:
+        return berrc::make_error_condition(berrc::file_too_large);
       default:
         return {value, *this};
     }

@@ -33,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -1917,4 +1918,78 @@ BOOST_AUTO_TEST_CASE(path_arguments_in_every_form) {
   BOOST_REQUIRE(got.has_value());
   BOOST_TEST(!*got);
   BOOST_TEST(f.is_open());
+}
+
+BOOST_AUTO_TEST_CASE(create_directories_makes_every_missing_parent_once) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  auto make = [&](const fs::path& p, mode_t mode = 0777) {
+    error_code ec = asio::error::would_block;
+    bool created = false;
+    fsys::async_create_directories(ctx, p, mode, [&](error_code e, bool c) {
+      ec = e;
+      created = c;
+    });
+    ctx.restart();
+    fsys::test::run(ctx);
+    return std::make_pair(ec, created);
+  };
+  const mode_t old_umask = ::umask(022);
+  const fs::path deep = dir.file("a") / "b" / "c" / "d";
+  auto [e1, c1] = make(deep, 0700);
+  BOOST_TEST(!e1, e1.message());
+  BOOST_TEST(c1);
+  for (fs::path p = deep; p != dir.path(); p = p.parent_path()) {
+    struct stat st {};
+    BOOST_REQUIRE(::stat(p.c_str(), &st) == 0);
+    BOOST_TEST(S_ISDIR(st.st_mode));
+    BOOST_TEST((st.st_mode & 07777) == 0700u);
+  }
+  auto [e2, c2] = make(deep);  // all there: not created, no error
+  BOOST_TEST(!e2);
+  BOOST_TEST(!c2);
+  auto [e3, c3] = make(dir.file("a") / "b" / "x" / "");  // trailing slash
+  BOOST_TEST(!e3);
+  BOOST_TEST(c3);
+  BOOST_TEST(fs::is_directory(dir.file("a") / "b" / "x"));
+
+  // A file in the way: ENOTDIR below it, EEXIST for the path itself.
+  fsys::test::write_file(dir.file("a") / "file", pattern(10, 1));
+  auto [e4, c4] = make(dir.file("a") / "file" / "sub");
+  BOOST_TEST((e4 == std::errc::not_a_directory));
+  BOOST_TEST(!c4);
+  auto [e5, c5] = make(dir.file("a") / "file");
+  BOOST_TEST((e5 == std::errc::file_exists));
+  auto [e6, c6] = make("/");
+  BOOST_TEST(!e6);
+  BOOST_TEST(!c6);
+  auto [e7, c7] = make("");
+  BOOST_TEST((e7 == std::errc::invalid_argument));
+  auto [e8, c8] = make(dir.file("m"), 010000);
+  BOOST_TEST((e8 == std::errc::invalid_argument));
+  BOOST_TEST(!fs::exists(dir.file("m")));
+  ::umask(old_umask);
+  (void)c5;
+  (void)c7;
+  (void)c8;
+
+  // Eight at once, sharing their parents: every one succeeds.
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i)
+    fsys::async_create_directories(ctx, dir.file("p") / "q" / "r" / std::to_string(i), 0777,
+                                   [&](error_code e, bool) { ok += !e; });
+  ctx.restart();
+  fsys::test::run(ctx);
+  BOOST_TEST(ok.load() == 8);
+  for (int i = 0; i < 8; ++i) BOOST_TEST(fs::is_directory(dir.file("p") / "q" / "r" / std::to_string(i)));
+
+  // The coroutine form.
+  bool created = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    created = co_await fsys::co_create_directories(ctx, dir.file("co") / "x");
+  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  ctx.restart();
+  fsys::test::run(ctx);
+  BOOST_TEST(created);
 }

@@ -146,6 +146,15 @@ asio::awaitable<void> co_create_directory(ExecutorOrContext&& ex, std::filesyste
   if (ec) detail::throw_co_error(ec, "fsys::co_create_directory", path.native());
 }
 
+/// `fsys::async_create_directories`: true when it created any directory.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<bool> co_create_directories(ExecutorOrContext&& ex, std::filesystem::path path, mode_t mode = 0777) {
+  auto [ec, created] = co_await fsys::async_create_directories(ex, path, mode, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_create_directories", path.native());
+  co_return created;
+}
+
 /// `fsys::async_sync_directory`.
 template <class ExecutorOrContext>
   requires detail::executor_or_context<ExecutorOrContext>

@@ -82,6 +82,11 @@ enum class errc {
   /// Invalid argument: a mode has bits outside 07777
   /// (`async_create_directory`). Compares equal to `std::errc::invalid_argument`.
   invalid_mode,
+  /// `async_read_file` (`co_read_file`): the file holds more bytes than the
+  /// limit the caller gave (or than the dynamic buffer's `max_size()`).
+  /// Nothing was read into the buffer. Compares equal to
+  /// `std::errc::file_too_large`.
+  read_limit_exceeded,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

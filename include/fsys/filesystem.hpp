@@ -226,6 +226,22 @@ auto async_create_directory(ExecutorOrContext&& ex, path_view path, mode_t mode,
   return detail::async_path_op<void>(detail::executor_of(ex), std::move(r), std::forward<Token>(token));
 }
 
+/// Creates the directory `path` and every missing parent, each with `mode`
+/// (less the umask), as `std::filesystem::create_directories` does: tries
+/// `path` first, walks up while a parent is missing, then creates each
+/// missing directory on the way down. A directory made meanwhile by someone
+/// else counts as existing. Completes with `(error_code, bool created)`:
+/// `created` is false when `path` already was a directory (not an error);
+/// `ENOTDIR` (or `EEXIST` for `path` itself) when a component is not a
+/// directory. Not durable until the parents are synced.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, bool)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_create_directories(ExecutorOrContext&& ex, path_view path, mode_t mode = 0777,
+                              Token&& token =
+                                  asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+
 /// Creates `new_path` as a second name (hard link) of the file `existing`
 /// (linkat, not following a symlink at `existing`). Completes with `(error_code)`.
 template <class ExecutorOrContext,

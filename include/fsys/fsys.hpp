@@ -15,6 +15,7 @@
 #include <fsys/path_view.hpp>
 #include <fsys/filesystem.hpp>
 #include <fsys/co_filesystem.hpp>
+#include <fsys/whole_file.hpp>
 #include <fsys/timeout.hpp>
 #include <fsys/blocking_ring.hpp>
 #include <fsys/drive.hpp>

@@ -7,10 +7,12 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <vector>
 
 namespace fsys {
 namespace detail {
@@ -219,7 +221,108 @@ struct replace_file_op {
   }
 };
 
+// mkdir(path); on ENOENT walk up (mkdir of each parent) until one is made or
+// exists, then down again; EEXIST is checked with a stat (a directory is
+// fine, anything else is ENOTDIR / EEXIST).
+template <class Executor>
+struct create_directories_op {
+  enum step_t { start, made, statted };
+  struct state {
+    state(const Executor& e, std::string p, mode_t m) : ex(e), mode(m), original(p) {
+      // The chain of prefixes, the path itself last; "a/b/c" → a, a/b, a/b/c.
+      std::filesystem::path full = std::filesystem::path(std::move(p)).lexically_normal();
+      if (!full.empty() && !full.has_filename()) full = full.parent_path();  // "a/b/" → "a/b"
+      for (std::filesystem::path q = full; !q.empty() && q != q.root_path(); q = q.parent_path()) {
+        chain.push_back(q.native());
+        if (q.parent_path() == q) break;
+      }
+      std::reverse(chain.begin(), chain.end());
+      at = chain.empty() ? 0 : chain.size() - 1;
+    }
+    Executor ex;
+    mode_t mode;
+    std::string original;
+    std::vector<std::string> chain;
+    std::size_t at = 0;     // the directory the step in flight is about
+    bool created = false;  // made at least one
+    step_t step = start;
+  };
+  std::unique_ptr<state> s_;
+
+  template <class Self>
+  void mkdir(Self& self) {
+    state& s = *s_;
+    s.step = made;
+    async_create_directory(s.ex, s.chain[s.at], s.mode, std::move(self));
+  }
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec = {}) {
+    state& s = *s_;
+    switch (s.step) {
+      case start:
+        if (s.chain.empty()) {
+          if (s.original.empty()) {
+            // Refused by the engine, from the io_context, as an empty path is.
+            s.step = made;
+            async_create_directory(s.ex, std::string(), s.mode, std::move(self));
+            return;
+          }
+          // The root: nothing to make, only to check.
+          s.chain.push_back(s.original);
+          s.at = 0;
+          s.step = statted;
+          async_stat(s.ex, s.original, std::move(self));
+          return;
+        }
+        return mkdir(self);
+      case made:
+        if (!ec) {
+          s.created = true;
+          if (s.at + 1 == s.chain.size()) return self.complete(ec, true);
+          ++s.at;
+          return mkdir(self);
+        }
+        if (ec == boost::system::errc::no_such_file_or_directory && s.at > 0) {
+          --s.at;  // a parent is missing: make it first
+          return mkdir(self);
+        }
+        if (ec == boost::system::errc::file_exists && !s.chain.empty()) {
+          s.step = statted;
+          async_stat(s.ex, s.chain[s.at], std::move(self));
+          return;
+        }
+        return self.complete(ec, false);
+      case statted:
+        break;  // handled by the overload below
+    }
+  }
+
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec, file_status st) {
+    state& s = *s_;
+    if (ec) return self.complete(ec, false);
+    if (!S_ISDIR(st.mode)) {
+      // The path itself exists as something else: EEXIST; a parent: ENOTDIR.
+      const int e = s.at + 1 == s.chain.size() ? EEXIST : ENOTDIR;
+      return self.complete(boost::system::error_code(e, boost::system::system_category()), false);
+    }
+    if (s.at + 1 == s.chain.size()) return self.complete({}, s.created);
+    ++s.at;
+    mkdir(self);
+  }
+};
+
 }  // namespace detail
+
+template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, bool)) Token>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_create_directories(ExecutorOrContext&& ex, path_view path, mode_t mode, Token&& token) {
+  auto e = detail::executor_of(ex);
+  using op = detail::create_directories_op<decltype(e)>;
+  return asio::async_compose<Token, void(boost::system::error_code, bool)>(
+      op{std::make_unique<typename op::state>(e, std::string(path.str()), mode)}, token, e);
+}
 
 template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
   requires detail::executor_or_context<ExecutorOrContext>
