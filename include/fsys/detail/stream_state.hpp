@@ -167,9 +167,20 @@ struct stream_state : std::enable_shared_from_this<stream_state<Executor>> {
   }
 
   /// Forgets the read-ahead data. Reads still in the kernel keep their slot
-  /// alive through their handler and are ignored when they complete.
+  /// alive through their handler and are ignored when they complete; when
+  /// nothing else of the stream is in the kernel (no write-behind write, no
+  /// caller operation handed over as it is), they are cancelled, so that a
+  /// seek or a cancelled read does not leave reads running (a read-ahead
+  /// read of a pipe would never end).
   void discard_ra() noexcept {
+    bool in_flight = false;
+    for (auto& s : ra) in_flight = in_flight || !s->done;
     ra.clear();
+    if (!in_flight || !wb.empty()) return;
+    for (stream_pending* p : queue)
+      if (p->issued) return;
+    error_code ignored;
+    file.cancel(ignored);
   }
 
   // Keeps opts.read_ahead_count reads in flight from ra_next on.
@@ -444,6 +455,8 @@ struct stream_pending_op final : stream_pending {
         if (it == s->queue.end() || p->issued) return;
         s->queue.erase(it);
         found = true;
+        // The read-ahead this read waited for is not wanted any more.
+        if (p->kind == read) s->discard_ra();
       }
       // (The slot is cleared by complete(); this function object is
       // destroyed then and must not be touched afterwards.)
