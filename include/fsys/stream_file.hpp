@@ -61,7 +61,9 @@ namespace fsys {
 /// Read-ahead and write-behind (`set_options`, off by default):
 /// - read-ahead keeps `read_ahead_count` reads of `read_ahead_size` bytes in
 ///   flight from the position on; `async_read_some` is served from them
-///   (copying) and refills them. `seek`, any write, `resize` and `cancel`
+///   (copying) and refills them. A request of at least `read_ahead_size`
+///   bytes made when no read-ahead data is at the position goes to the kernel
+///   with the caller's buffers instead (no copy to save a read for). `seek`, any write, `resize` and `cancel`
 ///   discard them; a read that does not continue where the last one ended
 ///   restarts them at the position. A read-ahead error is reported by the
 ///   read that reaches it.
@@ -199,6 +201,10 @@ class basic_stream_file : public file_base {
     std::lock_guard lk(s->mu);
     s->file.open(path, open_flags, ec);
     if (ec) return;
+    // As asio::stream_file does: the file will be read sequentially, so the
+    // kernel may double its own read-ahead window. Advice only; its result
+    // does not matter.
+    ::posix_fadvise(s->file.native_handle(), 0, 0, POSIX_FADV_SEQUENTIAL);
     reset_locked(*s, 0, (open_flags & file_base::append) != 0);
   }
   /// As above, with `std::error_code`.

@@ -299,6 +299,13 @@ struct stream_state : std::enable_shared_from_this<stream_state<Executor>> {
           return;
         }
         if (!ra.empty() && ra.front()->offset + ra.front()->consumed != pos) discard_ra();
+        if (ra.empty() && p->total >= opts.read_ahead_size) {
+          // A request as large as a read-ahead read gains nothing from one
+          // and would pay a copy: it goes to the kernel with the caller's
+          // buffers (read-ahead resumes with the next smaller request).
+          issue_direct(p);
+          return;
+        }
         fill_ra();
         if (!ra.front()->done) return;
         std::size_t got = 0;
