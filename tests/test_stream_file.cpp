@@ -37,6 +37,7 @@
 #include <cstring>
 #include <functional>
 #include <future>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -744,4 +745,42 @@ BOOST_AUTO_TEST_CASE(write_behind_error_reported_by_the_next_write) {
   error_code ec;
   f.close(ec);
   BOOST_TEST((ec == std::errc::no_space_on_device));  // and close, once more
+}
+
+BOOST_AUTO_TEST_CASE(stream_file_outlives_its_io_context) {
+  // The io_context is destroyed with a read waiting for read-ahead (of a
+  // pipe: it never completes) and with write-behind writes accepted: the
+  // waiting handler is destroyed without running, the file closes, and the
+  // accepted bytes are on the file (close() writes them itself).
+  temp_dir dir;
+  int p[2];
+  BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  std::optional<fsys::stream_file> r, w;
+  bool ran = false;
+  std::uint64_t accepted = 0;
+  const auto data = pattern(1 << 20, 14);
+  {
+    asio::io_context ctx;
+    r.emplace(ctx, p[0]);
+    r->set_options({2, 4096, 0, 0});
+    char buf[10];
+    r->async_read_some(asio::buffer(buf), [&](error_code, std::size_t) { ran = true; });
+    w.emplace(ctx, dir.file("w").string(), rw_create);
+    w->set_options({0, 0, 4, 65536});
+    asio::async_write(*w, asio::buffer(data), [&](error_code, std::size_t) { ran = true; });
+    ctx.poll();
+    accepted = w->seek(0, fsys::stream_file::seek_cur);
+  }
+  BOOST_TEST(!ran);
+  BOOST_TEST(r->is_open());
+  r.reset();
+  error_code ec;
+  w->close(ec);
+  BOOST_TEST(!ec);
+  BOOST_TEST(!w->is_open());
+  auto disk = read_file(dir.file("w"));
+  BOOST_TEST(accepted > 0u);
+  BOOST_REQUIRE(disk.size() == accepted);
+  BOOST_TEST(std::equal(disk.begin(), disk.end(), data.begin()));
+  ::close(p[1]);
 }

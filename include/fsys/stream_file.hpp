@@ -284,9 +284,12 @@ class basic_stream_file : public file_base {
       s->discard_ra();
       s->wb.clear();
     }
-    state_type::finish(out);
+    const bool alive = s->alive();
+    state_type::finish(out, alive);
     // The old state lives on with the handlers of what was in flight; this
-    // file starts afresh (keeping its options).
+    // file starts afresh (keeping its options). Not after the io_context has
+    // gone: the file can then only be destroyed.
+    if (!alive) return;
     try {
       auto fresh = std::make_shared<state_type>(ex_);
       fresh->opts = s->opts;
@@ -328,7 +331,7 @@ class basic_stream_file : public file_base {
       s->wb.clear();
       s->wb_error_op.clear();
     }
-    state_type::finish(out);
+    state_type::finish(out, s->alive());
     return fd;
   }
   /// As above, with `std::error_code`.
@@ -359,7 +362,7 @@ class basic_stream_file : public file_base {
       abort_queue_locked(*s_, out);
       s_->discard_ra();
     }
-    state_type::finish(out);
+    state_type::finish(out, s_->alive());
   }
   /// As above, with `std::error_code`.
   void cancel(std::error_code& ec) noexcept {
@@ -720,7 +723,9 @@ class basic_stream_file : public file_base {
     }
     state_type& s = *s_;
     std::unique_lock lk(s.mu);
-    if (!s.buffered() && s.queue.empty()) {
+    // Unbuffered, or after the io_context has gone (basic_file then refuses
+    // the operation as it documents).
+    if ((!s.buffered() && s.queue.empty()) || !s.alive()) {
       // Asio's stream_file exactly: one kernel operation from the position.
       // The caller's buffers are the kernel's until its handler runs (Asio's
       // rule), which happens after the CQE.
@@ -763,6 +768,16 @@ class basic_stream_file : public file_base {
       return;
     }
     state_type& s = *s_;
+    if (!s.alive()) {
+      // As basic_file does after its io_context has gone (see its class
+      // documentation): async_fsync / async_close refuse the operation.
+      if (what == 2) {
+        s.file.async_close(std::forward<Handler>(handler));
+      } else {
+        s.file.async_fsync(std::forward<Handler>(handler));
+      }
+      return;
+    }
     std::unique_lock lk(s.mu);
     using inner_op = detail::stream_pending_op<H, Executor, state_type, false>;
     if (what == 0) {

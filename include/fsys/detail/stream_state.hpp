@@ -14,10 +14,13 @@
 #include <boost/asio/error.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <cerrno>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -70,6 +73,8 @@ struct stream_pending {
   virtual void clear_slot() noexcept = 0;
   /// Frees the operation and completes its handler (outside the mutex).
   virtual void complete(boost::system::error_code ec, std::size_t n) = 0;
+  /// Frees the operation and its handler without running it.
+  virtual void destroy() noexcept = 0;
   /// Copies `src` into the caller's buffers from `at` on; returns bytes copied.
   std::size_t copy_in(const char* src, std::size_t n, std::size_t at) noexcept {
     std::size_t done = 0;
@@ -256,8 +261,19 @@ struct stream_state : std::enable_shared_from_this<stream_state<Executor>> {
     }
   };
 
-  static void finish(done_list& out) {
-    for (auto& [p, r] : out) p->complete(r.first, r.second);
+  /// Whether the io_context (its fsys service) still exists.
+  bool alive() noexcept { return file_access::live_service(file) != nullptr; }
+
+  /// Completes the operations in `out`, outside `mu`. After the io_context
+  /// has gone their handlers cannot run anywhere: they are destroyed, as
+  /// the io_context does with its own operations' handlers.
+  static void finish(done_list& out, bool alive = true) {
+    for (auto& [p, r] : out) {
+      if (alive)
+        p->complete(r.first, r.second);
+      else
+        p->destroy();
+    }
   }
 
   void done(stream_pending* p, error_code ec, std::size_t n, done_list& out) {
@@ -400,15 +416,18 @@ struct stream_state : std::enable_shared_from_this<stream_state<Executor>> {
     for (auto& s : wb) {
       if (s->rewritten) continue;
       s->rewritten = true;
+      // Plain pwrite on the descriptor: this works after the io_context has
+      // gone too (its writes were then cancelled, and this is what lands).
+      const int fd = file.native_handle();
       std::size_t done = 0;
       while (done < s->size) {
-        error_code e;
-        const std::size_t k = file.write_some_at(s->offset + done, asio::const_buffer(s->data.get() + done, s->size - done), e);
-        if (e) {
-          if (!ec) ec = e;
+        const ssize_t k = ::pwrite(fd, s->data.get() + done, s->size - done, static_cast<off_t>(s->offset + done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+          if (!ec) ec.assign(k < 0 ? errno : EIO, boost::system::system_category());
           break;
         }
-        done += k;
+        done += static_cast<std::size_t>(k);
       }
     }
   }
@@ -467,7 +486,12 @@ struct stream_pending_op final : stream_pending {
       }
       // (The slot is cleared by complete(); this function object is
       // destroyed then and must not be touched afterwards.)
-      if (found) p->complete(asio::error::operation_aborted, 0);
+      if (found) {
+        if (s->alive())
+          p->complete(asio::error::operation_aborted, 0);
+        else
+          p->destroy();
+      }
     }
   };
 
@@ -476,6 +500,13 @@ struct stream_pending_op final : stream_pending {
       hooked = false;
       asio::get_associated_cancellation_slot(handler).clear();
     }
+  }
+
+  void destroy() noexcept override {
+    clear_slot();
+    alloc_type a(asio::get_associated_allocator(handler));
+    this->~stream_pending_op();
+    std::allocator_traits<alloc_type>::deallocate(a, this, 1);
   }
 
   void complete(boost::system::error_code ec, std::size_t n) override {
