@@ -42,6 +42,14 @@
 #include <string>
 #include <vector>
 
+// GCC 12 reports -Wmismatched-new-delete when it inlines a coroutine
+// lambda's frame allocation (Asio's awaitable_frame_base::operator new,
+// which uses aligned_alloc) next to its operator delete (which frees with
+// the matching aligned_delete): a false positive in Asio's headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace asio = boost::asio;
 using boost::system::error_code;
 using fsys::test::pattern;
@@ -750,8 +758,8 @@ BOOST_AUTO_TEST_CASE(write_behind_error_reported_by_the_next_write) {
 BOOST_AUTO_TEST_CASE(stream_file_outlives_its_io_context) {
   // The io_context is destroyed with a read waiting for read-ahead (of a
   // pipe: it never completes) and with write-behind writes accepted: the
-  // waiting handler is destroyed without running, the file closes, and the
-  // accepted bytes are on the file (close() writes them itself).
+  // waiting read's handler is destroyed without running, the file closes,
+  // and the accepted bytes are on the file (close() writes them itself).
   temp_dir dir;
   int p[2];
   BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
@@ -767,7 +775,8 @@ BOOST_AUTO_TEST_CASE(stream_file_outlives_its_io_context) {
     r->async_read_some(asio::buffer(buf), [&](error_code, std::size_t) { ran = true; });
     w.emplace(ctx, dir.file("w").string(), rw_create);
     w->set_options({0, 0, 4, 65536});
-    asio::async_write(*w, asio::buffer(data), [&](error_code, std::size_t) { ran = true; });
+    // (Its handler may or may not run within poll(): the writes are fast.)
+    asio::async_write(*w, asio::buffer(data), [](error_code, std::size_t) {});
     ctx.poll();
     accepted = w->seek(0, fsys::stream_file::seek_cur);
   }
