@@ -352,6 +352,16 @@ BOOST_AUTO_TEST_CASE(rebind_executor_and_default_token) {
   BOOST_TEST(!f.is_open());
   BOOST_TEST(h.is_open());
   BOOST_TEST(h.seek(0, fsys::stream_file::seek_cur) == 100u);
+  // And back by assignment from the io_context's own executor type.
+  fsys::basic_stream_file<asio::io_context::executor_type> k(ctx.get_executor());
+  k.open(dir.file("d").string(), fsys::stream_file::read_only);
+  k.seek(7, fsys::stream_file::seek_set);
+  h = std::move(k);
+  BOOST_TEST(!k.is_open());
+  BOOST_TEST(h.seek(0, fsys::stream_file::seek_cur) == 7u);
+  char c = 0;
+  BOOST_TEST(h.read_some(asio::buffer(&c, 1)) == 1u);
+  BOOST_TEST(static_cast<unsigned char>(c) == static_cast<unsigned char>(data[7]));
 }
 
 BOOST_AUTO_TEST_CASE(append_mode_writes_at_the_end) {

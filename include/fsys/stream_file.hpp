@@ -156,6 +156,17 @@ class basic_stream_file : public file_base {
     }
     return *this;
   }
+  /// As above, from a stream file on an executor type that converts.
+  template <class Executor1>
+    requires(!std::is_same_v<Executor1, Executor> && std::is_convertible_v<Executor1, Executor>)
+  basic_stream_file& operator=(basic_stream_file<Executor1>&& other) {
+    boost::system::error_code ignored;
+    close(ignored);
+    ex_ = other.ex_;
+    s_ = std::make_shared<state_type>(ex_);
+    take(other);
+    return *this;
+  }
   basic_stream_file(const basic_stream_file&) = delete;
   basic_stream_file& operator=(const basic_stream_file&) = delete;
 
