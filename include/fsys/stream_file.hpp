@@ -16,6 +16,7 @@
 #include <boost/system/error_code.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -675,6 +676,8 @@ class basic_stream_file : public file_base {
   }
 
   static void reset_locked(state_type& s, std::uint64_t pos, bool append) noexcept {
+    struct stat st;
+    s.regular = ::fstat(s.file.native_handle(), &st) != 0 || S_ISREG(st.st_mode);
     s.pos = pos;
     s.append = append;
     s.discard_ra();

@@ -146,6 +146,7 @@ struct stream_state : std::enable_shared_from_this<stream_state<Executor>> {
   basic_file<Executor> file;
   std::uint64_t pos = 0;
   bool append = false;
+  bool regular = true;  // a regular file (read-ahead reads fill their slot)
   stream_options opts;
 
   std::deque<std::shared_ptr<ra_slot>> ra;  // consecutive, from ra.front()->offset
@@ -201,8 +202,16 @@ struct stream_state : std::enable_shared_from_this<stream_state<Executor>> {
       // Why this is sound: the kernel writes into s->data until the CQE; the
       // handler holds `s` (and so the buffer) until it has run or been
       // destroyed after that CQE, whether or not the slot is still current.
-      file.async_read_some_at(s->offset, asio::mutable_buffer(s->data.get(), s->size),
-                              ra_done{this->shared_from_this(), s});
+      // On a regular file the read fills the slot unless the file ends
+      // (a partly cached range can make one kernel read short, which would
+      // otherwise look like the end and restart the read-ahead); a pipe or
+      // other stream gives what it has.
+      if (regular)
+        file.async_read_at(s->offset, asio::mutable_buffer(s->data.get(), s->size),
+                           ra_done{this->shared_from_this(), s});
+      else
+        file.async_read_some_at(s->offset, asio::mutable_buffer(s->data.get(), s->size),
+                                ra_done{this->shared_from_this(), s});
     }
   }
 
