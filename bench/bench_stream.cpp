@@ -268,8 +268,9 @@ void register_all() {
     for (auto [mname, m] : {std::pair{"read_cached", mode::cached}, std::pair{"read_cold", mode::cold},
                             std::pair{"write", mode::write}}) {
       const pass_fn fn = m == mode::write ? i.write : i.read;
+      const mode mm = m;  // (clang 14 cannot capture a structured binding)
       benchmark::RegisterBenchmark((std::string("stream/") + mname + "/" + i.name).c_str(),
-                                   [fn, m](benchmark::State& s) { run(s, fn, m); })
+                                   [fn, mm](benchmark::State& s) { run(s, fn, mm); })
           ->Arg(64 << 10)
           ->Arg(1 << 20)
           ->Unit(benchmark::kMillisecond)
