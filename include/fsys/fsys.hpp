@@ -9,6 +9,7 @@
 #include <fsys/uring_service.hpp>
 #include <fsys/file_base.hpp>
 #include <fsys/file.hpp>
+#include <fsys/stream_file.hpp>
 #include <fsys/co.hpp>
 #include <fsys/file_status.hpp>
 #include <fsys/open_how.hpp>
