@@ -485,3 +485,30 @@ BOOST_AUTO_TEST_CASE(kernel_refusal_is_passed_on_unchanged) {
   }
   BOOST_TEST(all_equal(read_back(p, 0, 16384), 0));
 }
+
+// Each refusal has its own value, message and generic condition.
+BOOST_AUTO_TEST_CASE(error_values_have_messages_and_conditions) {
+  using fsys::errc;
+  struct row {
+    errc e;
+    std::errc cond;
+  };
+  const row rows[] = {{errc::atomic_write_unsupported, std::errc::operation_not_supported},
+                      {errc::atomic_write_needs_direct_io, std::errc::operation_not_supported},
+                      {errc::atomic_write_length_not_power_of_two, std::errc::invalid_argument},
+                      {errc::atomic_write_length_out_of_range, std::errc::invalid_argument},
+                      {errc::atomic_write_misaligned_offset, std::errc::invalid_argument},
+                      {errc::atomic_write_too_many_segments, std::errc::invalid_argument},
+                      {errc::atomic_write_short, std::errc::io_error}};
+  std::vector<std::string> seen;
+  for (const row& r : rows) {
+    const std::error_code ec = make_error_code(r.e);
+    const std::string msg = ec.message();
+    BOOST_TEST(msg != "unknown fsys error");
+    BOOST_TEST((ec == r.cond), msg);
+    for (const auto& s : seen) BOOST_TEST(s != msg);
+    seen.push_back(msg);
+    const error_code bec(r.e);  // as asynchronous handlers receive it
+    BOOST_TEST((bec == ec));
+  }
+}
