@@ -231,8 +231,8 @@ void op_base::validate() noexcept {
 }
 
 // The kernel's rules for RWF_ATOMIC (Linux 6.11 to 6.18: kiocb_set_rw_flags,
-// generic_atomic_write_valid, xfs/ext4 write_iter), checked in the kernel's
-// order so that each refusal names its reason (see the errc values). The
+// generic_atomic_write_valid, xfs/ext4 write_iter), each refused with an
+// errc that names its reason (see error.hpp). The
 // limits were read when the O_DIRECT descriptor was attached (see
 // file_handle::atomic_write_limits); the kernel checks again, and anything it
 // still refuses comes back as its errno.
