@@ -3,6 +3,7 @@
 #include <fsys/aligned_buffer.hpp>
 #include <fsys/detail/nvme.hpp>
 #include <fsys/drive.hpp>
+#include "kernel_statx.hpp"
 
 #include <fcntl.h>
 #include <linux/nvme_ioctl.h>
@@ -30,61 +31,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// ---------------------------------------------------------------------------
-// statx: bookworm's headers (linux-libc-dev 6.1) know STATX_DIOALIGN but not
-// STATX_WRITE_ATOMIC (Linux 6.11), so the kernel's struct is spelled out here
-// and statx is called through syscall(2). Fields past 0xa0 follow the 6.16
-// UAPI; an older kernel leaves them zero and does not set their mask bits.
-// ---------------------------------------------------------------------------
-constexpr std::uint32_t statx_dioalign = 0x00002000U;
-constexpr std::uint32_t statx_write_atomic = 0x00010000U;  // STATX_WRITE_ATOMIC
-
-struct kernel_statx_timestamp {
-  std::int64_t tv_sec;
-  std::uint32_t tv_nsec;
-  std::int32_t reserved;
-};
-
-struct kernel_statx {
-  std::uint32_t stx_mask;
-  std::uint32_t stx_blksize;
-  std::uint64_t stx_attributes;
-  std::uint32_t stx_nlink;
-  std::uint32_t stx_uid;
-  std::uint32_t stx_gid;
-  std::uint16_t stx_mode;
-  std::uint16_t spare0;
-  std::uint64_t stx_ino;
-  std::uint64_t stx_size;
-  std::uint64_t stx_blocks;
-  std::uint64_t stx_attributes_mask;
-  kernel_statx_timestamp stx_atime, stx_btime, stx_ctime, stx_mtime;
-  std::uint32_t stx_rdev_major;
-  std::uint32_t stx_rdev_minor;
-  std::uint32_t stx_dev_major;
-  std::uint32_t stx_dev_minor;
-  std::uint64_t stx_mnt_id;
-  std::uint32_t stx_dio_mem_align;
-  std::uint32_t stx_dio_offset_align;
-  std::uint64_t stx_subvol;
-  std::uint32_t stx_atomic_write_unit_min;
-  std::uint32_t stx_atomic_write_unit_max;
-  std::uint32_t stx_atomic_write_segments_max;
-  std::uint32_t stx_dio_read_offset_align;
-  std::uint32_t stx_atomic_write_unit_max_opt;
-  std::uint32_t spare2;
-  std::uint64_t spare3[8];
-};
-static_assert(sizeof(kernel_statx) == 0x100, "struct statx is 256 bytes");
-static_assert(offsetof(kernel_statx, stx_dio_mem_align) == 0x98);
-static_assert(offsetof(kernel_statx, stx_atomic_write_unit_min) == 0xa8);
-static_assert(offsetof(kernel_statx, stx_atomic_write_unit_max) == 0xac);
-#ifdef STATX_DIOALIGN
-static_assert(STATX_DIOALIGN == statx_dioalign);
-static_assert(offsetof(kernel_statx, stx_dio_mem_align) == offsetof(struct statx, stx_dio_mem_align));
-static_assert(offsetof(kernel_statx, stx_dio_offset_align) ==
-              offsetof(struct statx, stx_dio_offset_align));
-#endif
+// statx: bookworm's headers know STATX_DIOALIGN but not STATX_WRITE_ATOMIC
+// (Linux 6.11): the kernel's struct is spelled out in lib/kernel_statx.hpp,
+// and statx is called through syscall(2) with it.
+using detail::kernel_statx;
+using detail::statx_dioalign;
+using detail::statx_write_atomic;
 
 // Closes the descriptor it owns.
 class unique_fd {

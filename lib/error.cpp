@@ -59,6 +59,20 @@ class category final : public boost::system::error_category {
         return "the file is larger than the read limit";
       case errc::forked_process:
         return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
+      case errc::atomic_write_unsupported:
+        return "untorn (RWF_ATOMIC) writes are not supported by this file or kernel";
+      case errc::atomic_write_needs_direct_io:
+        return "untorn (RWF_ATOMIC) writes need a file opened with O_DIRECT";
+      case errc::atomic_write_length_not_power_of_two:
+        return "invalid argument: an untorn write's length must be a power of two";
+      case errc::atomic_write_length_out_of_range:
+        return "invalid argument: an untorn write's length is outside the file's atomic write unit limits";
+      case errc::atomic_write_misaligned_offset:
+        return "invalid argument: an untorn write's offset must be a multiple of its length";
+      case errc::atomic_write_too_many_segments:
+        return "invalid argument: an untorn write has more buffers than the file allows";
+      case errc::atomic_write_short:
+        return "the kernel wrote part of an untorn write (not retried; the range may be torn)";
     }
     return "unknown fsys error";
   }
@@ -74,7 +88,16 @@ class category final : public boost::system::error_category {
       case errc::invalid_resolve_flags:
       case errc::invalid_rename_flags:
       case errc::invalid_mode:
+      case errc::atomic_write_length_not_power_of_two:
+      case errc::atomic_write_length_out_of_range:
+      case errc::atomic_write_misaligned_offset:
+      case errc::atomic_write_too_many_segments:
         return berrc::make_error_condition(berrc::invalid_argument);
+      case errc::atomic_write_unsupported:
+      case errc::atomic_write_needs_direct_io:
+        return berrc::make_error_condition(berrc::operation_not_supported);
+      case errc::atomic_write_short:
+        return berrc::make_error_condition(berrc::io_error);
       case errc::offset_overflow:
         return berrc::make_error_condition(berrc::value_too_large);
       case errc::would_deadlock:

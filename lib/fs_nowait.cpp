@@ -4,6 +4,7 @@
 #include <fsys/detail/fs_args.hpp>
 #include <fsys/detail/nowait.hpp>
 #include "hot_tls.hpp"
+#include "kernel_statx.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -25,7 +26,8 @@ namespace {
 // fast path (lib/blocking_ring.cpp).
 // Their getattr reads the in-memory inode (pinned by the open descriptor)
 // under at most a spinlock, and AT_STATX_SYNC_AS_STAT asks for nothing more;
-// STATX_DIOALIGN comes from the block device's in-memory queue limits. FUSE,
+// STATX_DIOALIGN and STATX_WRITE_ATOMIC come from the block device's in-memory
+// queue limits and the mount's geometry. FUSE,
 // NFS, SMB, CephFS... may ask a daemon or a server to refresh attributes.
 bool is_local_type(const char* type) noexcept {
   for (const char* t : {"ext4", "ext3", "ext2", "xfs", "btrfs", "tmpfs", "f2fs"})
@@ -131,7 +133,7 @@ int inline_stat(file_handle& h, int fd, struct statx& stx, inline_counters& c) n
   auto call = [&](int sync) {
     int res;
     do {
-      res = ::statx(fd, "", AT_EMPTY_PATH | sync, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) == 0 ? 0 : -errno;
+      res = ::statx(fd, "", AT_EMPTY_PATH | sync, stat_mask, &stx) == 0 ? 0 : -errno;
     } while (res == -EINTR);
     return res;
   };

@@ -2,6 +2,7 @@
 // calls the psync engine (and the io_uring engine's helper) runs for them.
 #include <fsys/detail/fs_args.hpp>
 #include "hot_tls.hpp"
+#include "kernel_statx.hpp"
 
 #include <linux/openat2.h>
 #include <sys/syscall.h>
@@ -75,6 +76,14 @@ file_status to_file_status(const struct statx& stx) noexcept {
   }
   s.device = (static_cast<std::uint64_t>(stx.stx_dev_major) << 32) | stx.stx_dev_minor;
   s.inode = stx.stx_ino;
+  const atomic_write_limits a = read_atomic_write_limits(stx);
+  s.atomic_write_supported = a.supported;
+  if (a.supported) {
+    s.atomic_write_unit_min = a.unit_min;
+    s.atomic_write_unit_max = a.unit_max;
+    s.atomic_write_segments_max = a.segments_max;
+    s.atomic_write_unit_max_opt = a.unit_max_opt;
+  }
   return s;
 }
 
@@ -104,7 +113,7 @@ int run_fs_syscall(op_base* op) noexcept {
     }
     case op_kind::statx:
       // AT_EMPTY_PATH: the open file itself (op->fd_).
-      return result(::statx((a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, STATX_BASIC_STATS | STATX_DIOALIGN, &a.stx));
+      return result(::statx((a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, stat_mask, &a.stx));
     case op_kind::fallocate:
       return result(::fallocate(fd, a.flags, off, len));
     case op_kind::ftruncate:

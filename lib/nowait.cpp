@@ -191,7 +191,8 @@ bool try_inline_transfer(op_base& op, inline_counters& c, engine& e) noexcept {
   // page cache. Refused and empty ops are completed by the engine as before;
   // so are the fixed-buffer variants, whose buffers the ring checks against
   // the registered ones.
-  if (!f || !f->nowait_candidate() || op.ec_ || op.remaining() == 0 || op.buf_index_ >= 0) return false;
+  // Nor untorn writes: their one RWF_ATOMIC write is made by the engine.
+  if (!f || op.atomic_ || !f->nowait_candidate() || op.ec_ || op.remaining() == 0 || op.buf_index_ >= 0) return false;
   if (joins_batch(e, read, c)) return false;
   file_handle::nowait_memory& mem = f->nowait(read);
   if (!memory_allows(mem)) return false;

@@ -5,6 +5,7 @@
 #include <fsys/detail/op.hpp>
 #include <fsys/error.hpp>
 #include "hot_tls.hpp"
+#include "kernel_statx.hpp"
 
 #include <boost/asio/error.hpp>
 
@@ -66,14 +67,21 @@ file_handle* file_handle::create_opening() { return new file_handle(opening, tru
 void file_handle::ask_direct_alignment(int fd) noexcept {
   // Ask the kernel which alignment O_DIRECT needs for this file (memory
   // alignment follows the device's DMA alignment, not the sector size); the
-  // same statx gives the type and device.
+  // same statx gives the type and device, and the untorn-write limits
+  // (RWF_ATOMIC needs O_DIRECT, so only such a file needs them): the checks
+  // of async_write_atomic_at then cost nothing, and no statx runs on an
+  // io_context thread for them. AT_STATX_DONT_SYNC: answered from memory.
   struct statx stx;
   std::memset(&stx, 0, sizeof stx);
-  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_DIOALIGN, &stx) != 0) return;
+  if (::statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_DIOALIGN | statx_write_atomic, &stx) !=
+      0)
+    return;
   if ((stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align != 0) {
     dio_mem_align_ = stx.stx_dio_mem_align;
     dio_offset_align_ = stx.stx_dio_offset_align;
   }
+  if (const detail::atomic_write_limits l = read_atomic_write_limits(stx); l.supported)
+    atomic_ = atomic_limits{l.unit_min, l.unit_max, l.segments_max};
   learn(stx);
 }
 
@@ -207,6 +215,10 @@ void op_base::validate() noexcept {
     return;
   }
   if (!file_) return;  // a borrowed fd (blocking_ring): the kernel checks alignment
+  if (atomic_) {
+    validate_atomic();
+    if (ec_) return;
+  }
   if (std::uint32_t ma = file_->dio_mem_align(), oa = file_->dio_offset_align(); oa != 0) {
     if (kind_ == op_kind::fdatasync || kind_ == op_kind::fsync) return;
     bool ok = offset_ % oa == 0;
@@ -216,6 +228,42 @@ void op_base::validate() noexcept {
     }
     if (!ok) ec_ = make_error_code(errc::misaligned_direct_io);
   }
+}
+
+// The kernel's rules for RWF_ATOMIC (Linux 6.11 to 6.18: kiocb_set_rw_flags,
+// generic_atomic_write_valid, xfs/ext4 write_iter), each refused with an
+// errc that names its reason (see error.hpp). The
+// limits were read when the O_DIRECT descriptor was attached (see
+// file_handle::atomic_write_limits); the kernel checks again, and anything it
+// still refuses comes back as its errno.
+void op_base::validate_atomic() noexcept {
+  const std::size_t len = remaining_;
+  if (!file_->direct()) {
+    // The kernel refuses buffered RWF_ATOMIC writes with EOPNOTSUPP.
+    ec_ = make_error_code(errc::atomic_write_needs_direct_io);
+    return;
+  }
+  const file_handle::atomic_limits& l = file_->atomic_write_limits();
+  if (l.unit_min == 0 || l.unit_max == 0) {
+    // No FMODE_CAN_ATOMIC_WRITE: the kernel would answer EOPNOTSUPP.
+    ec_ = make_error_code(errc::atomic_write_unsupported);
+    return;
+  }
+  if (len == 0 || (len & (len - 1)) != 0) {
+    ec_ = make_error_code(errc::atomic_write_length_not_power_of_two);
+    return;
+  }
+  if (len < l.unit_min || len > l.unit_max) {
+    ec_ = make_error_code(errc::atomic_write_length_out_of_range);
+    return;
+  }
+  if (offset_ % len != 0) {
+    ec_ = make_error_code(errc::atomic_write_misaligned_offset);
+    return;
+  }
+  // iter_is_ubuf (one segment) up to 6.18; segments_max says so (1).
+  if (iov_end_ - iov_first_ > (l.segments_max ? l.segments_max : 1))
+    ec_ = make_error_code(errc::atomic_write_too_many_segments);
 }
 
 void op_base::consume(std::size_t n) noexcept {
@@ -288,6 +336,9 @@ op_step op_base::on_result(int res) noexcept {
       return op_step::done;
     case op_kind::write_some:
       consume(n);
+      // An untorn write is all or nothing: a short one is never continued
+      // (that would be two writes, which a power cut may tear apart).
+      if (atomic_ && remaining_ > 0) ec_ = make_error_code(errc::atomic_write_short);
       return op_step::done;
     case op_kind::read_full:
       consume(n);
@@ -332,6 +383,12 @@ op_step op_base::finish_linked_round() noexcept {
     return op_step::done;
   }
   consume(n);
+  if (remaining_ > 0 && atomic_) {
+    // An untorn write is never continued (see on_result); the kernel
+    // cancelled the fsync: neither untorn nor durable.
+    ec_ = make_error_code(errc::atomic_write_short);
+    return op_step::done;
+  }
   if (remaining_ > 0) {
     // Short write: the kernel broke the link, so the fsync did not run (or
     // ran on part of the data). Never report this as success: write the rest

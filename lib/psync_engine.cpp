@@ -49,6 +49,7 @@
 #include <fsys/error.hpp>
 
 #include "context_executor.hpp"
+#include "kernel_statx.hpp"
 
 
 #include <poll.h>
@@ -623,7 +624,11 @@ class psync_engine final : public engine {
     const int n = static_cast<int>(op->iov_count());
     const auto off = static_cast<off_t>(op->next_offset());
     for (;;) {
-      ssize_t r = write ? ::pwritev(fd, iov, n, off) : ::preadv(fd, iov, n, off);
+      // An untorn write is pwritev2 with RWF_ATOMIC (same buffers, same
+      // soundness as above); one call, never continued (op_base::on_result).
+      ssize_t r = op->atomic_ ? ::pwritev2(fd, iov, n, off, rwf_atomic)
+                  : write     ? ::pwritev(fd, iov, n, off)
+                              : ::preadv(fd, iov, n, off);
       if (r >= 0) return static_cast<int>(r);
       if (errno == EINTR) continue;
       if (errno == ESPIPE) return stream_transfer(op, self, write);

@@ -42,6 +42,7 @@
 
 #include "hot_tls.hpp"
 #include "context_executor.hpp"
+#include "kernel_statx.hpp"
 #include "ring_mapping.hpp"
 
 #include <liburing.h>
@@ -932,6 +933,10 @@ class uring_engine final : public engine {
           io_uring_prep_write(sqe, fd, iov[0].iov_base, static_cast<unsigned>(clamp_len(iov[0].iov_len)), off);
         else
           io_uring_prep_writev(sqe, fd, iov, niov, off);
+        // An untorn write: one request flagged RWF_ATOMIC, all or nothing
+        // (its limits were checked by op_base::validate; one round only,
+        // see op_base::on_result).
+        if (op->atomic_) sqe->rw_flags = rwf_atomic;
         break;
       case op_kind::fdatasync:
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
@@ -985,7 +990,7 @@ class uring_engine final : public engine {
         break;
       case op_kind::statx:
         // AT_EMPTY_PATH: the open file itself (op->fd_).
-        io_uring_prep_statx(sqe, (a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, STATX_BASIC_STATS | STATX_DIOALIGN, &a.stx);
+        io_uring_prep_statx(sqe, (a.flags & AT_EMPTY_PATH) ? fd : a.dirfd, a.path.c_str(), a.flags, stat_mask, &a.stx);
         // Test hook: both AT_STATX_*_SYNC bits make the kernel answer EINVAL,
         // as a filesystem refusing the request would (the refused-kind
         // memory, see reap()); the helper's statx has the real flags.

@@ -132,6 +132,38 @@ asio::awaitable<std::size_t> co_write_linked_fsync(basic_file<Executor>& f, std:
   co_return n;
 }
 
+/// Writes `buffers` at `offset` untorn (one `RWF_ATOMIC` write: after a
+/// crash the range holds all of the new bytes or none) and returns the bytes
+/// written (all of them). Not durable by itself: see
+/// `co_write_atomic_linked_fsync`. Throws `std::system_error` on failure,
+/// with the `errc::atomic_write_*` value of a refused request (see
+/// `basic_file::async_write_atomic_at` for the rules; `async_stat` gives the
+/// limits). Completes on the coroutine's executor; cancelling the coroutine
+/// cancels the write if the kernel has not started it.
+template <class Executor, class ConstBufferSequence>
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+asio::awaitable<std::size_t> co_write_atomic_at(basic_file<Executor>& f, std::uint64_t offset,
+                                                ConstBufferSequence buffers) {
+  auto [ec, n] = co_await f.async_write_atomic_at(offset, buffers, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_write_atomic_at");
+  co_return n;
+}
+
+/// Writes `buffers` at `offset` untorn and durable: one `RWF_ATOMIC` write
+/// linked to an fsync(DATASYNC) in one submission. When it returns, the new
+/// bytes are durable and were never torn. Throws `std::system_error` on
+/// failure, in which case nothing of this call may be assumed durable (the
+/// range holds the old or the new bytes, whole). See
+/// `basic_file::async_write_atomic_linked_fsync`.
+template <class Executor, class ConstBufferSequence>
+  requires asio::is_const_buffer_sequence<ConstBufferSequence>::value
+asio::awaitable<std::size_t> co_write_atomic_linked_fsync(basic_file<Executor>& f, std::uint64_t offset,
+                                                          ConstBufferSequence buffers) {
+  auto [ec, n] = co_await f.async_write_atomic_linked_fsync(offset, buffers, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_write_atomic_linked_fsync");
+  co_return n;
+}
+
 /// fdatasync(2) through the ring: makes durable the data of the writes that
 /// completed before it started. Throws `std::system_error` on failure (a
 /// failed sync is final: see docs/durability.md). Completes on the

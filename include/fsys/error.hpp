@@ -87,6 +87,43 @@ enum class errc {
   /// Nothing was read into the buffer. Compares equal to
   /// `std::errc::file_too_large`.
   read_limit_exceeded,
+  // Untorn writes (`async_write_atomic_at`, `async_write_atomic_linked_fsync`).
+  // The kernel's rules for a write flagged RWF_ATOMIC (Linux 6.11+,
+  // generic_atomic_write_valid and the filesystems' write_iter): the file
+  // reports STATX_ATTR_WRITE_ATOMIC; the write is direct IO; its length is a
+  // power of two within [stx_atomic_write_unit_min, stx_atomic_write_unit_max];
+  // its offset is a multiple of its length; it has at most
+  // stx_atomic_write_segments_max buffers. fsys checks each before the write
+  // reaches the kernel and refuses it with the value below; a refusal the
+  // kernel still makes (a new rule, a limit that changed) comes back as the
+  // kernel's errno, unchanged.
+  /// The file (its filesystem or device) or the kernel does not support
+  /// untorn writes: statx reports no STATX_ATTR_WRITE_ATOMIC, or no limits.
+  /// Compares equal to `std::errc::operation_not_supported`.
+  atomic_write_unsupported,
+  /// The file is not open with O_DIRECT, which Linux (up to at least 6.18)
+  /// requires for RWF_ATOMIC (the kernel answers EOPNOTSUPP). Compares equal
+  /// to `std::errc::operation_not_supported`.
+  atomic_write_needs_direct_io,
+  /// The write's length is not a power of two. Compares equal to
+  /// `std::errc::invalid_argument`.
+  atomic_write_length_not_power_of_two,
+  /// The write's length is outside [`atomic_write_unit_min`,
+  /// `atomic_write_unit_max`] of the file (`file_status`). Compares equal to
+  /// `std::errc::invalid_argument`.
+  atomic_write_length_out_of_range,
+  /// The write's offset is not a multiple of its length. Compares equal to
+  /// `std::errc::invalid_argument`.
+  atomic_write_misaligned_offset,
+  /// The write has more buffers than `atomic_write_segments_max` of the file
+  /// (1 on XFS and ext4: one contiguous buffer). Compares equal to
+  /// `std::errc::invalid_argument`.
+  atomic_write_too_many_segments,
+  /// The kernel wrote fewer bytes than given to an untorn write without an
+  /// error. It never should (RWF_ATOMIC is all or nothing); the write is not
+  /// retried, and the range may hold old and new data. Compares equal to
+  /// `std::errc::io_error`.
+  atomic_write_short,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

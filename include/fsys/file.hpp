@@ -657,6 +657,69 @@ class basic_file : public file_base {
                              std::forward<Token>(token));
   }
 
+  /// Writes `buffers` at `offset` untorn: one kernel write flagged
+  /// `RWF_ATOMIC` (Linux 6.11+; io_uring `rw_flags`, `pwritev2` on the psync
+  /// backend), which after a power cut or crash holds either all of the new
+  /// bytes or none of them, never a mix. It is not durable by itself: see
+  /// `async_write_atomic_linked_fsync`. Never split, never tried inline,
+  /// never continued after a short write.
+  ///
+  /// The kernel's rules, checked before submission (each refusal has its
+  /// own `errc`; the limits come from the file's statx, as `async_stat`
+  /// reports them in `file_status::atomic_write_*`): the file supports
+  /// untorn writes (`errc::atomic_write_unsupported`) and is open with
+  /// O_DIRECT (`errc::atomic_write_needs_direct_io`); the total length is a
+  /// power of two (`errc::atomic_write_length_not_power_of_two`) within
+  /// [`atomic_write_unit_min`, `atomic_write_unit_max`]
+  /// (`errc::atomic_write_length_out_of_range`); `offset` is a multiple of
+  /// the length (`errc::atomic_write_misaligned_offset`); at most
+  /// `atomic_write_segments_max` buffers (`errc::atomic_write_too_many_segments`),
+  /// and the O_DIRECT alignment (`errc::misaligned_direct_io`). A refusal the
+  /// kernel still makes comes back as its errno, unchanged.
+  ///
+  /// Completes with `(error_code, bytes)`: all of the bytes, or an error.
+  /// A short write (which the kernel's contract rules out) is reported as
+  /// `errc::atomic_write_short` with the bytes the kernel wrote.
+  ///
+  /// Completion: the handler runs once, after the kernel has finished with
+  /// `buffers`, on its associated executor (default: the file's), never
+  /// inside this call. Cancellation: per-operation terminal/partial/total
+  /// cancellation, `cancel()` and `close()` complete it with
+  /// `asio::error::operation_aborted` if the kernel had not started the
+  /// write (nothing written), otherwise with the real result.
+  template <class ConstBufferSequence,
+            BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_write_atomic_at(std::uint64_t offset, const ConstBufferSequence& buffers,
+                             Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        transfer_initiation{this, -1, true}, token, detail::op_kind::write_some, offset, buffers);
+  }
+
+  /// Writes `buffers` at `offset` untorn *and* durably: the `RWF_ATOMIC`
+  /// write of `async_write_atomic_at` linked (IOSQE_IO_LINK) to an
+  /// fsync(IORING_FSYNC_DATASYNC), both in one submission (psync: pwritev2,
+  /// then fdatasync only after the whole write). Same rules, checks and
+  /// errors as `async_write_atomic_at`.
+  ///
+  /// Completing without error means the write was done whole and the fsync
+  /// after it succeeded: the new bytes are durable, and no power cut can
+  /// leave the range torn. An error means nothing of this call may be
+  /// assumed durable (the range holds the old or the new bytes, whole); the
+  /// write is never retried. A failed fsync is final (docs/durability.md).
+  ///
+  /// Completion and cancellation: as for `async_write_atomic_at`; a
+  /// cancellation that arrives after the write but before the fsync ran
+  /// completes with `operation_aborted` (untorn, not known durable).
+  template <class ConstBufferSequence,
+            BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_write_atomic_linked_fsync(std::uint64_t offset, const ConstBufferSequence& buffers,
+                                       Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        transfer_initiation{this, -1, true}, token, detail::op_kind::write_linked_fsync, offset, buffers);
+  }
+
   /// Like `async_read_at`, into a buffer registered with
   /// `uring_service::register_buffers` (IORING_OP_READ_FIXED on io_uring).
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::size_t))
@@ -1050,6 +1113,7 @@ class basic_file : public file_base {
   struct transfer_initiation {
     basic_file* self_;
     int buf_index_ = -1;  // registered buffer, for the fixed variants
+    bool atomic_ = false;  // an untorn write (RWF_ATOMIC), see op_base::atomic_
     using executor_type = Executor;
     executor_type get_executor() const noexcept { return self_->ex_; }
 
@@ -1058,7 +1122,9 @@ class basic_file : public file_base {
                     const Buffers& buffers) const {
       if (!self_->life_.alive()) return self_->refuse_detached(std::forward<Handler>(handler), std::size_t{0});
       detail::nowait_outcome pre;
-      if constexpr (!detail::inline_completion_allowed<std::decay_t<Handler>, Executor>()) {
+      if (atomic_) {
+        pre.decided = true;  // never inline: the engine makes the one RWF_ATOMIC write
+      } else if constexpr (!detail::inline_completion_allowed<std::decay_t<Handler>, Executor>()) {
         pre.decided = true;  // no attempt, here or by the operation
       } else if (buf_index_ < 0) {
         pre = self_->try_direct(kind, offset, buffers);
@@ -1089,6 +1155,7 @@ class basic_file : public file_base {
       try {
         op->set_buffers(asio::buffer_sequence_begin(buffers), asio::buffer_sequence_end(buffers));
         op->buf_index_ = buf_index_;
+        op->atomic_ = atomic_;
       } catch (...) {
         op->destroy();
         throw;

@@ -35,6 +35,28 @@ struct file_status {
   std::uint64_t device = 0;
   /// The inode number.
   std::uint64_t inode = 0;
+
+  /// Untorn writes (`basic_file::async_write_atomic_at`; statx
+  /// STATX_WRITE_ATOMIC, Linux 6.11+). True when the file supports them
+  /// (STATX_ATTR_WRITE_ATOMIC) on this kernel; the writes also need the file
+  /// opened with O_DIRECT. A database sizes its pages from these: a page of
+  /// a power-of-two size in [`atomic_write_unit_min`,
+  /// `atomic_write_unit_max`], written at a multiple of its size, from at
+  /// most `atomic_write_segments_max` buffers, is written untorn.
+  bool atomic_write_supported = false;
+  /// Smallest untorn write in bytes (`stx_atomic_write_unit_min`); 0 when
+  /// unsupported.
+  std::uint32_t atomic_write_unit_min = 0;
+  /// Largest untorn write in bytes (`stx_atomic_write_unit_max`); 0 when
+  /// unsupported. On XFS this may exceed what the device writes atomically:
+  /// larger writes are done in software (copy on write), more slowly.
+  std::uint32_t atomic_write_unit_max = 0;
+  /// Most buffers one untorn write may have (`stx_atomic_write_segments_max`).
+  std::uint32_t atomic_write_segments_max = 0;
+  /// Largest untorn write the file does at full speed
+  /// (`stx_atomic_write_unit_max_opt`, Linux 6.16+); 0 when the kernel or
+  /// filesystem does not say.
+  std::uint32_t atomic_write_unit_max_opt = 0;
 };
 
 }  // namespace fsys

@@ -92,6 +92,21 @@ class file_handle {
   /// kernel does not say.
   std::uint32_t dio_mem_align() const noexcept { return dio_mem_align_; }
   std::uint32_t dio_offset_align() const noexcept { return dio_offset_align_; }
+  /// Opened O_DIRECT.
+  bool direct() const noexcept { return direct_; }
+
+  /// The file's RWF_ATOMIC limits (statx STATX_WRITE_ATOMIC), read once by
+  /// the statx that asks an O_DIRECT file's alignment when the descriptor is
+  /// attached (at open, or when a descriptor is adopted), so that an untorn
+  /// write's checks cost no system call. All zero for a file not opened
+  /// O_DIRECT (the kernel takes RWF_ATOMIC only for direct IO) and for a
+  /// file or kernel without untorn writes.
+  struct atomic_limits {
+    std::uint32_t unit_min = 0;  ///< 0: untorn writes unsupported
+    std::uint32_t unit_max = 0;
+    std::uint32_t segments_max = 0;
+  };
+  const atomic_limits& atomic_write_limits() const noexcept { return atomic_; }
 
   /// Operations of this file not yet finished, linked through
   /// `op_base::file_next_`; guarded by the owning engine's mutex.
@@ -176,6 +191,7 @@ class file_handle {
   std::uint32_t dio_mem_align_ = 0;
   std::uint32_t dio_offset_align_ = 0;
   bool direct_ = false;  ///< opened O_DIRECT; set before the fd is published
+  atomic_limits atomic_;  ///< set with `direct_`, before the fd is published
   mutable std::atomic<std::uint64_t> attrs_{0};
   nowait_memory nowait_[2];
 };

@@ -120,7 +120,9 @@ struct op_base {
   void set_buffers(ConstBufferIterator begin, ConstBufferIterator end);
 
   /// Checks the request before anything reaches the kernel: the file is
-  /// open, `offset + size` fits in off_t, O_DIRECT alignment. Sets `ec_`.
+  /// open, `offset + size` fits in off_t, O_DIRECT alignment, and for an
+  /// untorn write the kernel's RWF_ATOMIC rules (see `validate_atomic`).
+  /// Sets `ec_`.
   void validate() noexcept;
 
   /// Bytes still to transfer in this operation.
@@ -192,6 +194,14 @@ struct op_base {
   int linked_write_res_ = 0;
   int linked_fsync_res_ = 0;
 
+  /// An untorn write (`async_write_atomic_at`: kind write_some;
+  /// `async_write_atomic_linked_fsync`: kind write_linked_fsync): one kernel
+  /// write flagged RWF_ATOMIC (io_uring: `sqe->rw_flags`; psync:
+  /// `pwritev2`), checked against the file's limits by `validate`, never
+  /// split, never tried inline, and never continued after a short write
+  /// (`on_result`: errc::atomic_write_short).
+  bool atomic_ = false;
+
   /// The descriptor the kernel operates on; -1 refuses the op (EBADF).
   int fd_ = -1;
   /// The shared handle keeping `fd_` open, or null when the caller lends the
@@ -247,6 +257,7 @@ struct op_base {
   bool retry_unrequested(int negative_errno) noexcept;
   op_step on_fs_result(int res) noexcept;
   void validate_fs() noexcept;
+  void validate_atomic() noexcept;
 
   static constexpr unsigned inline_iovs = 4;
   iovec inline_iov_[inline_iovs];
