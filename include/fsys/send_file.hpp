@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/compose.hpp>
@@ -573,8 +574,29 @@ class send_file_stream_op {
       return;
     }
     step_ = step::round;
-    asio::experimental::make_parallel_group(asio::async_write(stream_, data, asio::deferred),
-                                            read_into(1 - cur_, asio::deferred))
+    // Both operations' handlers run on the operation's executor (the
+    // handler's: a strand, say), as those of a composed operation do: a
+    // parallel group's own handlers have none, so the stream's intermediate
+    // handlers would run on its I/O executor, beside a cancellation signal
+    // emitted on the strand.
+    // The initiations capture what they need by value: they run after this
+    // object has moved into the group.
+    auto ex = self.get_executor();
+    Stream* stream = &stream_;
+    basic_file<Executor>* file = &file_;
+    // Sound: see read_into (the buffers are on the heap and do not move).
+    auto next_chunk = asio::buffer(buffer(1 - cur_), static_cast<std::size_t>(
+                                                         std::min<std::uint64_t>(to_read_, send_file_buffer_size)));
+    const std::uint64_t at = read_off_;
+    auto write = asio::async_initiate<const asio::deferred_t, void(boost::system::error_code, std::size_t)>(
+        [stream, data, ex](auto handler) { asio::async_write(*stream, data, asio::bind_executor(ex, std::move(handler))); },
+        asio::deferred);
+    auto read = asio::async_initiate<const asio::deferred_t, void(boost::system::error_code, std::size_t)>(
+        [file, at, next_chunk, ex](auto handler) {
+          file->async_read_some_at(at, next_chunk, asio::bind_executor(ex, std::move(handler)));
+        },
+        asio::deferred);
+    asio::experimental::make_parallel_group(std::move(write), std::move(read))
         .async_wait(asio::experimental::wait_for_all(), std::move(self));
   }
 
