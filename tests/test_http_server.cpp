@@ -10,7 +10,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support/temp_dir.hpp"
+#if FSYS_TEST_HAVE_OPENSSL
 #include "support/tls_cert.hpp"
+#endif
 
 #include <fsys/fsys.hpp>
 
@@ -866,6 +868,7 @@ BOOST_AUTO_TEST_CASE(fifo_is_refused_without_waiting) {
   }
 }
 
+#if FSYS_TEST_HAVE_OPENSSL
 namespace {
 
 // Runs a command through the shell; returns its exit status and stdout.
@@ -959,3 +962,4 @@ BOOST_AUTO_TEST_CASE(https_with_curl) {
   // A client that does not trust the certificate is refused by curl.
   BOOST_TEST(run_command("curl -sS -o /dev/null '" + big_url + "' 2>/dev/null").first != 0);
 }
+#endif  // FSYS_TEST_HAVE_OPENSSL

@@ -11,7 +11,9 @@
 #include "support/ring_fixture.hpp"
 #include "support/run.hpp"
 #include "support/temp_dir.hpp"
+#if FSYS_TEST_HAVE_OPENSSL
 #include "support/tls_cert.hpp"
+#endif
 
 #include <fsys/fsys.hpp>
 #include <fsys/send_file.hpp>
@@ -27,7 +29,9 @@
 #include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/readable_pipe.hpp>
+#if FSYS_TEST_HAVE_OPENSSL
 #include <boost/asio/ssl.hpp>
+#endif
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -679,6 +683,7 @@ BOOST_AUTO_TEST_CASE(tcp_stream_with_a_distant_timeout_sends_everything) {
   BOOST_TEST((got == data));
 }
 
+#if FSYS_TEST_HAVE_OPENSSL
 namespace {
 
 const fsys::test::tls_identity& tls_id() {
@@ -810,3 +815,4 @@ BOOST_AUTO_TEST_CASE(tls_over_tcp_stream_client_that_stops_reading_is_timed_out)
   BOOST_TEST(seconds >= 0.29);
   BOOST_TEST(seconds < 5.0);
 }
+#endif  // FSYS_TEST_HAVE_OPENSSL
