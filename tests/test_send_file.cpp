@@ -747,7 +747,8 @@ BOOST_AUTO_TEST_CASE(tls_bytes_end_to_end) {
   fsys::test::write_file(d.file("f"), data);
   fsys::file f(ctx, d.file("f"), O_RDONLY);
   const std::pair<std::uint64_t, std::uint64_t> ranges[] = {{0, size}, {4095, 70000}, {size - 10, 100}, {0, 1}};
-  for (auto [off, count] : ranges) {
+  for (const auto& range : ranges) {
+    const std::uint64_t off = range.first, count = range.second;  // (lambdas capture no structured binding in C++20)
     tcp_pair p(ctx);
     asio::ssl::stream<tcp::socket> tx(tcp::socket(asio::make_strand(ctx), tcp::v4(), p.tx.release()), sctx);
     auto client = std::async(std::launch::async, [fd = std::exchange(p.rx, -1)] { return tls_read_all(fd); });

@@ -299,15 +299,18 @@ class send_file_op {
     } else {
       const int fd = detail::file_access::nowait_fd(file_);
       if (send_file_range_cached(fd, offset_, 1) == 1) {
+        // The byte lives on the heap: this object moves into the stream's
+        // operation below, so its members change address.
+        if (!probe_) probe_ = std::make_unique<unsigned char>();
         ssize_t r;
-        // Sound: probe_ is a member of this operation, which lives until
-        // the stream's write below has completed.
-        do r = ::pread(fd, &probe_, 1, static_cast<off_t>(offset_));
+        // Sound: *probe_ is owned by this operation and does not move with
+        // it; the operation lives until the stream's write has completed.
+        do r = ::pread(fd, probe_.get(), 1, static_cast<off_t>(offset_));
         while (r < 0 && errno == EINTR);
         if (r == 0) return finish(self, check_size(offset_));  // end of file: the range's, or shrunk
         if (r < 0) return finish(self, boost::system::error_code(errno, boost::system::system_category()));
         step_ = step::probe_written;
-        stream_.async_write_some(asio::buffer(&probe_, 1), std::move(self));
+        stream_.async_write_some(asio::buffer(probe_.get(), 1), std::move(self));
         return;
       }
       force_read_ = true;
@@ -453,7 +456,7 @@ class send_file_op {
   bool zero_copy_ = false;
   bool force_read_ = false;  // the next chunk takes the read path (timed streams)
   bool suspended_ = false;
-  unsigned char probe_ = 0;  // the byte a timed stream's wait writes
+  std::unique_ptr<unsigned char> probe_;  // the byte a timed stream's wait writes
   step step_ = step::start;
   boost::system::error_code final_ec_;
 };
