@@ -1,12 +1,19 @@
 // fsys::async_send_file and co_send_file: whole files, ranges past the end,
 // a slow reader that fills the socket, cancellation midway, a cold file, on
-// a Unix stream socket pair and on a TCP loopback pair. Runs once per
-// backend (the -psync run takes the read + write path).
+// a Unix stream socket pair and on a TCP loopback pair; the same over a
+// beast::tcp_stream (zero copy on its socket, with its timeout: a client
+// that stops reading is timed out), over a pipe (any AsyncWriteStream: the
+// double-buffered read + write path) and over TLS (asio::ssl::stream, bytes
+// checked end to end by a verifying client). Runs once per backend (the
+// -psync run takes the read + write path).
 #include <boost/test/unit_test.hpp>
 
 #include "support/ring_fixture.hpp"
 #include "support/run.hpp"
 #include "support/temp_dir.hpp"
+#if FSYS_TEST_HAVE_OPENSSL
+#include "support/tls_cert.hpp"
+#endif
 
 #include <fsys/fsys.hpp>
 #include <fsys/send_file.hpp>
@@ -16,14 +23,22 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect_pipe.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/readable_pipe.hpp>
+#if FSYS_TEST_HAVE_OPENSSL
+#include <boost/asio/ssl.hpp>
+#endif
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/writable_pipe.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -36,9 +51,12 @@
 #include <optional>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace asio = boost::asio;
+namespace beast = boost::beast;
+using asio::ip::tcp;
 using boost::system::error_code;
 using fsys::test::pattern;
 using fsys::test::temp_dir;
@@ -88,6 +106,45 @@ struct tcp_pair {
     if (rx >= 0) ::close(rx);
   }
 };
+
+// A beast::tcp_stream over a TCP loopback connection. Its socket runs on a
+// strand: Beast's stream is not thread-safe, and its timer's handler may
+// run beside the operation's (several threads may run ctx).
+struct tcp_stream_pair {
+  beast::tcp_stream tx;
+  int rx = -1;
+  explicit tcp_stream_pair(asio::io_context& ctx, int rcvbuf = 0) : tx(asio::make_strand(ctx)) {
+    tcp_pair p(ctx, rcvbuf);
+    tx.socket().assign(tcp::v4(), p.tx.release());
+    rx = std::exchange(p.rx, -1);
+  }
+  ~tcp_stream_pair() {
+    if (rx >= 0) ::close(rx);
+  }
+};
+
+// A pipe: an AsyncWriteStream that is no socket (the read + write path).
+struct pipe_pair {
+  asio::writable_pipe tx;
+  int rx = -1;
+  explicit pipe_pair(asio::io_context& ctx) : tx(ctx) {
+    asio::readable_pipe r(ctx);
+    asio::connect_pipe(r, tx);
+    rx = r.release();
+  }
+  ~pipe_pair() {
+    if (rx >= 0) ::close(rx);
+  }
+};
+
+// The socket under a pair's sending side.
+template <class Tx>
+auto& lowest(Tx& tx) {
+  if constexpr (requires { tx.socket(); })
+    return tx.socket();
+  else
+    return tx;
+}
 
 // Reads fd until end of stream; `chunk` bytes per read, `pause` after each.
 std::vector<std::byte> read_all(int fd, std::size_t chunk = 65536,
@@ -255,12 +312,13 @@ void truncated_midway(std::size_t first, std::size_t new_size) {
   // as a shrunk window stalls loopback TCP): the sender stays close behind
   // the reader.
   std::optional<Pair> opt;
-  if constexpr (std::is_same_v<Pair, tcp_pair>)
+  if constexpr (std::is_same_v<Pair, tcp_pair> || std::is_same_v<Pair, tcp_stream_pair>)
     opt.emplace(ctx, 4096);
   else
     opt.emplace(ctx);
   Pair& pair = *opt;
-  pair.tx.set_option(asio::socket_base::send_buffer_size(4096));
+  if constexpr (!std::is_same_v<Pair, pipe_pair>)
+    lowest(pair.tx).set_option(asio::socket_base::send_buffer_size(4096));
   fsys::file f(ctx, d.file("f"), O_RDONLY);
   int truncate_result = -1;
   auto reader = std::async(std::launch::async, [&] {
@@ -506,3 +564,256 @@ BOOST_AUTO_TEST_CASE(file_outliving_its_io_context_reports_service_shut_down) {
   f.close();
   BOOST_TEST((::fcntl(fd, F_GETFD) == -1 && errno == EBADF));
 }
+
+// beast::tcp_stream: zero copy on its socket (io_uring backend), the read +
+// write path through the stream (psync).
+BOOST_AUTO_TEST_CASE(tcp_stream_whole_file) {
+  whole_file<tcp_stream_pair>(100);
+  whole_file<tcp_stream_pair>(5 * 1024 * 1024 + 1);
+}
+BOOST_AUTO_TEST_CASE(tcp_stream_past_end) { past_end<tcp_stream_pair>(); }
+BOOST_AUTO_TEST_CASE(tcp_stream_cancel_midway) { cancel_midway<tcp_stream_pair>(); }
+BOOST_AUTO_TEST_CASE(tcp_stream_truncated_behind_the_sender) {
+  truncated_midway<tcp_stream_pair>(4 * 1024 * 1024, 3000000);
+}
+
+// Any AsyncWriteStream (a pipe): the double-buffered read + write path.
+BOOST_AUTO_TEST_CASE(pipe_whole_file) {
+  whole_file<pipe_pair>(1);
+  whole_file<pipe_pair>(65536);
+  whole_file<pipe_pair>(3 * 1024 * 1024 + 123);
+}
+BOOST_AUTO_TEST_CASE(pipe_past_end) { past_end<pipe_pair>(); }
+BOOST_AUTO_TEST_CASE(pipe_cancel_midway) { cancel_midway<pipe_pair>(); }
+BOOST_AUTO_TEST_CASE(pipe_truncated_behind_the_sender) { truncated_midway<pipe_pair>(4 * 1024 * 1024, 3000000); }
+BOOST_AUTO_TEST_CASE(pipe_truncated_ahead_of_the_sender) { truncated_midway<pipe_pair>(1024 * 1024, 3000000); }
+
+namespace {
+
+// Sends `size` bytes to a tcp_stream whose peer reads `read_first` bytes
+// (slowly, `pause` per 4 KiB) and then stops reading, with the stream's
+// timeout set to `timeout`; returns the completion and the time it took.
+struct timed_out_send {
+  error_code ec;
+  std::size_t sent = 0;
+  double seconds = 0;
+  bool socket_open = true;
+};
+timed_out_send send_to_a_stalling_client(std::size_t size, std::size_t read_first, std::chrono::microseconds pause,
+                                         std::chrono::milliseconds timeout) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  fsys::test::write_file(d.file("f"), pattern(size, 41));
+  tcp_stream_pair pair(ctx, 4096);
+  pair.tx.socket().set_option(asio::socket_base::send_buffer_size(4096));
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  std::promise<void> done;
+  auto reader = std::async(std::launch::async, [&, finished = done.get_future()]() mutable {
+    std::vector<std::byte> b(4096);
+    std::size_t got = 0;
+    while (got < read_first) {
+      ssize_t r = ::read(pair.rx, b.data(), std::min(b.size(), read_first - got));
+      if (r <= 0) break;
+      got += static_cast<std::size_t>(r);
+      std::this_thread::sleep_for(pause);
+    }
+    finished.wait();  // then reads nothing more until the sender is done
+    return got;
+  });
+  timed_out_send out;
+  const auto t0 = std::chrono::steady_clock::now();
+  pair.tx.expires_after(timeout);
+  fsys::async_send_file(pair.tx, f, 0, size, [&](error_code ec, std::size_t n) {
+    out.ec = ec;
+    out.sent = n;
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.socket_open = pair.tx.socket().is_open();
+    done.set_value();
+  });
+  fsys::test::run(ctx);
+  reader.get();
+  return out;
+}
+
+}  // namespace
+
+// The case: a client that stops reading. Beast's own writes end with
+// error::timeout once the stream's expiry passes; so does async_send_file,
+// and the stream has closed its socket, as Beast does on a timeout.
+BOOST_AUTO_TEST_CASE(tcp_stream_client_that_stops_reading_is_timed_out) {
+  const std::size_t size = 16 * 1024 * 1024;
+  auto r = send_to_a_stalling_client(size, 0, std::chrono::microseconds(0), std::chrono::milliseconds(300));
+  BOOST_TEST(r.ec == error_code(beast::error::timeout), r.ec.message());
+  BOOST_TEST(r.sent < size);
+  BOOST_TEST(!r.socket_open);
+  BOOST_TEST(r.seconds >= 0.29);
+  BOOST_TEST(r.seconds < 5.0);
+  BOOST_TEST_MESSAGE("timed out after " << r.seconds << " s, " << r.sent << " bytes sent");
+}
+
+// The expiry is a deadline for the whole operation, as for Beast's own
+// writes: a client that keeps reading, too slowly to take the body before
+// it, is cut off at the deadline too.
+BOOST_AUTO_TEST_CASE(tcp_stream_deadline_passes_while_the_client_reads_slowly) {
+  const std::size_t size = 16 * 1024 * 1024;
+  auto r = send_to_a_stalling_client(size, 4 * 1024 * 1024, std::chrono::microseconds(500),
+                                     std::chrono::milliseconds(400));
+  BOOST_TEST(r.ec == error_code(beast::error::timeout), r.ec.message());
+  BOOST_TEST(r.sent > 0u);
+  BOOST_TEST(r.sent < size);
+  BOOST_TEST(r.seconds >= 0.39);
+  BOOST_TEST(r.seconds < 5.0);
+}
+
+// A timeout far off changes nothing: the whole body, byte for byte.
+BOOST_AUTO_TEST_CASE(tcp_stream_with_a_distant_timeout_sends_everything) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir d;
+  const std::size_t size = 2 * 1024 * 1024 + 77;
+  auto data = pattern(size, 43);
+  fsys::test::write_file(d.file("f"), data);
+  tcp_stream_pair pair(ctx, 4096);
+  pair.tx.socket().set_option(asio::socket_base::send_buffer_size(4096));
+  pair.tx.expires_after(std::chrono::seconds(60));
+  auto [ec, n, got] = send_and_read(ctx, pair, d.file("f"), 0, size, 16384, std::chrono::microseconds(100));
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(n == size);
+  BOOST_TEST((got == data));
+}
+
+#if FSYS_TEST_HAVE_OPENSSL
+namespace {
+
+const fsys::test::tls_identity& tls_id() {
+  static const fsys::test::tls_identity id = fsys::test::make_self_signed_cert();
+  return id;
+}
+
+asio::ssl::context tls_server_context() {
+  asio::ssl::context c(asio::ssl::context::tls_server);
+  c.use_certificate_chain(asio::buffer(tls_id().cert_pem));
+  c.use_private_key(asio::buffer(tls_id().key_pem), asio::ssl::context::pem);
+  return c;
+}
+
+// A TLS client on fd (its own io_context, blocking calls) that verifies the
+// server's certificate against the test's, reads until the server's
+// close_notify and answers it. Returns the bytes and how the reading ended.
+struct tls_received {
+  std::vector<std::byte> bytes;
+  error_code end;
+};
+tls_received tls_read_all(int fd, std::shared_future<void> stop_before_reading = {}) {
+  asio::io_context cctx;
+  asio::ssl::context c(asio::ssl::context::tls_client);
+  c.add_certificate_authority(asio::buffer(tls_id().cert_pem));
+  c.set_verify_mode(asio::ssl::verify_peer);
+  asio::ssl::stream<tcp::socket> s(tcp::socket(cctx, tcp::v4(), fd), c);
+  s.set_verify_callback(asio::ssl::host_name_verification("127.0.0.1"));
+  tls_received out;
+  s.handshake(asio::ssl::stream_base::client, out.end);
+  if (out.end) return out;
+  if (stop_before_reading.valid()) {
+    stop_before_reading.wait();
+    return out;
+  }
+  std::vector<std::byte> buf(65536);
+  for (;;) {
+    std::size_t n = s.read_some(asio::buffer(buf), out.end);
+    out.bytes.insert(out.bytes.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    if (out.end) break;
+  }
+  if (out.end == asio::error::eof) {
+    error_code ignored;
+    s.shutdown(ignored);
+  }
+  return out;
+}
+
+}  // namespace
+
+// TLS: the server's asio::ssl::stream gets the range through the read +
+// write path; the client checks the certificate and every byte, and that
+// the stream ended with the server's close_notify (not a truncation).
+BOOST_AUTO_TEST_CASE(tls_bytes_end_to_end) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  auto sctx = tls_server_context();
+  temp_dir d;
+  const std::size_t size = 3 * 1024 * 1024 + 123;
+  auto data = pattern(size, 47);
+  fsys::test::write_file(d.file("f"), data);
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  const std::pair<std::uint64_t, std::uint64_t> ranges[] = {{0, size}, {4095, 70000}, {size - 10, 100}, {0, 1}};
+  for (const auto& range : ranges) {
+    const std::uint64_t off = range.first, count = range.second;  // (lambdas capture no structured binding in C++20)
+    tcp_pair p(ctx);
+    asio::ssl::stream<tcp::socket> tx(tcp::socket(asio::make_strand(ctx), tcp::v4(), p.tx.release()), sctx);
+    auto client = std::async(std::launch::async, [fd = std::exchange(p.rx, -1)] { return tls_read_all(fd); });
+    std::optional<std::pair<error_code, std::size_t>> got;
+    error_code handshake_ec;
+    tx.async_handshake(asio::ssl::stream_base::server, [&](error_code ec) {
+      handshake_ec = ec;
+      if (ec) return;
+      fsys::async_send_file(tx, f, off, count, [&](error_code ec, std::size_t n) {
+        got.emplace(ec, n);
+        tx.async_shutdown([&](error_code) { tx.lowest_layer().close(); });
+      });
+    });
+    fsys::test::run(ctx);
+    ctx.restart();
+    auto r = client.get();
+    BOOST_REQUIRE_MESSAGE(!handshake_ec, handshake_ec.message());
+    BOOST_REQUIRE(got);
+    const auto expected = slice(data, static_cast<std::size_t>(off), static_cast<std::size_t>(count));
+    BOOST_TEST(!got->first, got->first.message());
+    BOOST_TEST(got->second == expected.size());
+    BOOST_TEST(r.end == asio::error::eof, r.end.message());
+    BOOST_TEST(r.bytes.size() == expected.size());
+    BOOST_TEST((r.bytes == expected));
+  }
+}
+
+// TLS over a beast::tcp_stream: the tcp_stream's timeout ends the send to a
+// client that stops reading, as it ends the stream's own writes.
+BOOST_AUTO_TEST_CASE(tls_over_tcp_stream_client_that_stops_reading_is_timed_out) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  auto sctx = tls_server_context();
+  temp_dir d;
+  const std::size_t size = 16 * 1024 * 1024;
+  fsys::test::write_file(d.file("f"), pattern(size, 53));
+  fsys::file f(ctx, d.file("f"), O_RDONLY);
+  tcp_stream_pair p(ctx, 4096);
+  p.tx.socket().set_option(asio::socket_base::send_buffer_size(4096));
+  asio::ssl::stream<beast::tcp_stream> tx(std::move(p.tx), sctx);
+  std::promise<void> done;
+  std::shared_future<void> finished = done.get_future().share();
+  auto client = std::async(std::launch::async, [fd = std::exchange(p.rx, -1), finished] { return tls_read_all(fd, finished); });
+  std::optional<std::pair<error_code, std::size_t>> got;
+  double seconds = 0;
+  error_code handshake_ec;
+  tx.async_handshake(asio::ssl::stream_base::server, [&](error_code ec) {
+    handshake_ec = ec;
+    if (ec) return done.set_value();
+    const auto t0 = std::chrono::steady_clock::now();
+    tx.next_layer().expires_after(std::chrono::milliseconds(300));
+    fsys::async_send_file(tx, f, 0, size, [&, t0](error_code ec, std::size_t n) {
+      got.emplace(ec, n);
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      done.set_value();
+    });
+  });
+  fsys::test::run(ctx);
+  auto r = client.get();
+  BOOST_REQUIRE_MESSAGE(!handshake_ec, handshake_ec.message());
+  BOOST_TEST(!r.end, r.end.message());  // the client's handshake
+  BOOST_REQUIRE(got);
+  BOOST_TEST(got->first == error_code(beast::error::timeout), got->first.message());
+  BOOST_TEST(got->second < size);
+  BOOST_TEST(seconds >= 0.29);
+  BOOST_TEST(seconds < 5.0);
+}
+#endif  // FSYS_TEST_HAVE_OPENSSL

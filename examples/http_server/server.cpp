@@ -4,7 +4,7 @@
 //
 //   fsys-http-server --root DIR --port N [--threads T] [--address A] [--blocking-file-body]
 //                    [--header-timeout S] [--keepalive-timeout S] [--send-timeout S]
-//                    [--max-connections N]
+//                    [--max-connections N] [--tls-cert FILE --tls-key FILE]
 //
 // GET and HEAD, keep-alive (pipelined requests included), one `Range` per
 // request (206, 416), Content-Length, Last-Modified / If-Modified-Since
@@ -28,6 +28,16 @@
 // baseline for comparisons; in that mode `Range` is ignored (a 200 with the
 // whole file, which HTTP allows), since Beast 1.81's file_body has no ranges.
 //
+// --tls-cert FILE --tls-key FILE (PEM) serve HTTPS instead: OpenSSL through
+// asio::ssl, each connection an asio::ssl::stream over its socket, the TLS
+// handshake under the header timeout. Over TLS a file is answered by
+// fsys::async_serve_file (<fsys/http_file.hpp>: the same rules, plus ETag /
+// If-None-Match / If-Range), whose body goes through async_send_file's
+// double-buffered path (the file read through the ring, written with
+// SSL_write: kernel TLS is not used). The plain-HTTP path keeps its own
+// head writer, which sends the head with MSG_MORE ahead of the zero-copy
+// body and allocates nothing per request.
+//
 // --threads T runs T loops, each with its own io_context (and fsys ring) and
 // its own SO_REUSEPORT listener on the same port. Port 0 picks a free port;
 // the server prints "listening on ADDRESS:PORT" once ready. SIGINT/SIGTERM
@@ -35,6 +45,7 @@
 #include "connection.hpp"
 
 #include <fsys/file.hpp>
+#include <fsys/http_file.hpp>
 #include <fsys/send_file.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -43,6 +54,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/file_posix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -147,6 +159,7 @@ struct config {
   unsigned short port = 8080;
   unsigned threads = 1;
   bool blocking = false;
+  std::string tls_cert, tls_key;  // PEM files: HTTPS when both are set
   http_server::connection_limits limits;
   std::size_t max_connections = 0;  // per loop; 0: from RLIMIT_NOFILE
 };
@@ -296,8 +309,8 @@ byte_range parse_range(std::string_view v, std::uint64_t size) {
   return {byte_range::ok, x, y - x + 1};
 }
 
-template <class Req>
-asio::awaitable<bool> send_error(tcp::socket& sock, const Req& req, http::status st) {
+template <class Stream, class Req>
+asio::awaitable<bool> send_error(Stream& sock, const Req& req, http::status st) {
   http::response<http::string_body> res{st, req.version()};
   res.set(http::field::server, "fsys-http-server");
   res.set(http::field::content_type, "text/plain");
@@ -588,6 +601,82 @@ asio::awaitable<void> session(std::shared_ptr<connection> conn, int root_fd, boo
   conn->finish();
 }
 
+// A file over TLS: opened beneath the root as on the plain path, then
+// answered by fsys::async_serve_file. Returns whether the connection may go on.
+template <class Stream, class Req>
+asio::awaitable<bool> serve_file_over(Stream& stream, const Req& req, int root_fd, const std::string& path) {
+  auto ex = co_await asio::this_coro::executor;
+  fsys::file f(ex);
+  // As in serve_fsys: beneath the root, no magic links, O_NONBLOCK so that a
+  // FIFO or device never makes the open wait.
+  auto [oec] = co_await f.async_open(
+      root_fd, path, fsys::open_how{O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS},
+      tuple_awaitable);
+  if (oec) co_return co_await send_error(stream, req, status_of_open_error(oec));
+  bool keep = false;
+  // The reads of a regular file must not see O_NONBLOCK (see serve_fsys);
+  // async_serve_file answers anything else with 403 without reading it.
+  if (::fcntl(f.native_handle(), F_SETFL, 0) == 0) {
+    fsys::serve_file_options opts;
+    opts.server = "fsys-http-server";
+    auto [ec, r] = co_await fsys::async_serve_file(stream, req, f, opts, tuple_awaitable);
+    keep = !ec && r.keep_alive;
+  }
+  co_await f.async_close(tuple_awaitable);
+  co_return keep;
+}
+
+// A connection over TLS: the handshake (under the header timeout, which
+// closes the socket when it passes), then requests as in session().
+asio::awaitable<void> tls_session(std::shared_ptr<connection> conn, int root_fd, asio::ssl::context& tls) {
+  tcp::socket& sock = conn->socket();
+  asio::ssl::stream<tcp::socket&> stream(sock, tls);
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
+  const bool keep_alive = conn->limits().keepalive_timeout.count() > 0;
+  beast::flat_buffer buf;
+  std::string path;
+  while (!hec) {
+    if (buf.size() == 0) {
+      // Idle until the next request's first byte (the first request keeps
+      // the header timeout counted from the accept, which the handshake used).
+      conn->wait_for_request();
+      auto [ec, n] = co_await stream.async_read_some(buf.prepare(beast::read_size(buf, 65536)), tuple_awaitable);
+      if (ec) break;
+      buf.commit(n);
+    }
+    conn->reading_request();
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(16 * 1024);
+    auto [ec, n] = co_await http::async_read_header(stream, buf, parser, tuple_awaitable);
+    if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+        conn->ended_early())
+      break;
+    if (ec) {
+      http::request<http::empty_body> dummy{http::verb::get, "/", 11};
+      dummy.keep_alive(false);
+      co_await send_error(stream, dummy, http::status::bad_request);
+      break;
+    }
+    conn->responding();
+    const auto& req = parser.get();
+    bool keep = false;
+    if (!parser.is_done()) {
+      co_await send_error(stream, req, http::status::bad_request);  // a body is announced (see session)
+    } else if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      keep = co_await send_error(stream, req, http::status::method_not_allowed);
+    } else if (auto st = resolve_target(req.target(), path); st != http::status::ok) {
+      keep = co_await send_error(stream, req, st);
+    } else {
+      keep = co_await serve_file_over(stream, req, root_fd, path);
+    }
+    if (!keep || !keep_alive || conn->ended_early()) break;
+  }
+  // No wait for the peer's close_notify: the connection ends here either way.
+  error_code ignored;
+  sock.shutdown(tcp::socket::shutdown_send, ignored);
+  conn->finish();
+}
+
 // Every connection of the loop is busy (none waits for a request): the new
 // one gets a 503 at once and is closed. The socket is new, so its buffer
 // takes the short response whole; input that has already come is read
@@ -623,7 +712,8 @@ bool out_of_resources(const error_code& ec) {
   }
 }
 
-asio::awaitable<void> accept_loop(tcp::acceptor& acc, connection_table& table, int root_fd, bool blocking) {
+asio::awaitable<void> accept_loop(tcp::acceptor& acc, connection_table& table, int root_fd, bool blocking,
+                                  asio::ssl::context* tls) {
   for (;;) {
     auto [ec, sock] = co_await acc.async_accept(tuple_awaitable);
     if (ec == asio::error::operation_aborted) co_return;
@@ -639,7 +729,10 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acc, connection_table& table, i
       continue;
     }
     sock.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(acc.get_executor(), session(table.admit(std::move(sock)), root_fd, blocking), asio::detached);
+    if (tls)
+      asio::co_spawn(acc.get_executor(), tls_session(table.admit(std::move(sock)), root_fd, *tls), asio::detached);
+    else
+      asio::co_spawn(acc.get_executor(), session(table.admit(std::move(sock)), root_fd, blocking), asio::detached);
   }
 }
 
@@ -671,7 +764,7 @@ std::size_t default_max_connections(unsigned threads) {
 void usage() {
   std::cerr << "usage: fsys-http-server --root DIR --port N [--threads T] [--address A] [--blocking-file-body]\n"
                "                        [--header-timeout S] [--keepalive-timeout S] [--send-timeout S]\n"
-               "                        [--max-connections N] [--alloc-report]\n";
+               "                        [--max-connections N] [--alloc-report] [--tls-cert FILE --tls-key FILE]\n";
 }
 
 // A duration in seconds ("10", "0.5"); `zero_ok`: 0 is allowed.
@@ -704,6 +797,8 @@ int main(int argc, char** argv) {
     else if (a == "--address") cfg.address = next();
     else if (a == "--blocking-file-body") cfg.blocking = true;
     else if (a == "--alloc-report") alloc_report = true;
+    else if (a == "--tls-cert") cfg.tls_cert = next();
+    else if (a == "--tls-key") cfg.tls_key = next();
     else if (a == "--header-timeout" || a == "--keepalive-timeout" || a == "--send-timeout") {
       auto v = parse_seconds(next(), a == "--keepalive-timeout");
       if (!v) {
@@ -724,7 +819,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (cfg.root.empty()) {
+  if (cfg.root.empty() || cfg.tls_cert.empty() != cfg.tls_key.empty() || (cfg.blocking && !cfg.tls_cert.empty())) {
     usage();
     return 2;
   }
@@ -737,6 +832,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    // One TLS context for all loops (OpenSSL's SSL_CTX is safe to share
+    // between threads once set up): TLS 1.2 and 1.3, the certificate chain
+    // and key from the PEM files.
+    std::optional<asio::ssl::context> tls;
+    if (!cfg.tls_cert.empty()) {
+      tls.emplace(asio::ssl::context::tls_server);
+      tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+      tls->use_certificate_chain_file(cfg.tls_cert);
+      tls->use_private_key_file(cfg.tls_key, asio::ssl::context::pem);
+    }
     std::vector<std::unique_ptr<asio::io_context>> ctxs;
     std::vector<std::unique_ptr<tcp::acceptor>> accs;
     tcp::endpoint ep(asio::ip::make_address(cfg.address), cfg.port);
@@ -757,7 +863,7 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<connection_table>> tables;
     for (unsigned t = 0; t < cfg.threads; ++t) {
       tables.push_back(std::make_unique<connection_table>(ctxs[t]->get_executor(), cfg.limits));
-      asio::co_spawn(*ctxs[t], accept_loop(*accs[t], *tables[t], root_fd, cfg.blocking), asio::detached);
+      asio::co_spawn(*ctxs[t], accept_loop(*accs[t], *tables[t], root_fd, cfg.blocking, tls ? &*tls : nullptr), asio::detached);
     }
     asio::signal_set signals(*ctxs[0], SIGINT, SIGTERM);
     signals.async_wait([&](error_code, int) {
