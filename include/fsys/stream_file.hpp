@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fsys/detail/asio.hpp>
+#include <fsys/stream_options.hpp>
 #include <fsys/detail/file_op.hpp>
 #include <fsys/detail/stream_state.hpp>
 #include <fsys/detail/sync_io.hpp>
