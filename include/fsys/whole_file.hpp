@@ -29,6 +29,7 @@ enum class write_file_mode {
 
 /// Options of `async_write_file`.
 struct write_file_options {
+  /// Create, truncate or refuse (see `write_file_mode`).
   write_file_mode how = write_file_mode::create_or_truncate;
   /// Permission bits of a file the call creates (less the process's umask);
   /// an existing file keeps its own.
