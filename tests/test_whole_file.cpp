@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -395,4 +396,45 @@ BOOST_AUTO_TEST_CASE(cancelled_read_file_leaves_the_buffer_and_no_descriptor) {
     }
   }
   BOOST_TEST(open_fds() == fds_before);
+}
+
+BOOST_AUTO_TEST_CASE(resize_file_cuts_and_extends_by_path) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const fs::path p = dir.file("r.dat");
+  const auto data = pattern(10000, 11);
+  fsys::test::write_file(p, data);
+  auto resize = [&](const fs::path& path, std::uint64_t n) {
+    error_code ec = asio::error::would_block;
+    fsys::async_resize_file(ctx, path, n, [&](error_code e) { ec = e; });
+    ctx.restart();
+    fsys::test::run(ctx);
+    return ec;
+  };
+  BOOST_TEST(!resize(p, 4000));
+  auto back = fsys::test::read_file(p);
+  BOOST_TEST(back.size() == 4000u);
+  BOOST_TEST(std::equal(back.begin(), back.end(), data.begin()));
+  BOOST_TEST(!resize(p, 8192));
+  back = fsys::test::read_file(p);
+  BOOST_TEST(back.size() == 8192u);
+  BOOST_TEST(std::equal(back.begin(), back.begin() + 4000, data.begin()));
+  BOOST_TEST(std::all_of(back.begin() + 4000, back.end(), [](std::byte b) { return b == std::byte{0}; }));
+  BOOST_TEST((resize(dir.file("missing"), 1) == std::errc::no_such_file_or_directory));
+  BOOST_TEST(!fs::exists(dir.file("missing")));
+  BOOST_TEST((resize(dir.path(), 1) == std::errc::is_a_directory));
+  bool threw = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    co_await fsys::co_resize_file(ctx, p, 0);
+    try {
+      co_await fsys::co_resize_file(ctx, dir.file("missing"), 0);
+    } catch (const std::system_error& x) {
+      threw = std::string(x.what()).find("missing") != std::string::npos;
+    }
+  }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
+  ctx.restart();
+  fsys::test::run(ctx);
+  BOOST_TEST(fs::file_size(p) == 0u);
+  BOOST_TEST(threw);
 }

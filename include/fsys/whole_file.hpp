@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -137,6 +138,17 @@ auto async_append_file(ExecutorOrContext&& ex, path_view path, const ConstBuffer
                        append_file_options options = {},
                        Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
 
+/// Sets the size of the file at `path` to `size` (`truncate(2)`: cut, or
+/// extended with zeros), through an open (`O_WRONLY`, no create), the
+/// file's `async_resize` and a close. Completes with `(error_code)`: ENOENT
+/// for a missing file, EISDIR for a directory.
+template <class ExecutorOrContext,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext>
+auto async_resize_file(ExecutorOrContext&& ex, path_view path, std::uint64_t size,
+                       Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+
 // The coroutine forms take an executor or execution context first, like
 // `co_replace_file`, and own their path (a coroutine may outlive the
 // caller's string).
@@ -152,6 +164,11 @@ template <class ExecutorOrContext, class ConstBufferSequence>
   requires detail::executor_or_context<ExecutorOrContext> && asio::is_const_buffer_sequence<ConstBufferSequence>::value
 asio::awaitable<std::size_t> co_write_file(ExecutorOrContext&& ex, std::filesystem::path path,
                                            ConstBufferSequence buffers, write_file_options options = {});
+
+/// Sets the file's size (see `async_resize_file`).
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<void> co_resize_file(ExecutorOrContext&& ex, std::filesystem::path path, std::uint64_t size);
 
 /// Appends to the file (see `async_append_file`); returns the bytes written.
 template <class ExecutorOrContext, class ConstBufferSequence>
