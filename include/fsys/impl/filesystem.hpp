@@ -24,14 +24,21 @@ auto uncancellable(Self&& self) {
   return asio::bind_cancellation_slot(asio::cancellation_slot(), std::forward<Self>(self));
 }
 
-// open(dir, O_RDONLY | O_DIRECTORY) → fsync → close.
-template <class Executor>
-struct sync_directory_op {
+// open(path, flags) → `act(file, self)` starts one operation on the open
+// file → close. The first error wins; the file is closed whatever happened
+// (the close ignores cancellation). `Act` is what differs: an fsync of a
+// directory (async_sync_directory), a resize (async_resize_file).
+template <class Executor, class Act>
+struct open_act_close_op {
+  enum step_t { start, opened, acted, closed };
   struct state {
-    explicit state(const Executor& ex, std::string p) : dir(ex), path(std::move(p)) {}
-    basic_file<Executor> dir;
+    state(const Executor& ex, std::string p, int f, Act a)
+        : file(ex), path(std::move(p)), flags(f), act(std::move(a)) {}
+    basic_file<Executor> file;
     std::string path;
-    int step = 0;
+    int flags;
+    Act act;
+    step_t step = start;
     boost::system::error_code first;
   };
   std::unique_ptr<state> s_;
@@ -40,26 +47,41 @@ struct sync_directory_op {
   void operator()(Self& self, boost::system::error_code ec = {}, std::size_t = 0) {
     state& s = *s_;
     switch (s.step) {
-      case 0:
-        s.step = 1;
-        s.dir.async_open(s.path, O_RDONLY | O_DIRECTORY, 0, std::move(self));
+      case start:
+        s.step = opened;
+        s.file.async_open(s.path, s.flags, 0, std::move(self));
         return;
-      case 1:
+      case opened:
         if (ec) return self.complete(ec);
-        s.step = 2;
-        s.dir.async_fsync(std::move(self));
+        s.step = acted;
+        s.act(s.file, std::move(self));
         return;
-      case 2:
+      case acted:
         s.first = ec;
-        s.step = 3;
-        s.dir.async_close(uncancellable(std::move(self)));
+        s.step = closed;
+        s.file.async_close(uncancellable(std::move(self)));
         return;
-      default: {
+      case closed: {
         const boost::system::error_code result = s.first ? s.first : ec;
         self.complete(result);
         return;
       }
     }
+  }
+};
+
+template <class Token, class Executor, class Act>
+auto async_open_act_close(const Executor& e, std::string path, int flags, Act act, Token&& token) {
+  using op = open_act_close_op<Executor, Act>;
+  return asio::async_compose<Token, void(boost::system::error_code)>(
+      op{std::make_unique<typename op::state>(e, std::move(path), flags, std::move(act))}, token, e);
+}
+
+// The fsync of an open directory (async_sync_directory).
+struct fsync_act {
+  template <class File, class Self>
+  void operator()(File& f, Self&& self) const {
+    f.async_fsync(std::forward<Self>(self));
   }
 };
 
@@ -327,12 +349,8 @@ auto async_create_directories(ExecutorOrContext&& ex, path_view path, mode_t mod
 template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
   requires detail::executor_or_context<ExecutorOrContext>
 auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path, Token&& token) {
-  auto e = detail::executor_of(ex);
-  using executor_t = decltype(e);
-  return asio::async_compose<Token, void(boost::system::error_code)>(
-      detail::sync_directory_op<executor_t>{
-          std::make_unique<typename detail::sync_directory_op<executor_t>::state>(e, std::string(dir_path.str()))},
-      token, e);
+  return detail::async_open_act_close<Token>(detail::executor_of(ex), std::string(dir_path.str()),
+                                            O_RDONLY | O_DIRECTORY, detail::fsync_act{}, std::forward<Token>(token));
 }
 
 template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>

@@ -235,44 +235,12 @@ struct write_file_op {
   }
 };
 
-// open (O_WRONLY) → resize → close; the first error wins, the file is closed.
-template <class Executor>
-struct resize_file_op {
-  enum step_t { start, opened, resized, closed };
-  struct state {
-    state(const Executor& e, std::string p, std::uint64_t n) : file(e), path(std::move(p)), size(n) {}
-    basic_file<Executor> file;
-    std::string path;
-    std::uint64_t size;
-    step_t step = start;
-    boost::system::error_code first;
-  };
-  std::unique_ptr<state> s_;
-
-  template <class Self>
-  void operator()(Self& self, boost::system::error_code ec = {}, std::size_t = 0) {
-    state& s = *s_;
-    switch (s.step) {
-      case start:
-        s.step = opened;
-        s.file.async_open(s.path, O_WRONLY | O_CLOEXEC, 0, std::move(self));
-        return;
-      case opened:
-        if (ec) return self.complete(ec);
-        s.step = resized;
-        s.file.async_resize(s.size, std::move(self));
-        return;
-      case resized:
-        s.first = ec;
-        s.step = closed;
-        s.file.async_close(uncancellable(std::move(self)));
-        return;
-      case closed: {
-        const boost::system::error_code result = s.first ? s.first : ec;
-        self.complete(result);
-        return;
-      }
-    }
+// The resize of an open file (async_resize_file, through async_open_act_close).
+struct resize_act {
+  std::uint64_t size;
+  template <class File, class Self>
+  void operator()(File& f, Self&& self) const {
+    f.async_resize(size, std::forward<Self>(self));
   }
 };
 
@@ -350,10 +318,8 @@ auto async_append_file(ExecutorOrContext&& ex, path_view path, const ConstBuffer
 template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
   requires detail::executor_or_context<ExecutorOrContext>
 auto async_resize_file(ExecutorOrContext&& ex, path_view path, std::uint64_t size, Token&& token) {
-  auto e = detail::executor_of(ex);
-  using op = detail::resize_file_op<decltype(e)>;
-  return asio::async_compose<Token, void(boost::system::error_code)>(
-      op{std::make_unique<typename op::state>(e, std::string(path.str()), size)}, token, e);
+  return detail::async_open_act_close<Token>(detail::executor_of(ex), std::string(path.str()), O_WRONLY | O_CLOEXEC,
+                                            detail::resize_act{size}, std::forward<Token>(token));
 }
 
 template <class ExecutorOrContext>
