@@ -3,6 +3,7 @@
 #include <fsys/aligned_buffer.hpp>
 #include <fsys/detail/nvme.hpp>
 #include <fsys/drive.hpp>
+#include <fsys/filesystem_error.hpp>
 #include "kernel_statx.hpp"
 
 #include <fcntl.h>
@@ -394,7 +395,7 @@ drive_info probe_drive(const std::filesystem::path& path, std::error_code& ec) {
 drive_info probe_drive(const std::filesystem::path& path) {
   std::error_code ec;
   auto info = probe_drive(path, ec);
-  if (ec) throw std::system_error(ec, "fsys::probe_drive " + path.string());
+  if (ec) throw filesystem_error("fsys::probe_drive", path, ec);
   return info;
 }
 

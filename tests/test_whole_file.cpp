@@ -343,9 +343,9 @@ BOOST_AUTO_TEST_CASE(whole_file_operations_take_every_completion_token) {
     co_await fsys::co_write_file(ctx, dir.file("co.txt"), asio::buffer(std::string_view("made")));
     try {
       co_await fsys::co_read_file(ctx, dir.file("missing.txt"));
-    } catch (const std::system_error& x) {
-      threw_with_path = x.code() == std::errc::no_such_file_or_directory &&
-                        std::string(x.what()).find("missing.txt") != std::string::npos;
+    } catch (const fsys::filesystem_error& x) {
+      threw_with_path = x.code() == std::errc::no_such_file_or_directory && x.path1() == dir.file("missing.txt") &&
+                        std::string(x.what()).find("fsys::co_read_file \"") != std::string::npos;
     }
   }, [](std::exception_ptr e) { if (e) std::rethrow_exception(e); });
   ctx.restart();

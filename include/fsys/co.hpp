@@ -2,6 +2,7 @@
 #pragma once
 
 #include <fsys/file.hpp>
+#include <fsys/filesystem_error.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -23,24 +24,16 @@ namespace detail {
   // std::system_error; these functions promise the standard type.
   throw std::system_error(std::error_code(ec), what);
 }
-/// As above, naming the path the operation was given:
-/// "<what> <path>: <message>", as `basic_file::open` does.
+/// As above, naming the path the operation was given: throws
+/// `fsys::filesystem_error` ("<what> \"<path>\": <message>").
 [[noreturn]] inline void throw_co_error(const boost::system::error_code& ec, const char* what, std::string_view path) {
-  std::string s(what);
-  s += ' ';
-  s += path;
-  throw std::system_error(std::error_code(ec), s);
+  throw filesystem_error(what, std::filesystem::path(path), std::error_code(ec));
 }
-/// As above, naming both paths of a two-path operation (rename, links):
-/// "<what> <from> -> <to>: <message>".
+/// As above, naming both paths of a two-path operation (rename, links,
+/// copy): "<what> \"<from>\" -> \"<to>\": <message>".
 [[noreturn]] inline void throw_co_error(const boost::system::error_code& ec, const char* what, std::string_view from,
                                         std::string_view to) {
-  std::string s(what);
-  s += ' ';
-  s += from;
-  s += " -> ";
-  s += to;
-  throw std::system_error(std::error_code(ec), s);
+  throw filesystem_error(what, std::filesystem::path(from), std::filesystem::path(to), std::error_code(ec));
 }
 
 }  // namespace detail

@@ -3,6 +3,7 @@
 
 #include <fsys/version.hpp>
 #include <fsys/error.hpp>
+#include <fsys/filesystem_error.hpp>
 #include <fsys/features.hpp>
 #include <fsys/options.hpp>
 #include <fsys/engine_stats.hpp>

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fsys/detail/asio.hpp>
+#include <fsys/filesystem_error.hpp>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/system/error_code.hpp>
@@ -69,9 +70,9 @@ int sync_open(const char* path, int flags, unsigned mode, boost::system::error_c
 inline void throw_if(const boost::system::error_code& ec, const char* what) {
   if (ec) throw std::system_error(std::error_code(ec), what);
 }
-/// As above, naming `path` in the message.
+/// As above, naming `path`: throws `fsys::filesystem_error`.
 inline void throw_if(const boost::system::error_code& ec, const char* what, const std::filesystem::path& path) {
-  if (ec) throw std::system_error(std::error_code(ec), std::string(what) + " " + path.string());
+  if (ec) throw filesystem_error(what, path, std::error_code(ec));
 }
 
 /// Runs `f(boost_ec)` and stores the result in the `std::error_code`.
