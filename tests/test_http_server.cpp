@@ -242,6 +242,15 @@ class client {
       total_read_ += n > 0 ? static_cast<std::size_t>(n) : 0;
     }
   }
+  // Waits up to `ms` for bytes or the end of the connection, reading
+  // nothing: true if either came.
+  bool readable_within(int ms) {
+    pollfd p{fd_, POLLIN, 0};
+    int r;
+    do r = ::poll(&p, 1, ms);
+    while (r < 0 && errno == EINTR);
+    return r > 0;
+  }
   // Waits up to `ms` for the server to reset or shut down the connection,
   // without reading (as a client that stopped reading): true if it did.
   bool hung_up_within(int ms) {
@@ -605,12 +614,20 @@ fs::path small_root(const temp_dir& d) {
 
 // Opens `n` connections to the server: every other one sends a complete
 // request (then stays open, idle in keep-alive), the others send nothing.
+// Every second one sends a request first and is idle once it has been
+// answered (or closed to make room for a later one): this waits until each
+// has been, so that the connections the server holds are all idle, not
+// answering a request (under load, on the psync backend, an answer can take
+// long enough for a new client to find every connection busy: a 503).
 std::vector<std::unique_ptr<client>> idle_clients(unsigned short port, int n) {
   std::vector<std::unique_ptr<client>> v;
   for (int i = 0; i < n; ++i) {
     v.push_back(std::make_unique<client>(port));
     if (i % 2) v.back()->try_send(get("/index.html"));
   }
+  for (int i = 1; i < n; i += 2) BOOST_TEST(v[static_cast<std::size_t>(i)]->readable_within(10000));
+  // The answered sessions go back to waiting right after their last write.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   return v;
 }
 
