@@ -52,6 +52,8 @@ void fs_args::recycle(fs_args* a) noexcept {
   a->stx = {};
   a->owned_fd = -1;
   a->ring_refused = nullptr;
+  a->buffer.reset();
+  a->buffer_size = 0;
   if (!args_cache::give(a)) delete a;
 }
 
@@ -134,6 +136,11 @@ int run_fs_syscall(op_base* op) noexcept {
       int r = ::posix_fadvise(fd, off, len, a.flags);  // returns the errno itself
       return -r;
     }
+    case op_kind::getdents:
+      // Why this is sound: `a.buffer` is shared with the op's fs_args, which
+      // the op owns until it is freed, after this returns; the fd is held
+      // open by the op's file_handle reference.
+      return result(::syscall(SYS_getdents64, fd, a.buffer.get(), a.buffer_size));
     default:
       return -EINVAL;
   }

@@ -442,6 +442,13 @@ void op_base::validate_fs() noexcept {
       else if (offset_ > off_max)
         ec_ = make_error_code(errc::offset_overflow);
       return;
+    case op_kind::getdents:
+      if (fd_ < 0)
+        ec_ = make_error_code(errc::not_open);
+      else if (!fs_->buffer || fs_->buffer_size == 0)
+        // No buffer: another batch of the same directory holds it.
+        ec_ = boost::system::error_code(EINPROGRESS, boost::system::system_category());
+      return;
     case op_kind::statx:
       // On an open file: statx(fd, "", AT_EMPTY_PATH).
       if ((fs_->flags & AT_EMPTY_PATH) && fd_ < 0) ec_ = make_error_code(errc::not_open);
@@ -486,6 +493,8 @@ op_step op_base::on_fs_result(int res) noexcept {
     fail(res);
   } else if (kind_ == op_kind::statx && file_) {
     file_->learn(fs_->stx);  // the file's type and device, for the fast paths
+  } else if (kind_ == op_kind::getdents) {
+    transferred_ = static_cast<std::size_t>(res);  // bytes of entries; 0 at the end
   }
   return op_step::done;
 }

@@ -100,6 +100,7 @@ std::uint32_t ring_fs_kinds() {
   add(f.op_linkat, op_kind::link);
   add(f.op_sync_file_range, op_kind::sync_file_range);
   add(f.op_fadvise, op_kind::fadvise);
+  // op_kind::getdents has no opcode: never in the mask, always the helper.
   if (const char* v = std::getenv("FSYS_TEST_DISABLE_OPS")) {
     static constexpr std::pair<std::string_view, op_kind> names[] = {
         {"open", op_kind::open},          {"close", op_kind::close},

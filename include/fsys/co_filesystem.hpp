@@ -10,6 +10,7 @@
 #pragma once
 
 #include <fsys/co.hpp>
+#include <fsys/directory.hpp>
 #include <fsys/filesystem.hpp>
 #include <fsys/path_view.hpp>
 
@@ -169,6 +170,27 @@ template <class ExecutorOrContext>
 asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, asio::const_buffer data) {
   auto [ec] = co_await fsys::async_replace_file(ex, path, data, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
+}
+
+/// `fsys::async_read_directory`: the entries of the directory `path`
+/// (without "." and ".."), in the directory's order.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<std::vector<directory_entry>> co_read_directory(ExecutorOrContext&& ex, std::filesystem::path path) {
+  auto [ec, entries] = co_await fsys::async_read_directory(ex, path, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_read_directory", path.native());
+  co_return std::move(entries);
+}
+
+/// `fsys::async_remove_all`: removes `path` and everything below it without
+/// following symlinks; returns the number of entries removed (0 when `path`
+/// did not exist).
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<std::uint64_t> co_remove_all(ExecutorOrContext&& ex, std::filesystem::path path) {
+  auto [ec, removed] = co_await fsys::async_remove_all(ex, path, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_remove_all", path.native());
+  co_return removed;
 }
 
 }  // namespace fsys

@@ -1413,6 +1413,32 @@ struct file_access {
     return asio::async_initiate<Token, void(boost::system::error_code)>(
         typename basic_file<Executor>::open_initiation{&f}, token, std::move(a));
   }
+  /// Starts the file-system operation `kind` on `f` with the arguments `a`
+  /// (already filled; e.g. getdents with its buffer), as the file's own
+  /// file-system operations start: refused with `errc::not_open` when the
+  /// file is not open, listed on the file (its close cancels it), hooked to
+  /// the handler's cancellation slot. Completes with
+  /// `void(error_code, std::size_t)` (the op's `transferred_`).
+  template <class Executor, class Token>
+  static auto initiate_fs(basic_file<Executor>& f, op_kind kind, fs_args_ptr a, Token&& token) {
+    return asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(fs_args_initiation<Executor>{&f},
+                                                                                     token, kind, std::move(a));
+  }
+  template <class Executor>
+  struct fs_args_initiation {
+    basic_file<Executor>* f_;
+    using executor_type = Executor;
+    executor_type get_executor() const noexcept { return f_->ex_; }
+
+    template <class Handler>
+    void operator()(Handler&& handler, op_kind kind, fs_args_ptr a) const {
+      using op_t = file_op<std::decay_t<Handler>, Executor, true>;
+      if (!f_->life_.alive()) return f_->refuse_detached(std::forward<Handler>(handler), std::size_t{0});
+      op_t* op = op_t::create(std::forward<Handler>(handler), f_->ex_, kind);
+      op->fs_ = a.release();
+      f_->launch(op, 0);
+    }
+  };
   /// The operation for the rest of a request after `try_direct` gave `pre`.
   template <class Executor, class Buffers, class Token>
   static auto initiate_after(basic_file<Executor>& f, op_kind kind, std::uint64_t offset, const Buffers& buffers,

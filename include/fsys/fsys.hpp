@@ -22,3 +22,4 @@
 #include <fsys/blocking_ring.hpp>
 #include <fsys/drive.hpp>
 #include <fsys/aligned_buffer.hpp>
+#include <fsys/directory.hpp>

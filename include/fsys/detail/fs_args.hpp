@@ -65,6 +65,11 @@ struct fs_args {
   /// after the ring answered EINVAL/EOPNOTSUPP: the result rules mark the
   /// kind refused by the ring there when the system call succeeds.
   std::atomic<std::uint32_t>* ring_refused = nullptr;
+  /// getdents: the buffer the kernel fills and its size. Shared with the
+  /// directory object that reuses it, so that it outlives the system call
+  /// even when that object is destroyed while the call runs.
+  std::shared_ptr<char[]> buffer;
+  std::size_t buffer_size = 0;
 };
 
 /// Holds an fs_args block until an operation takes it (`release`), and

@@ -82,10 +82,14 @@ enum class op_kind : std::uint8_t {
   link,             ///< linkat
   sync_file_range,  ///< sync_file_range(fd, offset, length, flags)
   fadvise,          ///< posix_fadvise(fd, offset, length, advice)
+  /// getdents64(fd, fs_->buffer, fs_->buffer_size): one batch of directory
+  /// entries; bytes filled in `transferred_`, 0 at the end. io_uring has no
+  /// opcode for it: always run where blocking calls run (a psync worker).
+  getdents,
 };
 
 /// Number of op kinds (for per-kind bit masks).
-inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::fadvise) + 1;
+inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::getdents) + 1;
 
 /// True for the file-system kinds (arguments in `op_base::fs_`).
 constexpr bool is_fs_kind(op_kind k) noexcept { return k >= op_kind::open; }
