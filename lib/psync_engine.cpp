@@ -283,6 +283,14 @@ class psync_engine final : public engine {
       else
         wake_runner_of(op);
     }
+    // Ops an io_uring engine handed to this helper are not on the file's
+    // list (op_base::unlisted_): the queued ones are found in the queues.
+    for (pool* p : {&files_, &streams_})
+      for (op_base* op = p->queued.front(); op; op = op->next_)
+        if (op->unlisted_ && op->file_ == file && !op->cancel_requested_) {
+          op->cancel_requested_ = true;
+          any_queued = true;
+        }
     if (!any_queued) return;
     // Take every cancelled op out of the queue (the list above is changed by
     // retire(), so this is a second pass over the queue).

@@ -376,9 +376,11 @@ class uring_engine final : public engine {
 
   void cancel_file(file_handle* file) override {
     bool post_flush = false;
+    engine* helper = nullptr;
     {
       std::lock_guard lock(mutex_);
       if (shut_down_) return;
+      helper = helper_.get();
       auto request = [&](op_base* op) {
         if (op->state_ == op_state::finished || op->cancel_requested_) return;
         op->cancel_requested_ = true;
@@ -402,6 +404,9 @@ class uring_engine final : public engine {
         post_flush = false;
     }
     if (post_flush) schedule_flush();
+    // The file's ops this engine handed to its psync helper (kinds the ring
+    // lacks, such as getdents): the helper cancels those still queued.
+    if (helper) helper->cancel_file(file);
   }
 
   void shutdown() override {

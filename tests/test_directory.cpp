@@ -542,6 +542,20 @@ BOOST_AUTO_TEST_CASE(remove_all_of_a_symlink_root_removes_the_link) {
   BOOST_TEST(r.removed == 1u);
   BOOST_TEST(!fs::exists(fs::symlink_status(dir.file("root_link"))));
   BOOST_TEST(fs::exists(target / "precious"));
+  // With a trailing slash too: the link is meant, not the directory it names.
+  fs::create_directory_symlink(target, dir.file("root_link"));
+  r = remove_all(ctx, dir.file("root_link").native() + "//");
+  BOOST_TEST(!r.ec);
+  BOOST_TEST(r.removed == 1u);
+  BOOST_TEST(!fs::exists(fs::symlink_status(dir.file("root_link"))));
+  BOOST_TEST(fs::exists(target / "precious"));
+  // A directory named with a trailing slash is removed as usual.
+  fs::create_directory(dir.file("plain"));
+  touch(dir.file("plain") / "x");
+  r = remove_all(ctx, dir.file("plain").native() + "/");
+  BOOST_TEST(!r.ec);
+  BOOST_TEST(r.removed == 2u);
+  BOOST_TEST(fs::exists(target / "precious"));
 }
 
 namespace {

@@ -181,7 +181,8 @@ auto async_read_directory(ExecutorOrContext&& ex, path_view path,
 /// Removes `path` and, if it is a directory, everything in it, as
 /// `std::filesystem::remove_all` does, without ever following a symbolic
 /// link: `path` itself is opened with O_DIRECTORY | O_NOFOLLOW (a symlink
-/// there is removed, not its target); every directory below is opened with
+/// there is removed, not its target, also when `path` ends with "/"); every
+/// directory below is opened with
 /// `openat(parent_fd, name, O_DIRECTORY | O_NOFOLLOW)` relative to its
 /// parent's descriptor, and every entry is removed with `unlinkat(dir_fd,
 /// name, 0 or AT_REMOVEDIR)` relative to its directory's descriptor (the

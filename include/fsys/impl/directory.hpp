@@ -188,7 +188,11 @@ struct remove_all_op {
     std::vector<std::string> subdirs;  // directories of the last batch still to descend into
   };
   struct state {
-    state(const Executor& e, std::string_view p) : ex(e), root(p), buffer(new char[listing_buffer_size]) {}
+    state(const Executor& e, std::string_view p) : ex(e), root(p), buffer(new char[listing_buffer_size]) {
+      // "link/" would make the kernel follow the link (a trailing slash
+      // asks for a directory): the name itself is meant, as "link".
+      while (root.size() > 1 && root.back() == '/') root.pop_back();
+    }
     Executor ex;
     std::string root;
     std::deque<frame> stack;  // references stay valid as frames come and go
