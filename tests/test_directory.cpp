@@ -402,6 +402,46 @@ BOOST_AUTO_TEST_CASE(batch_cancellation) {
   BOOST_TEST((second.value() == boost::system::errc::operation_in_progress));
 }
 
+BOOST_AUTO_TEST_CASE(close_aborts_a_queued_batch) {
+  // The worker that runs getdents (the psync engine's, or the io_uring
+  // engine's helper) is kept busy by an open of a FIFO, which waits for a
+  // writer: one worker, opens sent to it (FSYS_TEST_DISABLE_OPS, read when
+  // the engine is made), no inline open. The batch queued behind it is then
+  // aborted by close(), deterministically, on both backends.
+  temp_dir dir;
+  const fs::path fifo = dir.file("fifo");
+  BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  fs::create_directory(dir.file("d"));
+  touch(dir.file("d") / "a");
+  ::setenv("FSYS_TEST_DISABLE_OPS", "open", 1);
+  asio::io_context ctx;
+  fsys::ring_options opts;
+  opts.psync_threads = 1;
+  opts.inline_fast_path = false;
+  fsys::test::make_ring(ctx, opts);
+  ::unsetenv("FSYS_TEST_DISABLE_OPS");
+  fsys::directory dr(ctx);
+  std::optional<error_code> opened;
+  dr.async_open(dir.file("d"), [&](error_code ec) { opened = ec; });
+  drain(ctx);
+  BOOST_REQUIRE(!opened.value());
+
+  fsys::file blocker(ctx);
+  std::optional<error_code> blocked, batch;
+  blocker.async_open(fifo, O_RDONLY, 0, [&](error_code ec) { blocked = ec; });
+  dr.async_next_batch([&](error_code ec, std::span<const fsys::directory_entry_view> b) {
+    batch = ec;
+    FSYS_TEST_MT(b.empty());
+  });
+  dr.close();
+  const int w = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);  // lets the FIFO open finish
+  BOOST_REQUIRE(w >= 0);
+  drain(ctx);
+  ::close(w);
+  BOOST_TEST(!blocked.value());
+  BOOST_TEST((batch.value() == asio::error::operation_aborted));
+}
+
 BOOST_AUTO_TEST_CASE(directory_outlives_nothing) {
   // Destroyed with a batch pending: the handler still runs, on memory that lives.
   temp_dir dir;
