@@ -259,14 +259,16 @@ BOOST_AUTO_TEST_CASE(co_forms_name_the_path) {
   std::vector<fsys::directory_entry> entries;
   std::uint64_t removed = 0;
   std::string missing_what;
+  fs::path missing_path;
   asio::co_spawn(
       ctx,
       [&]() -> asio::awaitable<void> {
         entries = co_await fsys::co_read_directory(ctx, dir.file("d"));
         try {
           co_await fsys::co_read_directory(ctx, dir.file("missing"));
-        } catch (const std::system_error& e) {
+        } catch (const fsys::filesystem_error& e) {
           missing_what = e.what();
+          missing_path = e.path1();
         }
         removed = co_await fsys::co_remove_all(ctx, dir.file("d"));
       },
@@ -277,6 +279,7 @@ BOOST_AUTO_TEST_CASE(co_forms_name_the_path) {
   BOOST_TEST(!fs::exists(dir.file("d")));
   BOOST_TEST(missing_what.find("fsys::co_read_directory") != std::string::npos, missing_what);
   BOOST_TEST(missing_what.find(dir.file("missing").native()) != std::string::npos, missing_what);
+  BOOST_TEST(missing_path == dir.file("missing"));
 }
 
 BOOST_AUTO_TEST_CASE(hundred_thousand_entries_in_batches) {
