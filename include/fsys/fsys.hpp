@@ -21,3 +21,5 @@
 #include <fsys/blocking_ring.hpp>
 #include <fsys/drive.hpp>
 #include <fsys/aligned_buffer.hpp>
+#include <fsys/log_record.hpp>
+#include <fsys/durable_log.hpp>
