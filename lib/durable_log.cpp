@@ -95,20 +95,23 @@ ssize_t pread_full(int fd, std::byte* p, std::size_t n, std::uint64_t off) {
 
 // Validates frame after frame from offset 0 until the first one that is all
 // zero (the clean end), incomplete or invalid; then finds the last non-zero
-// byte after it.
-int scan_segment(seg_found& s, std::uint32_t max_record) {
+// byte after it. A length is bounded by the file, not by max_record_size
+// (which limits appends only), so that reopening with a smaller bound never
+// mistakes valid records for a torn tail.
+int scan_segment(seg_found& s) {
   struct stat sb;
   if (::fstat(s.fd, &sb) != 0) return errno;
   const std::uint64_t size = static_cast<std::uint64_t>(sb.st_size);
-  std::vector<std::byte> win(std::max<std::size_t>(std::size_t(1) << 20, log_record_header_size + max_record));
+  std::vector<std::byte> win(std::size_t(1) << 20);
   std::uint64_t win_off = 0;
   std::size_t win_len = 0;
   std::uint64_t pos = 0;
   int err = 0;
   // Makes [pos, pos + need) available in the window; false at end of file.
-  auto ensure = [&](std::size_t need) -> bool {
+  auto ensure = [&](std::uint64_t need) -> bool {
     if (pos >= win_off && pos + need <= win_off + win_len) return true;
     if (pos + need > size) return false;
+    if (win.size() < need) win.resize(static_cast<std::size_t>(need));
     ssize_t n = pread_full(s.fd, win.data(), std::min<std::uint64_t>(win.size(), size - pos), pos);
     if (n < 0) {
       err = errno;
@@ -122,8 +125,7 @@ int scan_segment(seg_found& s, std::uint32_t max_record) {
     const std::byte* h = win.data() + (pos - win_off);
     const std::uint32_t len = log_record_length(h);
     if (len == 0 && log_record_stored_checksum(h) == 0) break;  // zeros: the clean end
-    if (len > max_record) break;
-    if (!ensure(log_record_header_size + len)) break;
+    if (!ensure(log_record_header_size + std::uint64_t(len))) break;
     h = win.data() + (pos - win_off);
     if (!log_record_valid(h)) break;
     ++s.records;
@@ -231,7 +233,7 @@ error_code recover(const std::filesystem::path& dir, const durable_log_options& 
         return errno_code(e);
       }
       out.segs.push_back(seg_found{start, fd, 0, 0, 0});
-      if (int e = scan_segment(out.segs.back(), opt.max_record_size)) {
+      if (int e = scan_segment(out.segs.back())) {
         close_all();
         return errno_code(e);
       }
@@ -553,12 +555,15 @@ void log_read_next(const std::shared_ptr<durable_log_core>& c, std::uint64_t* po
 }
 
 namespace {
+// (Boost 1.81's any_completion_handler move assignment recurses without
+// end: handlers are only ever move-constructed here.)
 struct removal : std::enable_shared_from_this<removal> {
+  removal(std::shared_ptr<durable_log_core> c, log_void_handler hd) : core(std::move(c)), h(std::move(hd)) {}
   std::shared_ptr<durable_log_core> core;
   std::vector<std::string> paths;
   std::size_t next = 0;
-  error_code first;
   log_void_handler h;
+  error_code first;
 
   void step() {
     if (next < paths.size()) {
@@ -577,9 +582,7 @@ struct removal : std::enable_shared_from_this<removal> {
 }  // namespace
 
 void log_truncate_front(const std::shared_ptr<durable_log_core>& c, std::uint64_t pos, log_void_handler h) {
-  auto r = std::make_shared<removal>();
-  r->core = c;
-  r->h = std::move(h);
+  auto r = std::make_shared<removal>(c, std::move(h));
   {
     std::lock_guard lk(c->m_);
     // A segment goes when the next one starts at or before pos: all its
