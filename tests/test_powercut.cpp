@@ -505,21 +505,18 @@ void stop(spawned& p, int sig) {
 using record_key = std::pair<std::uint64_t, std::uint64_t>;  // client id, sequence
 
 struct log_scan {
-  logsrv::scan_result r;
+  logsrv::dir_scan_result r;
   std::set<record_key> intact;  // valid records whose body is the expected one
   std::uint64_t wrong_body = 0;
   std::error_code ec;
 };
 
+// The server's log is a fsys::durable_log directory of segments: scans them
+// all (logsrv::scan_log_dir).
 log_scan scan_log_file(const std::filesystem::path& log) {
   log_scan s;
-  int fd = ::open(log.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    s.ec.assign(errno, std::system_category());
-    return s;
-  }
   std::vector<std::byte> expect;
-  s.r = logsrv::scan_log(fd, [&](const logsrv::record_view& rec) {
+  s.r = logsrv::scan_log_dir(log, [&](const logsrv::record_view& rec) {
     expect.resize(rec.body.size());
     logsrv::fill_body(expect.data(), expect.size(), rec.client, rec.seq);
     if (std::equal(expect.begin(), expect.end(), rec.body.begin()))
@@ -527,7 +524,6 @@ log_scan scan_log_file(const std::filesystem::path& log) {
     else
       ++s.wrong_body;
   }, s.ec);
-  ::close(fd);
   return s;
 }
 
@@ -538,7 +534,7 @@ BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {
   temp_dir dir;
   powercut_mount fs(dir.path(), "drop", seed);
   require_mount(fs);
-  const auto log = fs.file("server.log");
+  const auto log = fs.file("server.log");  // a directory of segments
   const int cuts = cuts_or(100);
   std::set<record_key> acked;
   std::uint64_t torn_tails = 0, tail_bytes = 0, lost = 0;
@@ -587,20 +583,23 @@ BOOST_AUTO_TEST_CASE(log_server_acknowledged_records_survive_every_cut) {
       for (const auto& k : acked) missing += before.intact.count(k) == 0;
       BOOST_TEST(missing == 0u, missing << " of " << acked.size() << " acknowledged records missing after the cut");
       BOOST_TEST(before.wrong_body == 0u);
-      if (before.r.tail_bytes() > 0) ++torn_tails;
-      tail_bytes += before.r.tail_bytes();
+      BOOST_TEST(!before.r.damaged_before_tail);
+      if (before.r.tail_bytes > 0) ++torn_tails;
+      tail_bytes += before.r.tail_bytes;
 
-      // Restart: recovery cuts exactly the bytes after the valid prefix, and
-      // makes the cut durable.
+      // Restart: recovery cuts exactly the bytes after the valid prefix
+      // (zeroes them: the log's segments keep their size), and makes the cut
+      // durable.
       srv = start_log_server(log);
       BOOST_REQUIRE_MESSAGE(srv.port != 0, "the server did not restart: " << srv.text);
       BOOST_TEST(srv.recovered == before.r.records);
       BOOST_TEST(srv.valid_bytes == before.r.valid_bytes);
-      BOOST_TEST(srv.truncated == before.r.tail_bytes());
-      struct stat sb;
-      BOOST_TEST(::stat(log.c_str(), &sb) == 0);
-      BOOST_TEST(static_cast<std::uint64_t>(sb.st_size) == before.r.valid_bytes);
-      BOOST_TEST(fs.counters()["unsynced"] == 0u);  // the truncation is durable
+      BOOST_TEST(srv.truncated == before.r.tail_bytes);
+      log_scan after = scan_log_file(log);
+      BOOST_TEST(!after.ec);
+      BOOST_TEST(after.r.records == before.r.records);
+      BOOST_TEST(after.r.tail_bytes == 0u);  // nothing left after the valid records
+      BOOST_TEST(fs.counters()["unsynced"] == 0u);  // the cut is durable
       (void)new_acks;
       if (missing) break;
     }
