@@ -11,7 +11,10 @@
 
 #include <fsys/durable_log.hpp>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -596,4 +599,38 @@ BOOST_AUTO_TEST_CASE(failed_sync_fails_its_batch_and_the_log_refuses_appends) {
   }
   // Reopened: appends work again.
   BOOST_TEST(!append(ctx, o.log, payload(11, 0)).first);
+}
+
+BOOST_AUTO_TEST_CASE(completion_tokens_use_awaitable) {
+  // The guide's example: every operation with use_awaitable (errors throw).
+  temp_dir dir;
+  asio::io_context ctx;
+  bool done = false;
+  asio::co_spawn(ctx, [&]() -> asio::awaitable<void> {
+    auto [log, report] =
+        co_await durable_log::async_open(ctx.get_executor(), dir.file("wal"), durable_log_options{}, asio::use_awaitable);
+    BOOST_TEST(report.records == 0u);
+    std::string rec = "hello";
+    std::uint64_t pos = co_await log.async_append(asio::buffer(rec), asio::use_awaitable);
+    std::vector<std::byte> back = co_await log.async_read(pos, asio::use_awaitable);
+    BOOST_TEST(std::string(reinterpret_cast<const char*>(back.data()), back.size()) == rec);
+    auto rd = log.make_reader(log.start_position());
+    auto [ec, at, payload] = co_await rd.async_read_next(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(!ec);
+    BOOST_TEST(at == pos);
+    std::tie(ec, at, payload) = co_await rd.async_read_next(asio::as_tuple(asio::use_awaitable));
+    BOOST_TEST(ec == asio::error::eof);
+    co_await log.async_truncate_front(pos, asio::use_awaitable);
+    co_await log.async_close(asio::use_awaitable);
+    bool threw = false;
+    try {
+      co_await log.async_append(asio::buffer(rec), asio::use_awaitable);
+    } catch (const boost::system::system_error& e) {
+      threw = e.code() == asio::error::operation_aborted;
+    }
+    BOOST_TEST(threw);
+    done = true;
+  }, [](std::exception_ptr e) { BOOST_TEST(!e); });
+  ctx.run();
+  BOOST_TEST(done);
 }
