@@ -294,29 +294,60 @@ class durable_log_core : public std::enable_shared_from_this<durable_log_core> {
     std::vector<std::byte> frame;
     log_append_handler h;
   };
+  // One batch: its frames back to back, the appends it acknowledges, and
+  // (once its write+fsync completed) the outcome.
+  struct batch {
+    std::vector<std::byte> bytes;
+    std::vector<log_append_handler> hs;
+    std::vector<std::uint64_t> rel;  // each record's offset in bytes
+    std::uint64_t pos = 0;           // log position of bytes[0]
+    bool done = false;
+    error_code ec;
+  };
   std::deque<pending> queue_;
-  bool busy_ = false;      // a batch, a roll or a commit delay is under way
-  bool delaying_ = false;  // the commit-delay timer is waiting
-  error_code failed_;      // sticky: set by the first failed write or sync
+  std::deque<std::shared_ptr<batch>> in_flight_;  // oldest first
+  std::uint64_t write_off_ = 0;  // where the next batch goes in the tail segment
+  std::uint64_t write_pos_ = 0;  // its log position (end_ plus what is in flight)
+  bool rolling_ = false;         // the next segment is being created
+  bool delaying_ = false;        // the commit-delay timer is waiting
+  bool delay_done_ = false;      // the wait for the next batch is over
+  error_code failed_;            // sticky: set by the first failed write or sync
   bool closing_ = false, closed_ = false;
   std::vector<log_void_handler> close_waiters_;
   asio::steady_timer timer_;
   durable_log_stats stats_;
 
-  // With m_ held: the queue is not empty and nothing is under way.
-  void kick() {
-    busy_ = true;
-    if (opt_.commit_delay.count() > 0 && queue_.size() < opt_.commit_siblings) {
-      delaying_ = true;
-      timer_.expires_after(opt_.commit_delay);
-      timer_.async_wait([self = shared_from_this()](error_code) {
-        std::lock_guard lk(self->m_);
-        self->delaying_ = false;
-        self->start_batch();
-      });
-      return;
+  bool busy() const { return !in_flight_.empty() || rolling_ || delaying_ || !queue_.empty(); }
+
+  // With m_ held: starts what can start: batches up to
+  // max_batches_in_flight, a roll once the batches on the full segment
+  // completed, or the commit delay.
+  void pump() {
+    while (!failed_ && !rolling_ && !delaying_ && !queue_.empty() &&
+           in_flight_.size() < std::max<std::size_t>(1, opt_.max_batches_in_flight)) {
+      const std::uint64_t first = queue_.front().frame.size();
+      if (write_off_ > 0 && write_off_ + first > opt_.segment_size) {
+        // A record never spans segments, and a segment is complete (every
+        // batch on it synced) before the next one exists: recovery can then
+        // treat damage before the last segment as damage.
+        if (in_flight_.empty()) roll();
+        return;
+      }
+      if (opt_.commit_delay.count() > 0 && !delay_done_ && queue_.size() < opt_.commit_siblings) {
+        delaying_ = true;
+        timer_.expires_after(opt_.commit_delay);
+        timer_.async_wait([self = shared_from_this()](error_code) {
+          std::lock_guard lk(self->m_);
+          self->delaying_ = false;
+          self->delay_done_ = true;
+          self->pump();
+          self->maybe_idle();
+        });
+        return;
+      }
+      delay_done_ = false;
+      start_batch();
     }
-    start_batch();
   }
 
   // With m_ held: the error of a failed batch or roll; every queued record
@@ -325,13 +356,11 @@ class durable_log_core : public std::enable_shared_from_this<durable_log_core> {
     if (!failed_) failed_ = ec;
     for (auto& p : queue_) post_complete(ex_, std::move(p.h), error_code(fsys::errc::log_failed), std::uint64_t{0});
     queue_.clear();
-    idle();
   }
 
-  // With m_ held: nothing is under way any more.
-  void idle() {
-    busy_ = false;
-    if (closing_ && !closed_) finish_close();
+  // With m_ held: closes once nothing is under way any more.
+  void maybe_idle() {
+    if (closing_ && !closed_ && !busy()) finish_close();
   }
 
   void finish_close() {
@@ -344,20 +373,12 @@ class durable_log_core : public std::enable_shared_from_this<durable_log_core> {
     close_waiters_.clear();
   }
 
-  // With m_ held, busy_: writes the next batch (rolling first when its first
-  // record does not fit the tail segment).
+  // With m_ held: takes the next batch from the queue (bounded by
+  // max_batch_bytes and the room left in the tail segment; at least one
+  // record) and writes it at the tail with a linked write + fdatasync.
   void start_batch() {
-    if (failed_) return fail(failed_);
-    if (queue_.empty()) return idle();
-    const std::uint64_t first = queue_.front().frame.size();
-    if (tail_off_ > 0 && tail_off_ + first > opt_.segment_size) return roll();
-    struct batch {
-      std::vector<std::byte> bytes;
-      std::vector<log_append_handler> hs;
-      std::vector<std::uint64_t> rel;
-    };
     auto b = std::make_shared<batch>();
-    const std::uint64_t room = opt_.segment_size > tail_off_ ? opt_.segment_size - tail_off_ : 0;
+    const std::uint64_t room = opt_.segment_size > write_off_ ? opt_.segment_size - write_off_ : 0;
     std::size_t total = 0, n = 0;
     for (const auto& p : queue_) {
       if (n > 0 && (total + p.frame.size() > opt_.max_batch_bytes || total + p.frame.size() > room)) break;
@@ -372,37 +393,57 @@ class durable_log_core : public std::enable_shared_from_this<durable_log_core> {
       b->hs.push_back(std::move(p.h));
       queue_.pop_front();
     }
-    const std::uint64_t pos = end_;
-    auto done = [self = shared_from_this(), b, pos](error_code ec, std::size_t written) {
+    b->pos = write_pos_;
+    const std::uint64_t off = write_off_;
+    write_off_ += b->bytes.size();
+    write_pos_ += b->bytes.size();
+    in_flight_.push_back(b);
+    auto done = [self = shared_from_this(), b](error_code ec, std::size_t written) {
       std::lock_guard lk(self->m_);
       if (!ec && written != b->bytes.size()) ec = errno_code(EIO);  // a short write: the sync never ran
-      if (ec) {
-        for (auto& h : b->hs) post_complete(self->ex_, std::move(h), ec, std::uint64_t{0});
-        return self->fail(ec);
-      }
-      self->tail_off_ += b->bytes.size();
-      self->end_ += b->bytes.size();
-      self->stats_.records += b->hs.size();
-      self->stats_.commits += 1;
-      self->stats_.bytes += b->bytes.size();
-      for (std::size_t i = 0; i < b->hs.size(); ++i)
-        post_complete(self->ex_, std::move(b->hs[i]), error_code(), pos + b->rel[i]);
-      if (self->queue_.empty()) return self->idle();
-      self->kick();
+      b->done = true;
+      b->ec = ec;
+      self->complete_in_order();
+      self->pump();
+      self->maybe_idle();
     };
     // b->bytes lives in the batch that `done` holds until the write (and
     // its linked fsync) completed, so the kernel may read it until then; the
     // tail segment's file stays open as long as the log (segs_ holds it).
     if (opt_.unsafe_ack_before_sync_for_tests)
-      tail_->file.async_write_at(tail_off_, asio::buffer(b->bytes), std::move(done));
+      tail_->file.async_write_at(off, asio::buffer(b->bytes), std::move(done));
     else
-      tail_->file.async_write_linked_fsync(tail_off_, asio::buffer(b->bytes), std::move(done));
+      tail_->file.async_write_linked_fsync(off, asio::buffer(b->bytes), std::move(done));
   }
 
-  // With m_ held, busy_: creates the next segment at end_ (exclusive create,
-  // preallocation, fsync, fsync of the directory), makes it the tail, then
-  // continues with the batch.
+  // With m_ held: acknowledges completed batches oldest first. A batch is
+  // acknowledged only when it and every batch before it succeeded: a later
+  // batch's sync says nothing about an earlier batch whose write failed.
+  void complete_in_order() {
+    while (!in_flight_.empty() && in_flight_.front()->done) {
+      std::shared_ptr<batch> b = std::move(in_flight_.front());
+      in_flight_.pop_front();
+      if (b->ec || failed_) {
+        const error_code ec = failed_ ? error_code(fsys::errc::log_failed) : b->ec;
+        for (auto& h : b->hs) post_complete(ex_, std::move(h), ec, std::uint64_t{0});
+        fail(b->ec ? b->ec : failed_);
+        continue;
+      }
+      tail_off_ += b->bytes.size();
+      end_ += b->bytes.size();
+      stats_.records += b->hs.size();
+      stats_.commits += 1;
+      stats_.bytes += b->bytes.size();
+      for (std::size_t i = 0; i < b->hs.size(); ++i)
+        post_complete(ex_, std::move(b->hs[i]), error_code(), b->pos + b->rel[i]);
+    }
+  }
+
+  // With m_ held, nothing in flight: creates the next segment at end_
+  // (exclusive create, preallocation, fsync, fsync of the directory), makes
+  // it the tail, then continues with the queue.
   void roll() {
+    rolling_ = true;
     auto seg = std::make_shared<segment>(ex_, end_);
     auto self = shared_from_this();
     const auto path = (dir_ / segment_name(end_)).string();
@@ -416,8 +457,11 @@ class durable_log_core : public std::enable_shared_from_this<durable_log_core> {
           self->segs_[seg->start] = seg;
           self->tail_ = seg;
           self->tail_off_ = 0;
+          self->write_off_ = 0;
           self->stats_.segments_created += 1;
-          self->start_batch();
+          self->rolling_ = false;
+          self->pump();
+          self->maybe_idle();
         });
       };
       bool prealloc;
@@ -440,7 +484,9 @@ class durable_log_core : public std::enable_shared_from_this<durable_log_core> {
 
   void roll_failed(error_code ec) {
     std::lock_guard lk(m_);
+    rolling_ = false;
     fail(ec);
+    maybe_idle();
   }
 
   // Reads the record at pos; `finish(ec, payload, next)` runs on the log's
@@ -510,6 +556,8 @@ void log_open(asio::any_io_executor ex, std::filesystem::path dir, durable_log_o
       core->tail_ = core->segs_.rbegin()->second;
       core->tail_off_ = rec.segs.back().valid_end;
       core->end_ = rec.report.end_position;
+      core->write_off_ = core->tail_off_;
+      core->write_pos_ = core->end_;
       core->stats_.segments_created = rec.created ? 1 : 0;
       core->stats_.preallocated = opt.preallocate && rec.preallocated;
       post_complete(ex, std::move(h), error_code(), durable_log(std::move(core)), rec.report);
@@ -529,10 +577,10 @@ void log_append(const std::shared_ptr<durable_log_core>& c, std::vector<std::byt
     ec = asio::error::message_size;
   if (ec) return post_complete(c->ex_, std::move(h), ec, std::uint64_t{0});
   c->queue_.push_back({std::move(frame), std::move(h)});
-  if (!c->busy_)
-    c->kick();
-  else if (c->delaying_ && c->queue_.size() >= c->opt_.commit_siblings)
+  if (c->delaying_ && c->queue_.size() >= c->opt_.commit_siblings)
     c->timer_.cancel();  // enough company: stop waiting
+  else
+    c->pump();
 }
 
 void log_read(const std::shared_ptr<durable_log_core>& c, std::uint64_t pos, log_read_handler h) {
@@ -602,7 +650,7 @@ void log_close(const std::shared_ptr<durable_log_core>& c, log_void_handler h) {
   c->closing_ = true;
   if (c->closed_) return post_complete(c->ex_, std::move(h), error_code());
   c->close_waiters_.push_back(std::move(h));
-  if (!c->busy_) c->finish_close();
+  c->maybe_idle();
 }
 
 durable_log_stats log_stats(const durable_log_core& c) {

@@ -675,6 +675,7 @@ void send(int fd, const log_msg& m) {
   opt.segment_size = 64 << 10;  // rolls (and truncate_front) under the cuts too
   opt.max_record_size = 1024;
   opt.unsafe_ack_before_sync_for_tests = unsafe;
+  opt.max_batches_in_flight = round % 2 ? 1 : 4;  // both ways, in turn
   error_code oec = asio::error::would_block;
   fsys::durable_log log;
   fsys::recovery_report rep;
@@ -886,7 +887,8 @@ std::uint64_t run_durable_log_cuts(bool unsafe, int cuts, std::uint64_t seed) {
 }
 
 BOOST_AUTO_TEST_CASE(durable_log_acknowledged_records_survive_every_cut) {
-  // fsys::durable_log with 64 concurrent appenders, the cut at a random
+  // fsys::durable_log with 64 concurrent appenders (1 or 4 batches in
+  // flight, in turn), the cut at a random
   // state-changing operation (writes, syncs, segment creation, directory
   // syncs, unlinks of truncate_front), drop/prefix/torn modes in turn: after
   // every cut the recovered log holds every acknowledged record at its
