@@ -8,7 +8,8 @@
 // Group commit is the log's: records that arrive while a write+fsync is in
 // flight go out together in the next one. With --no-group-commit every record
 // gets its own write+fsync, one after another (the baseline: the log's
-// max_batch_bytes is set to 1, so each batch holds one record).
+// max_batch_bytes is set to 1, so each batch holds one record, and one batch
+// is in flight at a time).
 //
 // On start the log is recovered by fsys::durable_log::async_open (a torn tail
 // is zeroed and synced; the report is printed).
@@ -235,7 +236,10 @@ int main(int argc, char** argv) {
     asio::io_context ctx;
     fsys::durable_log_options lo;
     lo.max_record_size = logsrv::max_payload;
-    if (!opt.group_commit) lo.max_batch_bytes = 1;  // one record per write+fsync
+    if (!opt.group_commit) {
+      lo.max_batch_bytes = 1;        // one record per write+fsync,
+      lo.max_batches_in_flight = 1;  // one after another
+    }
     error_code ec;
     fsys::durable_log log;
     fsys::recovery_report rec;
