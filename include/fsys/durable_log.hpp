@@ -210,7 +210,11 @@ class durable_log {
   /// `recovery_report::dropped_bytes`). Damage anywhere else completes with
   /// `errc::log_corrupt` and deletes nothing. Completes with
   /// `(error_code, durable_log, recovery_report)` on `ex` (or the handler's
-  /// associated executor); the log's operations run on `ex`.
+  /// associated executor); the log's operations run on `ex`. The scan runs
+  /// on a short-lived thread of its own, not on `ex`. Errors:
+  /// `errc::log_corrupt`, `std::errc::invalid_argument` for options that
+  /// cannot work (`max_record_size` over `segment_size - 8`), `ENOENT`
+  /// without `options.create`, `ENOTDIR`, and the system calls' errors.
   template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, durable_log, recovery_report)) Token>
   static auto async_open(const executor_type& ex, std::filesystem::path directory, durable_log_options options,
                          Token&& token) {
@@ -274,10 +278,12 @@ class durable_log {
   }
 
   /// A reader that returns the records from `position` (a record's start)
-  /// on, one per `async_read_next`.
+  /// on, one per `async_read_next`. Requires `is_open()`; the operations
+  /// themselves also require it.
   reader make_reader(std::uint64_t position) const;
 
-  /// Position of the first record still in the log.
+  /// Position of the first record still in the log. This and the other
+  /// observers below require `is_open()`.
   std::uint64_t start_position() const { return detail::log_start(*core_); }
   /// The durable end: where the next batch goes (records before it are
   /// acknowledged or being acknowledged).
