@@ -73,6 +73,12 @@ class category final : public boost::system::error_category {
         return "invalid argument: an untorn write has more buffers than the file allows";
       case errc::atomic_write_short:
         return "the kernel wrote part of an untorn write (not retried; the range may be torn)";
+      case errc::log_failed:
+        return "the durable log failed earlier (a write or sync error); reopen it";
+      case errc::log_corrupt:
+        return "the durable log is damaged before its last segment's tail";
+      case errc::log_bad_position:
+        return "no durable log record starts at this position";
     }
     return "unknown fsys error";
   }
@@ -92,11 +98,13 @@ class category final : public boost::system::error_category {
       case errc::atomic_write_length_out_of_range:
       case errc::atomic_write_misaligned_offset:
       case errc::atomic_write_too_many_segments:
+      case errc::log_bad_position:
         return berrc::make_error_condition(berrc::invalid_argument);
       case errc::atomic_write_unsupported:
       case errc::atomic_write_needs_direct_io:
         return berrc::make_error_condition(berrc::operation_not_supported);
       case errc::atomic_write_short:
+      case errc::log_failed:
         return berrc::make_error_condition(berrc::io_error);
       case errc::offset_overflow:
         return berrc::make_error_condition(berrc::value_too_large);

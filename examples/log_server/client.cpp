@@ -12,7 +12,7 @@
 // intact in the server's log (run it after the server has stopped, e.g. after
 // a crash and a restart). Exits non-zero otherwise.
 //
-//   fsys-log-client --verify --log FILE --ack-log FILE [--ack-log FILE ...]
+//   fsys-log-client --verify --log DIR --ack-log FILE [--ack-log FILE ...]
 #include "log_format.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -63,7 +63,7 @@ struct options {
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
                "usage: %s --port P --clients N --seconds S --ack-log FILE [--body BYTES] [--allow-disconnect]\n"
-               "       %s --verify --log FILE --ack-log FILE [--ack-log FILE ...]\n",
+               "       %s --verify --log DIR --ack-log FILE [--ack-log FILE ...]\n",
                argv0, argv0);
   std::exit(2);
 }
@@ -291,29 +291,30 @@ struct key_hash {
 using key_set = std::unordered_set<std::pair<std::uint64_t, std::uint64_t>, key_hash>;
 
 int run_verify(const options& opt) {
-  int fd = ::open(opt.log.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    std::perror(opt.log.c_str());
-    return 1;
-  }
+  // The server's log is a fsys::durable_log directory of segments.
   key_set in_log;
   std::uint64_t damaged = 0;
   std::vector<std::byte> expect;
   std::error_code ec;
-  logsrv::scan_result r = logsrv::scan_log(fd, [&](const logsrv::record_view& rec) {
+  logsrv::dir_scan_result r = logsrv::scan_log_dir(opt.log, [&](const logsrv::record_view& rec) {
     expect.resize(rec.body.size());
     logsrv::fill_body(expect.data(), expect.size(), rec.client, rec.seq);
     if (std::equal(expect.begin(), expect.end(), rec.body.begin())) in_log.insert({rec.client, rec.seq});
     else ++damaged;
   }, ec);
-  ::close(fd);
   if (ec) {
     std::fprintf(stderr, "reading %s: %s\n", opt.log.c_str(), ec.message().c_str());
     return 1;
   }
   std::printf("log %s: %llu valid records (%llu bytes), %llu bytes after them\n", opt.log.c_str(),
               static_cast<unsigned long long>(r.records), static_cast<unsigned long long>(r.valid_bytes),
-              static_cast<unsigned long long>(r.tail_bytes()));
+              static_cast<unsigned long long>(r.tail_bytes));
+  std::printf("last segment %s ends at %llu\n", r.last_segment.c_str(),
+              static_cast<unsigned long long>(r.last_valid_end));
+  if (r.damaged_before_tail) {
+    std::fprintf(stderr, "verify: a segment before the last one has bytes after its records\n");
+    return 1;
+  }
 
   std::uint64_t acked = 0, missing = 0;
   for (const std::string& path : opt.ack_logs) {

@@ -1,7 +1,8 @@
 // Durable log server example: the record format shared by the server, the
 // load client and the tests, and the recovery scan that truncates a torn tail.
 //
-// A record is a frame, the same on the wire and in the log file:
+// A record is a frame, the same on the wire and in the log (the frame of
+// fsys::durable_log, include/fsys/log_record.hpp):
 //
 //   u32 length    bytes of payload that follow the 8-byte header
 //   u32 checksum  CRC-32C over the 4 length bytes and the payload
@@ -14,12 +15,17 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fsys/log_record.hpp>
+
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <span>
+#include <string>
 #include <system_error>
 #include <vector>
 
@@ -33,31 +39,10 @@ inline constexpr std::uint32_t min_payload = 16;
 /// field is treated as damage.
 inline constexpr std::uint32_t max_payload = 1u << 20;
 
-namespace detail {
-
-// The reflected CRC-32C (Castagnoli) polynomial.
-inline constexpr std::uint32_t crc32c_poly = 0x82F63B78u;
-
-constexpr std::array<std::uint32_t, 256> make_crc32c_table() {
-  std::array<std::uint32_t, 256> t{};
-  for (std::uint32_t i = 0; i < 256; ++i) {
-    std::uint32_t c = i;
-    for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ crc32c_poly : c >> 1;
-    t[i] = c;
-  }
-  return t;
-}
-
-inline constexpr std::array<std::uint32_t, 256> crc32c_table = make_crc32c_table();
-
-}  // namespace detail
-
-/// Continues a CRC-32C over `data`: start with `crc = 0`, feed pieces in order.
+/// Continues a CRC-32C over `data`: start with `crc = 0`, feed pieces in
+/// order (fsys::crc32c, the checksum of fsys::durable_log's frames).
 inline std::uint32_t crc32c(std::uint32_t crc, const void* data, std::size_t size) noexcept {
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (std::size_t i = 0; i < size; ++i) crc = detail::crc32c_table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
-  return ~crc;
+  return fsys::crc32c(crc, data, size);
 }
 
 inline void put_u32(std::byte* p, std::uint32_t v) noexcept {
@@ -80,7 +65,7 @@ inline std::uint64_t get_u64(const std::byte* p) noexcept {
 /// The checksum stored in a frame: CRC-32C over the length bytes and payload.
 inline std::uint32_t frame_checksum(const std::byte* length_bytes, const std::byte* payload,
                                     std::size_t payload_size) noexcept {
-  return crc32c(crc32c(0, length_bytes, 4), payload, payload_size);
+  return fsys::crc32c(fsys::crc32c(0, length_bytes, 4), payload, payload_size);
 }
 
 /// Checks a header and its payload; true when the length is in range and the
@@ -218,6 +203,67 @@ inline scan_result recover_log(int fd, std::error_code& ec) {
   if (ec || r.tail_bytes() == 0) return r;
   if (::ftruncate(fd, static_cast<off_t>(r.valid_bytes)) != 0 || ::fsync(fd) != 0) {
     ec.assign(errno, std::system_category());
+  }
+  return r;
+}
+
+/// What `scan_log_dir` found in a fsys::durable_log directory.
+struct dir_scan_result {
+  std::uint64_t segments = 0;    ///< segment files
+  std::uint64_t records = 0;     ///< valid records, all segments
+  std::uint64_t valid_bytes = 0; ///< bytes of valid records, all segments
+  /// Bytes from the end of the last valid record of the last segment to its
+  /// last non-zero byte (a torn tail; preallocated zeros do not count).
+  std::uint64_t tail_bytes = 0;
+  std::filesystem::path last_segment; ///< the last segment file
+  std::uint64_t last_valid_end = 0;   ///< end of its last valid record
+  bool damaged_before_tail = false;   ///< bytes after the records of an earlier segment
+};
+
+/// Scans every segment (`*.seg`, in name order) of a fsys::durable_log
+/// directory with `scan_log`, calling `on_record` for each valid record
+/// (offsets are within the segment). Synchronous, for verification.
+template <class OnRecord>
+dir_scan_result scan_log_dir(const std::filesystem::path& dir, OnRecord&& on_record, std::error_code& ec) {
+  dir_scan_result r;
+  std::vector<std::filesystem::path> segs;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".seg") segs.push_back(e.path());
+  if (ec) return r;
+  std::sort(segs.begin(), segs.end());
+  for (std::size_t i = 0; i < segs.size(); ++i) {
+    int fd = ::open(segs[i].c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      ec.assign(errno, std::system_category());
+      return r;
+    }
+    scan_result s = scan_log(fd, on_record, ec);
+    // The last non-zero byte after the valid records.
+    std::uint64_t dirty = s.valid_bytes;
+    std::vector<std::byte> buf(1 << 20);
+    for (std::uint64_t at = s.valid_bytes; !ec && at < s.file_size;) {
+      // pread into our own vector, bounded by its size.
+      ssize_t n = ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(at));
+      if (n <= 0) break;
+      for (ssize_t k = n; k > 0; --k)
+        if (buf[static_cast<std::size_t>(k - 1)] != std::byte{0}) {
+          dirty = at + static_cast<std::uint64_t>(k);
+          break;
+        }
+      at += static_cast<std::uint64_t>(n);
+    }
+    ::close(fd);
+    if (ec) return r;
+    ++r.segments;
+    r.records += s.records;
+    r.valid_bytes += s.valid_bytes;
+    if (i + 1 == segs.size()) {
+      r.tail_bytes = dirty - s.valid_bytes;
+      r.last_segment = segs[i];
+      r.last_valid_end = s.valid_bytes;
+    } else if (dirty != s.valid_bytes) {
+      r.damaged_before_tail = true;
+    }
   }
   return r;
 }

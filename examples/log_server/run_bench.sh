@@ -23,7 +23,7 @@ trap '[ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null; rm -rf "$wor
 run() {
   local flag=
   [ "$1" = single ] && flag=--no-group-commit
-  rm -f "$work/log" "$work/acks"
+  rm -rf "$work/log" "$work/acks"
   "$server" --port 0 --log "$work/log" $flag --max-seconds 120 >"$work/srv.out" 2>&1 &
   server_pid=$!
   local port=

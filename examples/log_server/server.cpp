@@ -1,19 +1,20 @@
 // fsys-log-server: a durable log server on one io_context.
 //
 // Clients send framed records (see log_format.hpp) over TCP; the server
-// appends them to a log file and acknowledges each record (u64 sequence
-// number) only once it is durable. Durability comes from
-// fsys::co_write_linked_fsync: the write and an fsync(DATASYNC) linked to it
-// go to the kernel in one submission.
+// appends their payloads to a fsys::durable_log and acknowledges each record
+// (u64 sequence number) only once the log reports it durable. The log stores
+// the same frame the client sent (length, CRC-32C, payload).
 //
-// Group commit: a single committer coroutine owns the file's end offset.
-// Records that arrive while a write+fsync is in flight are gathered into the
-// next batch, so one fsync makes all of them durable. With --no-group-commit
-// every record gets its own write+fsync, one after another (the baseline).
+// Group commit is the log's: records that arrive while a write+fsync is in
+// flight go out together in the next one. With --no-group-commit every record
+// gets its own write+fsync, one after another (the baseline: the log's
+// max_batch_bytes is set to 1, so each batch holds one record, and one batch
+// is in flight at a time).
 //
-// On start the log is scanned and a torn tail is cut off (logsrv::recover_log).
+// On start the log is recovered by fsys::durable_log::async_open (a torn tail
+// is zeroed and synced; the report is printed).
 //
-// Usage: fsys-log-server --port P --log FILE [--no-group-commit] [--max-seconds N]
+// Usage: fsys-log-server --port P --log DIR [--no-group-commit] [--max-seconds N]
 //   --port 0 picks a free port; the server prints "listening on PORT".
 #include "log_format.hpp"
 
@@ -53,23 +54,6 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-// A steady_timer that never expires serves as a one-shot event: waiters
-// block in async_wait; cancel() wakes all of them.
-asio::steady_timer make_event(const asio::any_io_executor& ex) {
-  return asio::steady_timer(ex, asio::steady_timer::time_point::max());
-}
-
-/// Records written together with one write+fsync, and the event their
-/// sessions wait on.
-struct batch {
-  explicit batch(const asio::any_io_executor& ex) : done(make_event(ex)) {}
-  std::vector<std::byte> bytes;  // the frames, back to back, as they go to the file
-  std::size_t records = 0;
-  bool finished = false;  // set before `done` is signalled
-  bool durable = false;   // write+fsync succeeded
-  asio::steady_timer done;
-};
-
 struct options {
   unsigned short port = 0;
   std::string log;
@@ -80,13 +64,11 @@ struct options {
 
 class server {
  public:
-  server(asio::io_context& ctx, const options& opt, fsys::file log, std::uint64_t end)
+  server(asio::io_context& ctx, const options& opt, fsys::durable_log log)
       : ex_(ctx.get_executor()),
         opt_(opt),
         log_(std::move(log)),
-        end_(end),
         acceptor_(ctx, tcp::endpoint(asio::ip::address_v4::loopback(), opt.port)),
-        wake_(make_event(ex_)),
         lifetime_(ctx, std::chrono::seconds(opt.max_seconds)),
         signals_(ctx, SIGINT, SIGTERM) {}
 
@@ -94,9 +76,6 @@ class server {
 
   void start() {
     asio::co_spawn(ex_, accept_loop(), asio::detached);
-    asio::co_spawn(ex_, committer(), [](std::exception_ptr e) {
-      if (e) report(e, "committer");
-    });
     signals_.async_wait([this](error_code ec, int) {
       if (!ec) stop("signal");
     });
@@ -108,15 +87,16 @@ class server {
   int exit_code() const { return failed_ ? 1 : 0; }
 
   void print_stats() const {
+    const fsys::durable_log_stats st = log_.stats();
     std::printf("durable records: %llu in %llu commits (%.1f records per fsync)\n",
-                static_cast<unsigned long long>(durable_records_), static_cast<unsigned long long>(commits_),
-                commits_ ? double(durable_records_) / double(commits_) : 0.0);
+                static_cast<unsigned long long>(st.records), static_cast<unsigned long long>(st.commits),
+                st.commits ? double(st.records) / double(st.commits) : 0.0);
     std::fflush(stdout);
   }
 
  private:
-  // Stops accepting, closes every connection and lets the committer finish
-  // what is queued; run() then returns because no work is left.
+  // Stops accepting and closes every connection; appends in flight complete
+  // (the log finishes its batch); run() then returns because no work is left.
   void stop(const char* why) {
     if (stopping_) return;
     stopping_ = true;
@@ -127,7 +107,6 @@ class server {
     for (tcp::socket* s : sessions_) s->close(ignored);
     signals_.cancel();
     lifetime_.cancel();
-    wake_.cancel();
   }
 
   static void report(std::exception_ptr e, const char* where) {
@@ -154,7 +133,7 @@ class server {
     }
   }
 
-  // Reads records, queues each for the committer, waits until it is durable
+  // Reads records, appends each to the log, waits until it is durable
   // and acknowledges it with its sequence number. One record at a time per
   // connection; ends when the client disconnects or the server stops.
   asio::awaitable<void> session(tcp::socket sock) {
@@ -183,12 +162,23 @@ class server {
       // log at it, and with it every later (acknowledged) record.
       if (!logsrv::frame_valid(frame.data(), frame.data() + logsrv::header_size)) break;
       std::uint64_t seq = logsrv::get_u64(frame.data() + logsrv::header_size + 8);
-      // Once stopping, the committer may already have exited: queue nothing.
       if (stopping_) break;
 
-      std::shared_ptr<batch> b = enqueue(frame);
-      if (!b->finished) co_await b->done.async_wait(use_tuple);  // cancel() is the signal
-      if (!b->durable) break;  // the log failed: no ack, the server is stopping
+      // The log copies the payload before async_append returns; the frame
+      // it writes is the one the client sent (same length and checksum).
+      auto [aec, pos] = co_await log_.async_append(
+          asio::buffer(frame.data() + logsrv::header_size, len), use_tuple);
+      (void)pos;
+      if (aec) {
+        // After a failed write or fsync nothing about the log's unsynced
+        // contents can be trusted (the kernel may have dropped dirty pages):
+        // the log refuses further appends, and the server stops; restart-time
+        // recovery sorts it out. No ack for this record.
+        if (!failed_) std::fprintf(stderr, "commit failed: %s\n", aec.message().c_str());
+        failed_ = true;
+        stop("log write failed");
+        break;
+      }
 
       logsrv::put_u64(ack, seq);
       std::tie(ec, n) = co_await asio::async_write(sock, asio::buffer(ack), use_tuple);
@@ -196,82 +186,19 @@ class server {
     }
   }
 
-  // Adds a frame to the batch that will be written next and wakes the
-  // committer. With group commit every record that arrives while a commit is
-  // in flight joins the same (last) batch; without it, each record is a
-  // batch of its own.
-  std::shared_ptr<batch> enqueue(const std::vector<std::byte>& frame) {
-    if (!opt_.group_commit || queue_.empty()) queue_.push_back(std::make_shared<batch>(ex_));
-    batch& b = *queue_.back();
-    b.bytes.insert(b.bytes.end(), frame.begin(), frame.end());
-    ++b.records;
-    wake_.cancel();
-    return queue_.back();
-  }
-
-  // The only writer of the log: takes the oldest batch, appends it at the end
-  // offset with one write+fsync and wakes its sessions. One commit at a time,
-  // so a crash can tear only the last write (which recovery then cuts off).
-  asio::awaitable<void> committer() {
-    // Ends once stopping with nothing left to commit; each pass either
-    // commits a batch or waits for one.
-    while (!(stopping_ && queue_.empty())) {
-      if (queue_.empty()) {
-        co_await wake_.async_wait(use_tuple);
-        continue;
-      }
-      std::shared_ptr<batch> b = std::move(queue_.front());
-      queue_.pop_front();
-      try {
-        // b->bytes lives in the batch, which this frame holds until the
-        // write and its fsync have completed, so the kernel may read it
-        // until then; the file stays open for the server's lifetime.
-        co_await fsys::co_write_linked_fsync(log_, end_, asio::buffer(b->bytes));
-        end_ += b->bytes.size();
-        b->durable = true;
-        durable_records_ += b->records;
-        ++commits_;
-      } catch (const std::system_error& e) {
-        // After a failed write or fsync nothing about the file's contents can
-        // be trusted (the kernel may have dropped dirty pages), so stop
-        // rather than keep appending; restart-time recovery sorts it out.
-        std::fprintf(stderr, "commit failed at offset %llu: %s\n", static_cast<unsigned long long>(end_),
-                     e.what());
-        failed_ = true;
-        stop("log write failed");
-        fail_queued();
-      }
-      b->finished = true;
-      b->done.cancel();
-    }
-  }
-
-  void fail_queued() {
-    for (auto& q : queue_) {
-      q->finished = true;
-      q->done.cancel();
-    }
-    queue_.clear();
-  }
-
   asio::any_io_executor ex_;
   options opt_;
-  fsys::file log_;
-  std::uint64_t end_;  // where the next batch goes
+  fsys::durable_log log_;
   tcp::acceptor acceptor_;
-  std::deque<std::shared_ptr<batch>> queue_;
-  asio::steady_timer wake_;  // the committer's "work arrived" event
   asio::steady_timer lifetime_;
   asio::signal_set signals_;
   std::unordered_set<tcp::socket*> sessions_;
   bool stopping_ = false;
   bool failed_ = false;
-  std::uint64_t durable_records_ = 0;
-  std::uint64_t commits_ = 0;
 };
 
 [[noreturn]] void usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s --port P --log FILE [--no-group-commit] [--max-seconds N]\n", argv0);
+  std::fprintf(stderr, "usage: %s --port P --log DIR [--no-group-commit] [--max-seconds N]\n", argv0);
   std::exit(2);
 }
 
@@ -301,40 +228,41 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-// Makes the log file's directory entry durable, so that a newly created log
-// survives a crash together with its first records.
-void sync_parent_dir(const std::filesystem::path& p) {
-  std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) throw std::system_error(errno, std::system_category(), "open " + dir.string());
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) throw std::system_error(err, std::system_category(), "fsync " + dir.string());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   options opt = parse(argc, argv);
   try {
     asio::io_context ctx;
-    fsys::file log(ctx, opt.log, O_RDWR | O_CREAT, 0644);
-    sync_parent_dir(opt.log);
-
-    std::error_code ec;
-    logsrv::scan_result rec = logsrv::recover_log(log.native_handle(), ec);
+    fsys::durable_log_options lo;
+    lo.max_record_size = logsrv::max_payload;
+    if (!opt.group_commit) {
+      lo.max_batch_bytes = 1;        // one record per write+fsync,
+      lo.max_batches_in_flight = 1;  // one after another
+    }
+    error_code ec;
+    fsys::durable_log log;
+    fsys::recovery_report rec;
+    fsys::durable_log::async_open(ctx.get_executor(), opt.log, lo,
+                                  [&](error_code e, fsys::durable_log l, fsys::recovery_report r) {
+                                    ec = e;
+                                    log = std::move(l);
+                                    rec = r;
+                                  });
+    ctx.run();
+    ctx.restart();
     if (ec) throw std::system_error(ec, "recovering " + opt.log);
     std::printf("recovered %llu records (%llu bytes), truncated %llu bytes\n",
-                static_cast<unsigned long long>(rec.records), static_cast<unsigned long long>(rec.valid_bytes),
-                static_cast<unsigned long long>(rec.tail_bytes()));
+                static_cast<unsigned long long>(rec.records),
+                static_cast<unsigned long long>(rec.end_position - rec.start_position),
+                static_cast<unsigned long long>(rec.dropped_bytes));
 
     auto& svc = asio::use_service<fsys::uring_service>(ctx);
     std::printf("backend: %s, group commit: %s\n",
                 svc.active_backend() == fsys::backend::io_uring ? "io_uring" : "psync",
                 opt.group_commit ? "on" : "off");
 
-    server srv(ctx, opt, std::move(log), rec.valid_bytes);
+    server srv(ctx, opt, std::move(log));
     srv.start();
     std::printf("listening on %u\n", static_cast<unsigned>(srv.port()));
     std::fflush(stdout);

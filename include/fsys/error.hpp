@@ -124,6 +124,21 @@ enum class errc {
   /// retried, and the range may hold old and new data. Compares equal to
   /// `std::errc::io_error`.
   atomic_write_short,
+  /// A `durable_log` write or sync failed earlier: the page cache may have
+  /// dropped the log's unsynced data (the kernel reports a writeback error
+  /// once), so the log refuses appends until it is reopened, which recovers
+  /// it from what is on disk. Compares equal to `std::errc::io_error`.
+  log_failed,
+  /// `durable_log` recovery found damage that is not a torn tail: a segment
+  /// other than the last one has an invalid record or bytes after its last
+  /// record, or segments do not follow each other without a gap. Nothing is
+  /// deleted; the log does not open.
+  log_corrupt,
+  /// A `durable_log` read at a position that is not the start of a durable
+  /// record: before the first segment (dropped by `async_truncate_front`), at
+  /// or past the durable end, or inside a record (its checksum fails).
+  /// Compares equal to `std::errc::invalid_argument`.
+  log_bad_position,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

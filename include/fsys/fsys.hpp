@@ -23,3 +23,5 @@
 #include <fsys/drive.hpp>
 #include <fsys/aligned_buffer.hpp>
 #include <fsys/directory.hpp>
+#include <fsys/log_record.hpp>
+#include <fsys/durable_log.hpp>
