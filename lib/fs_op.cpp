@@ -6,6 +6,7 @@
 
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -52,6 +53,15 @@ void fs_args::recycle(fs_args* a) noexcept {
   a->stx = {};
   a->owned_fd = -1;
   a->ring_refused = nullptr;
+  a->uid = a->gid = static_cast<std::uint32_t>(-1);
+  a->times[0] = a->times[1] = timespec{0, UTIME_OMIT};
+  // A large xattr value is not kept in the cache.
+  if (a->value.capacity() > 4096)
+    std::string().swap(a->value);
+  else
+    a->value.clear();
+  a->names.clear();
+  a->rounds = 0;
   if (!args_cache::give(a)) delete a;
 }
 
@@ -89,6 +99,20 @@ file_status to_file_status(const struct statx& stx) noexcept {
 
 namespace {
 int result(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452  // Linux 6.6, all architectures (the unified table)
+#endif
+
+// chmod of a name without following a final symlink: fchmodat2 (Linux 6.6)
+// with AT_SYMLINK_NOFOLLOW, which answers EOPNOTSUPP for a symlink as Linux
+// cannot change a link's mode; on older kernels (ENOSYS) glibc's fchmodat
+// with the flag, which does the same through O_PATH and /proc.
+int chmod_nofollow(int dirfd, const char* path, mode_t mode) noexcept {
+  long r = ::syscall(SYS_fchmodat2, dirfd, path, mode, AT_SYMLINK_NOFOLLOW);
+  if (r < 0 && errno == ENOSYS) r = ::fchmodat(dirfd, path, mode, AT_SYMLINK_NOFOLLOW);
+  return result(r);
+}
 }  // namespace
 
 // Why handing the arguments to the system call is sound: they live in the
@@ -134,6 +158,33 @@ int run_fs_syscall(op_base* op) noexcept {
       int r = ::posix_fadvise(fd, off, len, a.flags);  // returns the errno itself
       return -r;
     }
+    // Metadata: AT_EMPTY_PATH means the open file itself (fd). The xattr
+    // buffer is `a.value` (its size is what the kernel may write or read).
+    case op_kind::chmod:
+      if (a.flags & AT_EMPTY_PATH) return result(::fchmod(fd, static_cast<mode_t>(a.mode)));
+      if (a.flags & AT_SYMLINK_NOFOLLOW) return chmod_nofollow(a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode));
+      return result(::fchmodat(a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode), 0));
+    case op_kind::chown:
+      if (a.flags & AT_EMPTY_PATH) return result(::fchown(fd, a.uid, a.gid));
+      return result(::fchownat(a.dirfd, a.path.c_str(), a.uid, a.gid, a.flags & AT_SYMLINK_NOFOLLOW));
+    case op_kind::utimens:
+      if (a.flags & AT_EMPTY_PATH) return result(::futimens(fd, a.times));
+      return result(::utimensat(a.dirfd, a.path.c_str(), a.times, a.flags & AT_SYMLINK_NOFOLLOW));
+    case op_kind::getxattr:
+      if (a.flags & AT_EMPTY_PATH) return result(::fgetxattr(fd, a.path2.c_str(), a.value.data(), a.value.size()));
+      return result(::getxattr(a.path.c_str(), a.path2.c_str(), a.value.data(), a.value.size()));
+    case op_kind::setxattr: {
+      const int xf = static_cast<int>(a.mode);  // XATTR_CREATE / XATTR_REPLACE
+      if (a.flags & AT_EMPTY_PATH)
+        return result(::fsetxattr(fd, a.path2.c_str(), a.value.data(), a.value.size(), xf));
+      return result(::setxattr(a.path.c_str(), a.path2.c_str(), a.value.data(), a.value.size(), xf));
+    }
+    case op_kind::listxattr:
+      if (a.flags & AT_EMPTY_PATH) return result(::flistxattr(fd, a.value.data(), a.value.size()));
+      return result(::listxattr(a.path.c_str(), a.value.data(), a.value.size()));
+    case op_kind::removexattr:
+      if (a.flags & AT_EMPTY_PATH) return result(::fremovexattr(fd, a.path2.c_str()));
+      return result(::removexattr(a.path.c_str(), a.path2.c_str()));
     default:
       return -EINVAL;
   }
