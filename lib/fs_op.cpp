@@ -86,6 +86,8 @@ file_status to_file_status(const struct statx& stx) noexcept {
   }
   s.device = (static_cast<std::uint64_t>(stx.stx_dev_major) << 32) | stx.stx_dev_minor;
   s.inode = stx.stx_ino;
+  s.uid = stx.stx_uid;
+  s.gid = stx.stx_gid;
   const atomic_write_limits a = read_atomic_write_limits(stx);
   s.atomic_write_supported = a.supported;
   if (a.supported) {

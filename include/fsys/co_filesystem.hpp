@@ -164,11 +164,24 @@ asio::awaitable<void> co_sync_directory(ExecutorOrContext&& ex, std::filesystem:
   if (ec) detail::throw_co_error(ec, "fsys::co_sync_directory", path.native());
 }
 
-/// `fsys::async_replace_file`: `data` must stay valid until it returns.
-template <class ExecutorOrContext>
-  requires detail::executor_or_context<ExecutorOrContext>
-asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, asio::const_buffer data) {
-  auto [ec] = co_await fsys::async_replace_file(ex, path, data, asio::as_tuple(asio::use_awaitable));
+/// `fsys::async_replace_file` of a buffer sequence: `data`'s memory must
+/// stay valid until it returns.
+template <class ExecutorOrContext, class ConstBufferSequence>
+  requires detail::executor_or_context<ExecutorOrContext> &&
+           asio::is_const_buffer_sequence<ConstBufferSequence>::value
+asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, ConstBufferSequence data,
+                                      replace_options options = {}) {
+  auto [ec] = co_await fsys::async_replace_file(ex, path, data, options, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
+}
+
+/// `fsys::async_replace_file` with a content writer.
+template <class ExecutorOrContext, class Writer>
+  requires detail::executor_or_context<ExecutorOrContext> && detail::replace_content_writer<Writer>
+asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, Writer writer,
+                                      replace_options options = {}) {
+  auto [ec] = co_await fsys::async_replace_file(ex, path, std::move(writer), options,
+                                                asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
 }
 
