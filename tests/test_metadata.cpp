@@ -11,6 +11,8 @@
 
 #include <fsys/fsys.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -572,4 +574,39 @@ BOOST_AUTO_TEST_CASE(many_setters_in_flight) {
     BOOST_TEST((st.st_mode & 07777) == static_cast<mode_t>(0600 | (i & 077)));
     BOOST_TEST(same(st.st_mtim, timespec{1000 + i, i}));
   }
+}
+
+// Per-operation cancellation: cancelled at once or after a few handler
+// turns, each setter either did its work (success) or did nothing
+// (operation_aborted), never "aborted" with the change made.
+BOOST_AUTO_TEST_CASE(cancelled_setters_either_happen_or_not) {
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  temp_dir dir;
+  const auto p = dir.file("f");
+  put(p, "x");
+  int aborted = 0, done = 0, wrong = 0;
+  for (int i = 0; i < 100; ++i) {
+    const mode_t before = (i % 2) ? 0600 : 0640;
+    const mode_t after = (i % 2) ? 0640 : 0600;
+    ::chmod(p.c_str(), before);
+    asio::cancellation_signal sig;
+    std::optional<error_code> got;
+    fsys::async_set_permissions(ctx, p, after, asio::bind_cancellation_slot(sig.slot(), [&](error_code ec) { got = ec; }));
+    for (int k = 0; k < i % 4; ++k) ctx.poll_one();
+    sig.emit(asio::cancellation_type::terminal);
+    drain(ctx);
+    BOOST_REQUIRE(got.has_value());
+    const mode_t now = stat_of(p).st_mode & 07777;
+    if (*got == asio::error::operation_aborted) {
+      ++aborted;
+      if (now != before) ++wrong;
+    } else {
+      ++done;
+      if (*got || now != after) ++wrong;
+    }
+  }
+  BOOST_TEST_MESSAGE("chmod cancelled: " << aborted << " aborted, " << done << " done");
+  BOOST_TEST(wrong == 0);
+  BOOST_TEST(aborted + done == 100);
 }
