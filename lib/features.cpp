@@ -142,6 +142,10 @@ std::string ring_features::summary() const {
   add(op_linkat, "LINKAT");
   add(op_sync_file_range, "SYNC_FILE_RANGE");
   add(op_fadvise, "FADVISE");
+  add(op_getxattr, "GETXATTR");
+  add(op_setxattr, "SETXATTR");
+  add(op_fgetxattr, "FGETXATTR");
+  add(op_fsetxattr, "FSETXATTR");
   s += "; file-system operations through the ring: " + fs_ops_through_ring();
   return s;
 }
