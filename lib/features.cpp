@@ -79,6 +79,10 @@ ring_features do_probe() {
     f.op_linkat = io_uring_opcode_supported(probe, IORING_OP_LINKAT);
     f.op_sync_file_range = io_uring_opcode_supported(probe, IORING_OP_SYNC_FILE_RANGE);
     f.op_fadvise = io_uring_opcode_supported(probe, IORING_OP_FADVISE);
+    f.op_getxattr = io_uring_opcode_supported(probe, IORING_OP_GETXATTR);
+    f.op_setxattr = io_uring_opcode_supported(probe, IORING_OP_SETXATTR);
+    f.op_fgetxattr = io_uring_opcode_supported(probe, IORING_OP_FGETXATTR);
+    f.op_fsetxattr = io_uring_opcode_supported(probe, IORING_OP_FSETXATTR);
     io_uring_free_probe(probe);
   }
   return f;
@@ -138,6 +142,10 @@ std::string ring_features::summary() const {
   add(op_linkat, "LINKAT");
   add(op_sync_file_range, "SYNC_FILE_RANGE");
   add(op_fadvise, "FADVISE");
+  add(op_getxattr, "GETXATTR");
+  add(op_setxattr, "SETXATTR");
+  add(op_fgetxattr, "FGETXATTR");
+  add(op_fsetxattr, "FSETXATTR");
   s += "; file-system operations through the ring: " + fs_ops_through_ring();
   return s;
 }
@@ -163,6 +171,8 @@ std::string ring_features::fs_ops_through_ring() const {
   add(op_sync_file_range, "sync_range");
   add(op_fadvise, "advise");
   add(op_fsync, "sync_directory");
+  add(op_getxattr && op_fgetxattr, "get_xattr");
+  add(op_setxattr && op_fsetxattr, "set_xattr");
   return s;
 }
 

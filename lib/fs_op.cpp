@@ -6,6 +6,7 @@
 
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -54,6 +55,15 @@ void fs_args::recycle(fs_args* a) noexcept {
   a->ring_refused = nullptr;
   a->buffer.reset();
   a->buffer_size = 0;
+  a->uid = a->gid = static_cast<std::uint32_t>(-1);
+  a->times[0] = a->times[1] = timespec{0, UTIME_OMIT};
+  // A large xattr value is not kept in the cache.
+  if (a->value.capacity() > 4096)
+    std::string().swap(a->value);
+  else
+    a->value.clear();
+  a->names.clear();
+  a->rounds = 0;
   if (!args_cache::give(a)) delete a;
 }
 
@@ -78,6 +88,8 @@ file_status to_file_status(const struct statx& stx) noexcept {
   }
   s.device = (static_cast<std::uint64_t>(stx.stx_dev_major) << 32) | stx.stx_dev_minor;
   s.inode = stx.stx_ino;
+  s.uid = stx.stx_uid;
+  s.gid = stx.stx_gid;
   const atomic_write_limits a = read_atomic_write_limits(stx);
   s.atomic_write_supported = a.supported;
   if (a.supported) {
@@ -91,6 +103,20 @@ file_status to_file_status(const struct statx& stx) noexcept {
 
 namespace {
 int result(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
+
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452  // Linux 6.6, all architectures (the unified table)
+#endif
+
+// chmod of a name without following a final symlink: fchmodat2 (Linux 6.6)
+// with AT_SYMLINK_NOFOLLOW, which answers EOPNOTSUPP for a symlink as Linux
+// cannot change a link's mode; on older kernels (ENOSYS) glibc's fchmodat
+// with the flag, which does the same through O_PATH and /proc.
+int chmod_nofollow(int dirfd, const char* path, mode_t mode) noexcept {
+  long r = ::syscall(SYS_fchmodat2, dirfd, path, mode, AT_SYMLINK_NOFOLLOW);
+  if (r < 0 && errno == ENOSYS) r = ::fchmodat(dirfd, path, mode, AT_SYMLINK_NOFOLLOW);
+  return result(r);
+}
 }  // namespace
 
 // Why handing the arguments to the system call is sound: they live in the
@@ -141,6 +167,33 @@ int run_fs_syscall(op_base* op) noexcept {
       // the op owns until it is freed, after this returns; the fd is held
       // open by the op's file_handle reference.
       return result(::syscall(SYS_getdents64, fd, a.buffer.get(), a.buffer_size));
+    // Metadata: AT_EMPTY_PATH means the open file itself (fd). The xattr
+    // buffer is `a.value` (its size is what the kernel may write or read).
+    case op_kind::chmod:
+      if (a.flags & AT_EMPTY_PATH) return result(::fchmod(fd, static_cast<mode_t>(a.mode)));
+      if (a.flags & AT_SYMLINK_NOFOLLOW) return chmod_nofollow(a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode));
+      return result(::fchmodat(a.dirfd, a.path.c_str(), static_cast<mode_t>(a.mode), 0));
+    case op_kind::chown:
+      if (a.flags & AT_EMPTY_PATH) return result(::fchown(fd, a.uid, a.gid));
+      return result(::fchownat(a.dirfd, a.path.c_str(), a.uid, a.gid, a.flags & AT_SYMLINK_NOFOLLOW));
+    case op_kind::utimens:
+      if (a.flags & AT_EMPTY_PATH) return result(::futimens(fd, a.times));
+      return result(::utimensat(a.dirfd, a.path.c_str(), a.times, a.flags & AT_SYMLINK_NOFOLLOW));
+    case op_kind::getxattr:
+      if (a.flags & AT_EMPTY_PATH) return result(::fgetxattr(fd, a.path2.c_str(), a.value.data(), a.value.size()));
+      return result(::getxattr(a.path.c_str(), a.path2.c_str(), a.value.data(), a.value.size()));
+    case op_kind::setxattr: {
+      const int xf = static_cast<int>(a.mode);  // XATTR_CREATE / XATTR_REPLACE
+      if (a.flags & AT_EMPTY_PATH)
+        return result(::fsetxattr(fd, a.path2.c_str(), a.value.data(), a.value.size(), xf));
+      return result(::setxattr(a.path.c_str(), a.path2.c_str(), a.value.data(), a.value.size(), xf));
+    }
+    case op_kind::listxattr:
+      if (a.flags & AT_EMPTY_PATH) return result(::flistxattr(fd, a.value.data(), a.value.size()));
+      return result(::listxattr(a.path.c_str(), a.value.data(), a.value.size()));
+    case op_kind::removexattr:
+      if (a.flags & AT_EMPTY_PATH) return result(::fremovexattr(fd, a.path2.c_str()));
+      return result(::removexattr(a.path.c_str(), a.path2.c_str()));
     default:
       return -EINVAL;
   }

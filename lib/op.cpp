@@ -450,7 +450,14 @@ void op_base::validate_fs() noexcept {
         ec_ = boost::system::error_code(EINPROGRESS, boost::system::system_category());
       return;
     case op_kind::statx:
-      // On an open file: statx(fd, "", AT_EMPTY_PATH).
+    case op_kind::chmod:
+    case op_kind::chown:
+    case op_kind::utimens:
+    case op_kind::getxattr:
+    case op_kind::setxattr:
+    case op_kind::listxattr:
+    case op_kind::removexattr:
+      // On an open file: AT_EMPTY_PATH (statx(fd, "", AT_EMPTY_PATH), fchmod...).
       if ((fs_->flags & AT_EMPTY_PATH) && fd_ < 0) ec_ = make_error_code(errc::not_open);
       return;
     default:
@@ -469,6 +476,7 @@ op_step op_base::on_fs_result(int res) noexcept {
     // it: remember, so that the ring sends the kind to the helper from now on.
     fs_->ring_refused->fetch_or(1u << static_cast<unsigned>(kind_), std::memory_order_relaxed);
   }
+  if (kind_ == op_kind::getxattr || kind_ == op_kind::listxattr) return on_xattr_result(res);
   if (kind_ == op_kind::open) {
     if (res >= 0 && cancel_requested_) {
       // Cancelled, but the kernel opened the file anyway: the caller is told
@@ -495,6 +503,57 @@ op_step op_base::on_fs_result(int res) noexcept {
     file_->learn(fs_->stx);  // the file's type and device, for the fast paths
   } else if (kind_ == op_kind::getdents) {
     transferred_ = static_cast<std::size_t>(res);  // bytes of entries; 0 at the end
+  }
+  return op_step::done;
+}
+
+// getxattr / listxattr: the buffer (`fs_->value`) starts at a guess; ERANGE
+// (too small) asks the kernel for the size (a round with an empty buffer),
+// then reads again into a buffer of that size. A value that grows between
+// the two rounds answers ERANGE again and goes round once more, up to
+// `max_xattr_rounds` rounds; a value that shrinks is simply shorter.
+op_step op_base::on_xattr_result(int res) noexcept {
+  constexpr std::uint8_t max_xattr_rounds = 8;
+  fs_args& a = *fs_;
+  const bool sizing = a.value.empty();
+  if (res == -ERANGE || (res > 0 && sizing)) {
+    if (cancel_requested_) {
+      abort();
+      return op_step::done;
+    }
+    if (++a.rounds > max_xattr_rounds) {
+      fail(-ERANGE);
+      return op_step::done;
+    }
+    try {
+      if (res == -ERANGE)
+        a.value.clear();  // a round asking for the size
+      else
+        a.value.resize(static_cast<std::size_t>(res));
+    } catch (...) {
+      fail(-ENOMEM);
+      return op_step::done;
+    }
+    return op_step::again;
+  }
+  if (res < 0) {
+    fail(res);
+    return op_step::done;
+  }
+  a.value.resize(static_cast<std::size_t>(res));  // shrinking: never throws
+  if (kind_ == op_kind::listxattr) {
+    // The names, each NUL-terminated.
+    try {
+      a.names.clear();
+      for (std::size_t at = 0; at < a.value.size();) {
+        std::size_t end = a.value.find('\0', at);
+        if (end == std::string::npos) end = a.value.size();
+        if (end > at) a.names.emplace_back(a.value, at, end - at);
+        at = end + 1;
+      }
+    } catch (...) {
+      fail(-ENOMEM);
+    }
   }
   return op_step::done;
 }

@@ -101,6 +101,8 @@ std::uint32_t ring_fs_kinds() {
   add(f.op_sync_file_range, op_kind::sync_file_range);
   add(f.op_fadvise, op_kind::fadvise);
   // op_kind::getdents has no opcode: never in the mask, always the helper.
+  add(f.op_getxattr && f.op_fgetxattr, op_kind::getxattr);
+  add(f.op_setxattr && f.op_fsetxattr, op_kind::setxattr);
   if (const char* v = std::getenv("FSYS_TEST_DISABLE_OPS")) {
     static constexpr std::pair<std::string_view, op_kind> names[] = {
         {"open", op_kind::open},          {"close", op_kind::close},
@@ -108,7 +110,8 @@ std::uint32_t ring_fs_kinds() {
         {"ftruncate", op_kind::ftruncate}, {"rename", op_kind::rename},
         {"unlink", op_kind::unlink},      {"mkdir", op_kind::mkdir},
         {"symlink", op_kind::symlink},    {"link", op_kind::link},
-        {"sync_file_range", op_kind::sync_file_range}, {"fadvise", op_kind::fadvise}};
+        {"sync_file_range", op_kind::sync_file_range}, {"fadvise", op_kind::fadvise},
+        {"getxattr", op_kind::getxattr},  {"setxattr", op_kind::setxattr}};
     std::string_view list(v);
     while (!list.empty()) {
       auto comma = list.find(',');
@@ -1030,6 +1033,30 @@ class uring_engine final : public engine {
       case op_kind::fadvise:
         io_uring_prep_fadvise(sqe, fd, op->offset_, static_cast<off_t>(a.length), a.flags);
         break;
+      // Extended attributes: the name is `a.path2`, the value buffer
+      // `a.value`, both in the op's fs_args. Sound for the same reason as
+      // the paths above: the kernel reads the name (and, for SETXATTR, the
+      // value) when it issues the request, possibly later in an io-wq
+      // worker, and writes a GETXATTR value before it posts the CQE; the
+      // op, and with it the buffer, is freed only after that CQE is reaped,
+      // and nothing resizes the buffer while the SQE is in flight (the
+      // result rules resize it only between rounds, see on_xattr_result).
+      case op_kind::getxattr:
+        if (a.flags & AT_EMPTY_PATH)
+          io_uring_prep_fgetxattr(sqe, fd, a.path2.c_str(), a.value.data(), static_cast<unsigned>(a.value.size()));
+        else
+          io_uring_prep_getxattr(sqe, a.path2.c_str(), a.value.data(), a.path.c_str(),
+                                 static_cast<unsigned>(a.value.size()));
+        break;
+      case op_kind::setxattr: {
+        const int xf = static_cast<int>(a.mode);  // XATTR_CREATE / XATTR_REPLACE
+        if (a.flags & AT_EMPTY_PATH)
+          io_uring_prep_fsetxattr(sqe, fd, a.path2.c_str(), a.value.data(), xf, static_cast<unsigned>(a.value.size()));
+        else
+          io_uring_prep_setxattr(sqe, a.path2.c_str(), a.value.data(), a.path.c_str(), xf,
+                                 static_cast<unsigned>(a.value.size()));
+        break;
+      }
       default:
         io_uring_prep_nop(sqe);
         break;
@@ -1043,6 +1070,10 @@ class uring_engine final : public engine {
     if (!(ring_fs_kinds_ & bit) || (refused_.load(std::memory_order_relaxed) & bit)) return false;
     // The SQE carries a 32-bit length for these two.
     if ((op->kind_ == op_kind::sync_file_range || op->kind_ == op_kind::fadvise) && op->fs_->length > 0xffffffffu)
+      return false;
+    // ... and a 32-bit value length for these (the kernel refuses more than
+    // 64 KiB anyway; the system call reports that as E2BIG).
+    if ((op->kind_ == op_kind::getxattr || op->kind_ == op_kind::setxattr) && op->fs_->value.size() > 0xffffffffu)
       return false;
     return true;
   }

@@ -33,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -2015,4 +2016,249 @@ BOOST_AUTO_TEST_CASE(create_directories_makes_every_missing_parent_once) {
   ctx.restart();
   fsys::test::run(ctx);
   BOOST_TEST(created);
+}
+
+// ---- async_replace_file: mode, keeping mode and owner, buffer sequences, a
+// content writer -------------------------------------------------------------
+
+namespace {
+mode_t mode_of(const fs::path& p) {
+  struct stat st {};
+  BOOST_REQUIRE(::stat(p.c_str(), &st) == 0);
+  return st.st_mode & 07777;
+}
+mode_t current_umask() {
+  const mode_t m = ::umask(0);
+  ::umask(m);
+  return m;
+}
+std::size_t entries_in(const fs::path& d) {
+  std::size_t n = 0;
+  for ([[maybe_unused]] auto& e : fs::directory_iterator(d)) ++n;
+  return n;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(replace_file_with_a_mode) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const auto target = dir.file("secret");
+  const std::string v1 = "one", v2 = "two";
+  fsys::replace_options o;
+  o.mode = 0600;
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v1), o, h); }));
+  BOOST_TEST(mode_of(target) == 0600u);
+  BOOST_TEST(text_of(target) == v1);
+  // The default: 0666 less the umask, whatever the old file had.
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v2), h); }));
+  BOOST_TEST(mode_of(target) == (0666u & ~current_umask()));
+  // A bad mode: refused, nothing changes.
+  o.mode = 010644;
+  const error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v1), o, h); });
+  BOOST_TEST((ec == fsys::errc::invalid_mode));
+  BOOST_TEST(text_of(target) == v2);
+  BOOST_TEST(entries_in(dir.path()) == 1u);
+}
+
+// The case: a 0600 secrets file stays 0600 (and keeps its owner).
+BOOST_AUTO_TEST_CASE(replace_file_keeps_mode_and_owner) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const auto target = dir.file("secrets");
+  put(target, "old secret");
+  ::chmod(target.c_str(), 0600);
+  const bool root = ::geteuid() == 0;
+  if (root) BOOST_REQUIRE(::chown(target.c_str(), 1234, 2345) == 0);
+  fsys::replace_options keep;
+  keep.keep_mode_and_owner = true;
+  const std::string v = "new secret";
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v), keep, h); }));
+  BOOST_TEST(text_of(target) == v);
+  struct stat st {};
+  BOOST_REQUIRE(::stat(target.c_str(), &st) == 0);
+  BOOST_TEST((st.st_mode & 07777) == 0600u);
+  if (root) {
+    BOOST_TEST(st.st_uid == 1234u);
+    BOOST_TEST(st.st_gid == 2345u);
+    // Set-group-id survives too (fchmod after fchown, which clears it).
+    ::chmod(target.c_str(), 02750);
+    BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, asio::buffer(v), keep, h); }));
+    BOOST_TEST(mode_of(target) == 02750u);
+  } else {
+    BOOST_TEST(st.st_uid == ::geteuid());
+    BOOST_TEST_MESSAGE("not root: the owner kept is the caller's own");
+  }
+  // Keeping when there is no old file: options.mode applies.
+  const auto fresh = dir.file("fresh");
+  keep.mode = 0640;
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, fresh, asio::buffer(v), keep, h); }));
+  BOOST_TEST(mode_of(fresh) == (0640u & ~current_umask()));
+  BOOST_TEST(entries_in(dir.path()) == 2u);
+  // The same through the named temporary path (no O_TMPFILE on the first try
+  // is not forced here; the coroutine form with options).
+  ::chmod(target.c_str(), 0604);
+  asio::co_spawn(ctx, fsys::co_replace_file(ctx, target, asio::buffer(v), keep), asio::detached);
+  drain(ctx);
+  BOOST_TEST(mode_of(target) == 0604u);
+}
+
+// Replacing a file the caller may not give away to its owner: EPERM, and the
+// old file stays as it was (a child that drops to "nobody" in a directory it
+// may write).
+BOOST_AUTO_TEST_CASE(replace_file_keep_owner_refused_leaves_the_old_file) {
+  if (::geteuid() != 0) {
+    BOOST_TEST_MESSAGE("not root: cannot drop to another user");
+    return;
+  }
+  temp_dir dir;
+  ::chmod(dir.path().c_str(), 0777);
+  const auto target = dir.file("theirs");
+  put(target, "old");
+  ::chmod(target.c_str(), 0644);
+  BOOST_REQUIRE(::chown(target.c_str(), 1234, 1234) == 0);
+  const pid_t pid = ::fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(3);
+    asio::io_context ctx;
+    fsys::replace_options keep;
+    keep.keep_mode_and_owner = true;
+    static const char v[] = "new";
+    int code = 2;
+    fsys::async_replace_file(ctx, target, asio::buffer(v, 3), keep, [&](error_code ec) {
+      code = ec == boost::system::errc::operation_not_permitted ? 0 : 1;
+    });
+    ctx.run();
+    ::_exit(code);
+  }
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(pid, &status, 0) == pid);
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0);
+  BOOST_TEST(text_of(target) == "old");
+  BOOST_TEST(entries_in(dir.path()) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(replace_file_from_buffer_sequences) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const auto target = dir.file("seq");
+  const std::string a = "header\n", b(70000, 'b'), c = "\ntrailer";
+  std::vector<asio::const_buffer> seq{asio::buffer(a), asio::buffer(b), asio::const_buffer(), asio::buffer(c)};
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, seq, h); }));
+  BOOST_TEST(text_of(target) == a + b + c);
+  // A std::array of mutable buffers, with options.
+  std::string x = "xx", y = "yyy";
+  std::array<asio::mutable_buffer, 2> arr{asio::buffer(x), asio::buffer(y)};
+  fsys::replace_options o;
+  o.mode = 0640;
+  BOOST_TEST(!run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, arr, o, h); }));
+  BOOST_TEST(text_of(target) == "xxyyy");
+  BOOST_TEST(entries_in(dir.path()) == 1u);
+}
+
+namespace {
+// Chunk `i` of the writer test's content: 1 MiB of bytes derived from i.
+void fill_chunk(std::vector<char>& buf, std::size_t i) {
+  std::uint64_t x = 0x9e3779b97f4a7c15ull * (i + 1);
+  for (std::size_t k = 0; k < buf.size(); k += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(buf.data() + k, &x, 8);
+  }
+}
+}  // namespace
+
+// 64 MiB written by a coroutine in 1 MiB chunks, one buffer reused: the
+// content never exists in memory as a whole.
+BOOST_AUTO_TEST_CASE(replace_file_from_a_writer) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const auto target = dir.file("big");
+  put(target, "old");
+  constexpr std::size_t chunk = 1 << 20, chunks = 64;
+  int calls = 0;
+  auto writer = [&](fsys::file& f, auto done) {
+    ++calls;
+    asio::co_spawn(
+        f.get_executor(),
+        [&f]() -> asio::awaitable<void> {
+          std::vector<char> buf(chunk);
+          for (std::size_t i = 0; i < chunks; ++i) {
+            fill_chunk(buf, i);
+            co_await f.async_write_at(i * chunk, asio::buffer(buf), asio::use_awaitable);
+          }
+        },
+        [done = std::move(done)](std::exception_ptr e) mutable {
+          error_code ec;
+          if (e) {
+            try {
+              std::rethrow_exception(e);
+            } catch (const boost::system::system_error& se) {
+              ec = se.code();
+            } catch (...) {
+              ec = boost::system::errc::make_error_code(boost::system::errc::io_error);
+            }
+          }
+          std::move(done)(ec);
+        });
+  };
+  fsys::replace_options o;
+  o.mode = 0600;
+  const error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, writer, o, h); });
+  BOOST_TEST(!ec, ec.message());
+  BOOST_TEST(calls == 1);
+  BOOST_TEST(fs::file_size(target) == chunk * chunks);
+  BOOST_TEST(mode_of(target) == 0600u);
+  std::ifstream in(target, std::ios::binary);
+  std::vector<char> want(chunk), got(chunk);
+  bool same = true;
+  for (std::size_t i = 0; i < chunks && same; ++i) {
+    fill_chunk(want, i);
+    in.read(got.data(), chunk);
+    same = in.gcount() == static_cast<std::streamsize>(chunk) && got == want;
+  }
+  BOOST_TEST(same);
+  BOOST_TEST(entries_in(dir.path()) == 1u);
+}
+
+// A writer that reports an error: the replace fails with it, the old file
+// stays, no temporary is left.
+BOOST_AUTO_TEST_CASE(replace_file_writer_error_keeps_the_old_file) {
+  temp_dir dir;
+  asio::io_context ctx;
+  fsys::test::make_ring(ctx);
+  const auto target = dir.file("keep");
+  put(target, "old content");
+  auto writer = [](fsys::file& f, asio::any_completion_handler<void(error_code)> done) {
+    static const char part[] = "partial";
+    f.async_write_at(0, asio::buffer(part, 7), [done = std::move(done)](error_code, std::size_t) mutable {
+      std::move(done)(boost::system::errc::make_error_code(boost::system::errc::no_space_on_device));
+    });
+  };
+  const error_code ec = run_ec(ctx, [&](auto h) { fsys::async_replace_file(ctx, target, writer, h); });
+  BOOST_TEST((ec == boost::system::errc::no_space_on_device));
+  BOOST_TEST(text_of(target) == "old content");
+  BOOST_TEST(entries_in(dir.path()) == 1u);
+  // And the coroutine form throws it with the path.
+  bool threw = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        try {
+          co_await fsys::co_replace_file(ctx, target, writer);
+        } catch (const std::system_error& e) {
+          threw = e.code() == std::errc::no_space_on_device &&
+                  std::string(e.what()).find(target.string()) != std::string::npos;
+        }
+      },
+      asio::detached);
+  drain(ctx);
+  BOOST_TEST(threw);
+  BOOST_TEST(text_of(target) == "old content");
 }

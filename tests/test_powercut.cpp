@@ -1042,6 +1042,62 @@ BOOST_AUTO_TEST_CASE(replace_file_is_old_or_new_after_every_cut) {
   BOOST_TEST(news > 0);
 }
 
+// The same with the old file's mode and owner kept (stat, fchown, fchmod and
+// fsync added to the steps a cut can land in): old or new contents, and the
+// new contents always with mode 0600 (and, as root, owner 1234).
+BOOST_AUTO_TEST_CASE(replace_file_keeping_mode_is_old_or_new_after_every_cut) {
+  const std::uint64_t seed = case_seed();
+  temp_dir dir;
+  powercut_mount fs(dir.path(), "drop", seed);
+  require_mount(fs);
+  const auto path = fs.file("secret");
+  auto old = fsys::test::pattern(5000, seed);
+  create_durable(path, old);
+  BOOST_REQUIRE(::chmod(path.c_str(), 0600) == 0);
+  const bool root = ::geteuid() == 0;
+  if (root) BOOST_REQUIRE(::chown(path.c_str(), 1234, 1234) == 0);
+  const int cuts = cuts_or(60);
+  int olds = 0, news = 0;
+  fsys::replace_options keep;
+  keep.keep_mode_and_owner = true;
+  for (int round = 1; round <= cuts; ++round) {
+    const std::uint64_t rs = splitmix(seed + static_cast<std::uint64_t>(round));
+    BOOST_TEST_CONTEXT("round " << round << " (seed " << rs << ", " << mode_name(round) << ")") {
+      fs.set_mode(mode_name(round), rs);
+      fs.cut_after(rs % 16);
+      auto fresh = fsys::test::pattern(1 + rs % 30000, rs);
+      error_code ec = asio::error::would_block;
+      {
+        asio::io_context ctx;
+        ec = run_op(ctx, [&](auto h) { fsys::async_replace_file(ctx, path, asio::buffer(fresh), keep, h); });
+      }
+      if (fs.counters()["dead"] == 0) fs.cut();
+      check_cut(fs);
+      fs.reboot(splitmix(rs));
+      BOOST_REQUIRE_MESSAGE(path_exists(path), "the file is missing after the cut");
+      auto disk = read_file(path);
+      struct stat st {};
+      BOOST_REQUIRE(::stat(path.c_str(), &st) == 0);
+      BOOST_TEST((st.st_mode & 07777) == 0600u);
+      if (root) BOOST_TEST(st.st_uid == 1234u);
+      if (disk == fresh) {
+        ++news;
+        old = fresh;
+      } else {
+        BOOST_TEST(bool(ec), "reported success, but the new contents are not there");
+        BOOST_REQUIRE_MESSAGE(disk == old, "neither the old nor the new contents (" << disk.size() << " bytes)");
+        ++olds;
+      }
+      for (const auto& n : names_in(fs.root()))
+        BOOST_TEST((n == "secret" || n.rfind(".fsys-tmp.", 0) == 0), "unexpected name left: " << n);
+    }
+  }
+  BOOST_TEST_MESSAGE("async_replace_file keeping mode and owner: " << cuts << " power cuts: " << olds << " old, "
+                                                                   << news << " new, never anything else");
+  BOOST_TEST(olds > 0);
+  BOOST_TEST(news > 0);
+}
+
 // ---- proof 5: negative controls: the layer loses what was not synced ------
 
 BOOST_AUTO_TEST_CASE(control_create_without_directory_sync_is_lost) {

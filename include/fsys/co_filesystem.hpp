@@ -12,6 +12,7 @@
 #include <fsys/co.hpp>
 #include <fsys/directory.hpp>
 #include <fsys/filesystem.hpp>
+#include <fsys/metadata.hpp>
 #include <fsys/path_view.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -164,11 +165,14 @@ asio::awaitable<void> co_sync_directory(ExecutorOrContext&& ex, std::filesystem:
   if (ec) detail::throw_co_error(ec, "fsys::co_sync_directory", path.native());
 }
 
-/// `fsys::async_replace_file`: `data` must stay valid until it returns.
-template <class ExecutorOrContext>
-  requires detail::executor_or_context<ExecutorOrContext>
-asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, asio::const_buffer data) {
-  auto [ec] = co_await fsys::async_replace_file(ex, path, data, asio::as_tuple(asio::use_awaitable));
+/// `fsys::async_replace_file` of a buffer sequence: `data`'s memory must
+/// stay valid until it returns.
+template <class ExecutorOrContext, class ConstBufferSequence>
+  requires detail::executor_or_context<ExecutorOrContext> &&
+           asio::is_const_buffer_sequence<ConstBufferSequence>::value
+asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, ConstBufferSequence data,
+                                      replace_options options = {}) {
+  auto [ec] = co_await fsys::async_replace_file(ex, path, data, options, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
 }
 
@@ -191,6 +195,78 @@ asio::awaitable<std::uint64_t> co_remove_all(ExecutorOrContext&& ex, std::filesy
   auto [ec, removed] = co_await fsys::async_remove_all(ex, path, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_remove_all", path.native());
   co_return removed;
+}
+
+/// `fsys::async_replace_file` with a content writer.
+template <class ExecutorOrContext, class Writer>
+  requires detail::executor_or_context<ExecutorOrContext> && detail::replace_content_writer<Writer>
+asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, Writer writer,
+                                      replace_options options = {}) {
+  auto [ec] = co_await fsys::async_replace_file(ex, path, std::move(writer), options,
+                                                asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
+}
+
+/// `fsys::async_set_permissions`.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<void> co_set_permissions(ExecutorOrContext&& ex, std::filesystem::path path, mode_t mode,
+                                         symlinks follow = symlinks::follow) {
+  auto [ec] = co_await fsys::async_set_permissions(ex, path, mode, follow, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_set_permissions", path.native());
+}
+
+/// `fsys::async_set_owner`.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<void> co_set_owner(ExecutorOrContext&& ex, std::filesystem::path path, std::uint32_t uid,
+                                   std::uint32_t gid, symlinks follow = symlinks::follow) {
+  auto [ec] = co_await fsys::async_set_owner(ex, path, uid, gid, follow, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_set_owner", path.native());
+}
+
+/// `fsys::async_set_times`.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<void> co_set_times(ExecutorOrContext&& ex, std::filesystem::path path, file_time atime,
+                                   file_time mtime, symlinks follow = symlinks::follow) {
+  auto [ec] = co_await fsys::async_set_times(ex, path, atime, mtime, follow, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_set_times", path.native());
+}
+
+/// `fsys::async_get_xattr`: the value.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<std::string> co_get_xattr(ExecutorOrContext&& ex, std::filesystem::path path, std::string name) {
+  auto [ec, v] = co_await fsys::async_get_xattr(ex, path, name, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_get_xattr", path.native());
+  co_return std::move(v);
+}
+
+/// `fsys::async_set_xattr`: `value` must stay valid until it returns.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<void> co_set_xattr(ExecutorOrContext&& ex, std::filesystem::path path, std::string name,
+                                   asio::const_buffer value, xattr_flags flags = xattr_flags::either) {
+  auto [ec] = co_await fsys::async_set_xattr(ex, path, name, value, flags, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_set_xattr", path.native());
+}
+
+/// `fsys::async_list_xattr`: the names.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<std::vector<std::string>> co_list_xattr(ExecutorOrContext&& ex, std::filesystem::path path) {
+  auto [ec, v] = co_await fsys::async_list_xattr(ex, path, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_list_xattr", path.native());
+  co_return std::move(v);
+}
+
+/// `fsys::async_remove_xattr`.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<void> co_remove_xattr(ExecutorOrContext&& ex, std::filesystem::path path, std::string name) {
+  auto [ec] = co_await fsys::async_remove_xattr(ex, path, name, asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_remove_xattr", path.native());
 }
 
 }  // namespace fsys

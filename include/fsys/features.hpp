@@ -59,10 +59,14 @@ struct ring_features {
   bool op_linkat = false;           ///< IORING_OP_LINKAT (5.15)
   bool op_sync_file_range = false;  ///< IORING_OP_SYNC_FILE_RANGE (5.2)
   bool op_fadvise = false;          ///< IORING_OP_FADVISE (5.6)
+  bool op_getxattr = false;         ///< IORING_OP_GETXATTR (5.19)
+  bool op_setxattr = false;         ///< IORING_OP_SETXATTR (5.19)
+  bool op_fgetxattr = false;        ///< IORING_OP_FGETXATTR (5.19)
+  bool op_fsetxattr = false;        ///< IORING_OP_FSETXATTR (5.19)
 
   /// The file-system operations that go through the ring on this kernel,
   /// space-separated (`open close stat allocate resize rename remove
-  /// create_directory create_symlink create_hard_link sync_range advise`);
+  /// create_directory create_symlink create_hard_link sync_range advise get_xattr set_xattr`);
   /// the others run on the psync workers. Empty when io_uring is unavailable.
   std::string fs_ops_through_ring() const;
 

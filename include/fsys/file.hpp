@@ -5,12 +5,14 @@
 #include <fsys/detail/file_handle.hpp>
 #include <fsys/detail/file_op.hpp>
 #include <fsys/detail/fs_args.hpp>
+#include <fsys/detail/metadata_args.hpp>
 #include <fsys/detail/nowait.hpp>
 #include <fsys/detail/service_life.hpp>
 #include <fsys/detail/sync_io.hpp>
 #include <fsys/error.hpp>
 #include <fsys/file_base.hpp>
 #include <fsys/file_status.hpp>
+#include <fsys/metadata_options.hpp>
 #include <fsys/open_how.hpp>
 #include <fsys/path_view.hpp>
 #include <fsys/uring_service.hpp>
@@ -30,6 +32,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -913,6 +917,120 @@ class basic_file : public file_base {
         file_fs_initiation<void>{this}, token, detail::op_kind::fadvise, offset, length, advice);
   }
 
+  // ---- metadata of the open file (see metadata.hpp for the path forms) ----
+  // Each is one system call on the open descriptor: through the ring where
+  // io_uring has the opcode (FGETXATTR, FSETXATTR), else on the psync
+  // workers. Completion, cancellation: as for the transfers. Errors: the
+  // system call's errno, `errc::not_open` when the file is not open.
+
+  /// `fchmod(2)`: the file's permission bits become `mode` (07777 at most,
+  /// else `errc::invalid_mode`). Completes with `(error_code)`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_set_permissions(mode_t mode, Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    a->mode = mode;
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_args_initiation<void>{this}, token, detail::op_kind::chmod, std::move(a), detail::check_mode(mode));
+  }
+
+  /// `fchown(2)`: the file's owner becomes `uid` and its group `gid`
+  /// (`fsys::unchanged_id` keeps either). `EPERM` unless privileged.
+  /// Completes with `(error_code)`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_set_owner(std::uint32_t uid, std::uint32_t gid,
+                       Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    a->uid = uid;
+    a->gid = gid;
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_args_initiation<void>{this}, token, detail::op_kind::chown, std::move(a), boost::system::error_code());
+  }
+
+  /// `futimens(2)`: sets the access and modification times (each a time,
+  /// `file_time::now()` or `file_time::omit()`). Completes with `(error_code)`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_set_times(file_time atime, file_time mtime,
+                       Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    detail::fill_times(*a, atime, mtime);
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_args_initiation<void>{this}, token, detail::op_kind::utimens, std::move(a), boost::system::error_code());
+  }
+
+  /// `fgetxattr(2)`: the value of the extended attribute `name` (e.g.
+  /// "user.mime_type"), however large (the buffer is sized by asking the
+  /// kernel when the first guess is too small). Completes with
+  /// `(error_code, std::string)`; `ENODATA` when the file has no such attribute.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::string))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_get_xattr(std::string_view name, Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    a->path2.assign(name);
+    a->value.resize(detail::xattr_first_guess);
+    const boost::system::error_code bad = detail::check_path(a->path2);
+    return asio::async_initiate<Token, void(boost::system::error_code, std::string)>(
+        file_args_initiation<std::string>{this}, token, detail::op_kind::getxattr, std::move(a), bad);
+  }
+
+  /// `fsetxattr(2)`: sets the extended attribute `name` to `value` (copied
+  /// before this returns), as `flags` say: `create` fails with `EEXIST` if it
+  /// exists, `replace` with `ENODATA` if it does not. Completes with `(error_code)`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_set_xattr(std::string_view name, asio::const_buffer value, xattr_flags flags,
+                       Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    a->path2.assign(name);
+    a->mode = static_cast<std::uint32_t>(flags);
+    detail::fill_xattr_value(*a, value);
+    const boost::system::error_code bad = detail::check_path(a->path2);
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_args_initiation<void>{this}, token, detail::op_kind::setxattr, std::move(a), bad);
+  }
+
+  /// As above with `xattr_flags::either` (create or replace).
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+    requires(!std::is_same_v<std::decay_t<Token>, xattr_flags>)
+  auto async_set_xattr(std::string_view name, asio::const_buffer value,
+                       Token&& token = asio::default_completion_token_t<executor_type>()) {
+    return async_set_xattr(name, value, xattr_flags::either, std::forward<Token>(token));
+  }
+
+  /// `flistxattr(2)`: the names of the file's extended attributes (those
+  /// the caller may see). Completes with `(error_code, std::vector<std::string>)`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code, std::vector<std::string>))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_list_xattr(Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    a->value.resize(detail::xattr_first_guess);
+    return asio::async_initiate<Token, void(boost::system::error_code, std::vector<std::string>)>(
+        file_args_initiation<std::vector<std::string>>{this}, token, detail::op_kind::listxattr, std::move(a),
+        boost::system::error_code());
+  }
+
+  /// `fremovexattr(2)`: removes the extended attribute `name` (`ENODATA` if
+  /// there is none). Completes with `(error_code)`.
+  template <BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code))
+                Token = asio::default_completion_token_t<executor_type>>
+  auto async_remove_xattr(std::string_view name, Token&& token = asio::default_completion_token_t<executor_type>()) {
+    detail::fs_args_ptr a = detail::make_fs_args();
+    a->flags = AT_EMPTY_PATH;
+    a->path2.assign(name);
+    const boost::system::error_code bad = detail::check_path(a->path2);
+    return asio::async_initiate<Token, void(boost::system::error_code)>(
+        file_args_initiation<void>{this}, token, detail::op_kind::removexattr, std::move(a), bad);
+  }
+
  private:
   // True (with `ec` set to errc::service_shut_down) once the io_context's
   // service has shut down: the file then keeps only its descriptor, and the
@@ -1105,6 +1223,33 @@ class basic_file : public file_base {
       op->fs_->length = length;
       op->fs_->flags = flags;
       self_->launch(op, offset);
+    }
+  };
+
+  // A file-system op on the open file whose arguments the initiating
+  // function filled (metadata); `bad` (if set) refuses it without a system
+  // call, completed from the io_context.
+  template <class Value>
+  struct file_args_initiation {
+    basic_file* self_;
+    using executor_type = Executor;
+    executor_type get_executor() const noexcept { return self_->ex_; }
+
+    template <class Handler>
+    void operator()(Handler&& handler, detail::op_kind kind, detail::fs_args_ptr args,
+                    const boost::system::error_code& bad) const {
+      using op_t = detail::file_op<std::decay_t<Handler>, Executor, false, Value>;
+      if (!self_->life_.alive()) {
+        if constexpr (std::is_void_v<Value>)
+          self_->refuse_detached(std::forward<Handler>(handler));
+        else
+          self_->refuse_detached(std::forward<Handler>(handler), Value{});
+        return;
+      }
+      op_t* op = op_t::create(std::forward<Handler>(handler), self_->ex_, kind);
+      op->fs_ = args.release();
+      if (bad) op->ec_ = bad;
+      self_->launch(op, 0);
     }
   };
 

@@ -57,6 +57,11 @@ struct file_status {
   /// (`stx_atomic_write_unit_max_opt`, Linux 6.16+); 0 when the kernel or
   /// filesystem does not say.
   std::uint32_t atomic_write_unit_max_opt = 0;
+
+  /// The owner's user id (`stx_uid`).
+  std::uint32_t uid = 0;
+  /// The owner's group id (`stx_gid`).
+  std::uint32_t gid = 0;
 };
 
 }  // namespace fsys

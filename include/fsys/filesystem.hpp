@@ -11,6 +11,8 @@
 #include <fsys/path_view.hpp>
 #include <fsys/uring_service.hpp>
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/execution/executor.hpp>
@@ -20,6 +22,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <concepts>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -288,10 +291,37 @@ auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path,
                           Token&& token =
                               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
 
-/// Replaces the content of `path` by `data`, durably and atomically: after
-/// success `path` holds exactly `data` (content and directory entry are
-/// durable); after a crash or power loss at any moment `path` holds either
-/// its complete old content (if it existed) or the complete new content.
+/// Options of `async_replace_file`.
+struct replace_options {
+  /// Permission bits of the new file (less the umask, as `open(2)` applies
+  /// them); 07777 at most, else `errc::invalid_mode`. Not used when the old
+  /// file's mode is kept.
+  mode_t mode = 0666;
+  /// When `path` exists, the new file gets the old file's permission bits
+  /// (exactly, umask not applied) and owner and group (stat of `path`,
+  /// following symlinks; then `fchown` and `fchmod` of the temporary before
+  /// anything is written to it, and `fsync` instead of `fdatasync` so that
+  /// they are durable with the content). Giving a file to another owner needs
+  /// privilege: when the caller may not (`EPERM`), the replace fails and the
+  /// old file stays. When `path` does not exist, `mode` applies.
+  bool keep_mode_and_owner = false;
+};
+
+namespace detail {
+/// A content writer for `async_replace_file`: called once as
+/// `writer(temp_file, handler)`.
+template <class Writer>
+concept replace_content_writer =
+    !asio::is_const_buffer_sequence<std::decay_t<Writer>>::value &&
+    std::invocable<std::decay_t<Writer>&, basic_file<asio::any_io_executor>&,
+                   asio::any_completion_handler<void(boost::system::error_code)>>;
+}  // namespace detail
+
+/// Replaces the content of `path` by `data` (a buffer sequence), durably and
+/// atomically: after success `path` holds exactly `data` (content and
+/// directory entry are durable); after a crash or power loss at any moment
+/// `path` holds either its complete old content (if it existed) or the
+/// complete new content.
 ///
 /// How: a temporary file in the same directory — unnamed (`O_TMPFILE`) where
 /// the filesystem allows it, then linked under a temporary name; otherwise
@@ -300,22 +330,75 @@ auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path,
 /// in full, fdatasync'ed and closed, renamed over `path`, and the directory
 /// is synced. On failure the temporary is removed. A crash may leave a
 /// temporary behind only under that dotted temporary name, never under a
-/// name that looks like `path`. The new file gets mode 0666 less the umask
-/// (the old file's mode, owner and extended attributes are not carried over);
+/// name that looks like `path`. The new file gets `options.mode` less the
+/// umask (default 0666), or, with `options.keep_mode_and_owner`, the old
+/// file's mode, owner and group (extended attributes are not carried over);
 /// if `path` is a symlink, the link itself is replaced by the new file.
-/// `data` must stay valid until the handler runs.
+/// `data`'s memory must stay valid until the handler runs (the sequence
+/// object itself is copied).
 ///
 /// Completes with `(error_code)`. Cancellation: terminal cancellation stops
 /// it at the step in progress with `operation_aborted`; before the rename the
 /// old content stays, after it the new content is in place but its directory
 /// entry is not known to be durable.
-template <class ExecutorOrContext,
+template <class ExecutorOrContext, class ConstBufferSequence,
           BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
               asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
-  requires detail::executor_or_context<ExecutorOrContext>
-auto async_replace_file(ExecutorOrContext&& ex, path_view path, asio::const_buffer data,
-                        Token&& token =
-                            asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+  requires detail::executor_or_context<ExecutorOrContext> &&
+           asio::is_const_buffer_sequence<ConstBufferSequence>::value
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, const ConstBufferSequence& data,
+                        const replace_options& options,
+                        Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+
+/// As above with default options (mode 0666 less the umask).
+template <class ExecutorOrContext, class ConstBufferSequence,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext> &&
+           asio::is_const_buffer_sequence<ConstBufferSequence>::value &&
+           (!std::is_same_v<std::decay_t<Token>, replace_options>)
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, const ConstBufferSequence& data,
+                        Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  return async_replace_file(std::forward<ExecutorOrContext>(ex), path, data, replace_options{},
+                            std::forward<Token>(token));
+}
+
+/// Replaces the content of `path` by what `writer` writes, with the same
+/// durability, atomicity, options and clean-up as the buffer form: for
+/// content that is produced piece by piece or is larger than memory.
+///
+/// `writer` is called once (again only if the temporary had to be made
+/// anew: a filesystem that refuses to link an `O_TMPFILE` file) as
+/// `writer(fsys::file& temp, asio::any_completion_handler<void(boost::system::error_code)> done)`:
+/// it writes the content into `temp` (open for writing, empty) with any
+/// asynchronous operations it likes — `temp.async_write_at(offset, ...)`
+/// chunk after chunk, from a coroutine (`asio::co_spawn`) or a composed
+/// operation — and then calls `done` once, with an empty error code to go on
+/// (sync, rename) or an error to abandon the replace (the temporary is
+/// removed; the old file stays; the handler gets that error). `temp` stays
+/// open and valid until `done` is called; the writer must not close it.
+/// Writes are made through fsys, so nothing blocks the io_context.
+/// Cancellation reaches the steps fsys runs; the writer's own operations
+/// should watch `done`'s cancellation slot (`asio::get_associated_cancellation_slot(done)`).
+/// Completes with `(error_code)`.
+template <class ExecutorOrContext, class Writer,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext> && detail::replace_content_writer<Writer>
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, Writer writer, const replace_options& options,
+                        Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>());
+
+/// As above with default options.
+template <class ExecutorOrContext, class Writer,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token =
+              asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>>
+  requires detail::executor_or_context<ExecutorOrContext> && detail::replace_content_writer<Writer> &&
+           (!std::is_same_v<std::decay_t<Token>, replace_options>)
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, Writer writer,
+                        Token&& token = asio::default_completion_token_t<detail::executor_of_t<ExecutorOrContext>>()) {
+  return async_replace_file(std::forward<ExecutorOrContext>(ex), path, std::move(writer), replace_options{},
+                            std::forward<Token>(token));
+}
 
 }  // namespace fsys
 

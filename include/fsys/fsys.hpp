@@ -16,6 +16,8 @@
 #include <fsys/open_how.hpp>
 #include <fsys/path_view.hpp>
 #include <fsys/filesystem.hpp>
+#include <fsys/metadata_options.hpp>
+#include <fsys/metadata.hpp>
 #include <fsys/co_filesystem.hpp>
 #include <fsys/whole_file.hpp>
 #include <fsys/timeout.hpp>

@@ -296,6 +296,13 @@ int ff_chmod(const char* path, mode_t mode, fuse_file_info* fi) {
   return r == 0 ? 0 : -errno;
 }
 
+int ff_chown(const char* path, uid_t uid, gid_t gid, fuse_file_info* fi) {
+  if (is_ctl(path)) return 0;
+  if (int e = vol.alive()) return e;
+  int r = fi ? ::fchown(static_cast<int>(fi->fh), uid, gid) : ::lchown(real(path).c_str(), uid, gid);
+  return r == 0 ? 0 : -errno;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -335,6 +342,7 @@ int main(int argc, char** argv) {
   ops.fsyncdir = ff_fsyncdir;
   ops.utimens = ff_utimens;
   ops.chmod = ff_chmod;
+  ops.chown = ff_chown;
 
   // fuse_main gets argv without the backing directory.
   argv[1] = argv[0];

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <atomic>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace fsys::detail {
 
@@ -70,6 +72,22 @@ struct fs_args {
   /// even when that object is destroyed while the call runs.
   std::shared_ptr<char[]> buffer;
   std::size_t buffer_size = 0;
+
+  // Metadata kinds (chmod: `mode` holds the permission bits, setxattr: the
+  // XATTR_* flags; AT_SYMLINK_NOFOLLOW / AT_EMPTY_PATH in `flags`; the xattr
+  // name is `path2`).
+  std::uint32_t uid = static_cast<std::uint32_t>(-1);  ///< chown: -1 keeps it
+  std::uint32_t gid = static_cast<std::uint32_t>(-1);  ///< chown: -1 keeps it
+  struct timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};  ///< utimens: atime, mtime
+  /// setxattr: the value the kernel reads; getxattr/listxattr: the buffer
+  /// the kernel writes (its size is the length given to the kernel; 0 asks
+  /// for the size). It lives here, in the op's own memory, until the op is
+  /// freed after its CQE: a GETXATTR punted to io-wq writes it late.
+  std::string value;
+  /// listxattr: the names, split by the result rules.
+  std::vector<std::string> names;
+  /// getxattr/listxattr: sizing rounds made so far (bounded, see op.cpp).
+  std::uint8_t rounds = 0;
 };
 
 /// Holds an fs_args block until an operation takes it (`release`), and
@@ -113,6 +131,22 @@ template <>
 struct op_result<file_status> {
   static file_status get(const op_base& op) noexcept {
     return op.fs_ && !op.ec_ ? to_file_status(op.fs_->stx) : file_status{};
+  }
+};
+
+/// A getxattr op completes with the value (moved out of its buffer).
+template <>
+struct op_result<std::string> {
+  static std::string get(op_base& op) noexcept {
+    return op.fs_ && !op.ec_ ? std::move(op.fs_->value) : std::string();
+  }
+};
+
+/// A listxattr op completes with the names (split at the kernel's NULs).
+template <>
+struct op_result<std::vector<std::string>> {
+  static std::vector<std::string> get(op_base& op) noexcept {
+    return op.fs_ && !op.ec_ ? std::move(op.fs_->names) : std::vector<std::string>();
   }
 };
 

@@ -86,10 +86,21 @@ enum class op_kind : std::uint8_t {
   /// entries; bytes filled in `transferred_`, 0 at the end. io_uring has no
   /// opcode for it: always run where blocking calls run (a psync worker).
   getdents,
+  // Metadata (detail/fs_args.hpp). AT_EMPTY_PATH in `fs_->flags`: on the
+  // open file `fd_`; otherwise on `fs_->path`.
+  chmod,        ///< fchmodat / fchmodat2 (nofollow) / fchmod
+  chown,        ///< fchownat / fchown
+  utimens,      ///< utimensat / futimens
+  getxattr,     ///< getxattr / fgetxattr into `fs_->value` (sized by the result rules)
+  setxattr,     ///< setxattr / fsetxattr of `fs_->value`
+  listxattr,    ///< listxattr / flistxattr into `fs_->value` (sized by the result rules)
+  removexattr,  ///< removexattr / fremovexattr
 };
 
 /// Number of op kinds (for per-kind bit masks).
-inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::getdents) + 1;
+inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::removexattr) + 1;
+// Engines keep per-kind bits in 32-bit masks (ring_fs_kinds, refused kinds).
+static_assert(op_kind_count <= 32, "op_kind masks are 32 bits");
 
 /// True for the file-system kinds (arguments in `op_base::fs_`).
 constexpr bool is_fs_kind(op_kind k) noexcept { return k >= op_kind::open; }
@@ -260,6 +271,7 @@ struct op_base {
   /// submitting thread exited. Returns `again` while retries remain.
   bool retry_unrequested(int negative_errno) noexcept;
   op_step on_fs_result(int res) noexcept;
+  op_step on_xattr_result(int res) noexcept;
   void validate_fs() noexcept;
   void validate_atomic() noexcept;
 

@@ -1,6 +1,8 @@
 // fsys — the composed file-system operations (included by filesystem.hpp).
 #pragma once
 
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/compose.hpp>
 #include <boost/asio/cancellation_signal.hpp>
@@ -101,15 +103,53 @@ inline std::string temp_name() {
   return std::string(".fsys-tmp.") + buf;
 }
 
-// Temporary (O_TMPFILE, else named) → write all → fdatasync → [link the
-// unnamed file under a temporary name] → close → rename over the target →
-// sync the directory. On failure: close, remove the named temporary.
-template <class Executor>
+// What a replace writes into its temporary: a buffer sequence (written in
+// full at offset 0) ...
+template <class ConstBufferSequence>
+struct replace_buffers {
+  ConstBufferSequence buffers;
+  template <class File, class Self>
+  void write(File& f, Self&& self) {
+    f.async_write_at(0, buffers, std::forward<Self>(self));
+  }
+};
+
+// ... or the caller's writer, given the open temporary and a completion
+// handler (type-erased, so that the writer can be an ordinary function).
+template <class Writer>
+struct replace_writer {
+  Writer writer;
+  template <class File, class Self>
+  void write(File& f, Self&& self) {
+    writer(f, asio::any_completion_handler<void(boost::system::error_code)>(std::forward<Self>(self)));
+  }
+};
+
+// [stat the old file] → temporary (O_TMPFILE, else named) → [fchown,
+// fchmod: the old owner and mode] → write all → fdatasync (fsync when the
+// metadata was set) → [link the unnamed file under a temporary name] →
+// close → rename over the target → sync the directory. On failure: close,
+// remove the named temporary.
+template <class Executor, class Content>
 struct replace_file_op {
-  enum step_t { open_tmp, opened, written, synced, linked, closed, renamed, done, cleanup_closed, cleanup_removed };
+  enum step_t {
+    start,
+    statted,
+    opened,
+    owned,
+    moded,
+    written,
+    synced,
+    linked,
+    closed,
+    renamed,
+    done,
+    cleanup_closed,
+    cleanup_removed
+  };
   struct state {
-    state(const Executor& e, std::filesystem::path p, asio::const_buffer d)
-        : ex(e), file(e), data(d) {
+    state(const Executor& e, std::filesystem::path p, Content c, const replace_options& o)
+        : ex(e), file(e), content(std::move(c)), options(o) {
       target = p.native();
       auto parent = p.parent_path();
       dir = parent.empty() ? std::string(".") : parent.native();
@@ -117,12 +157,20 @@ struct replace_file_op {
     }
     Executor ex;
     basic_file<Executor> file;
-    asio::const_buffer data;
+    Content content;
+    replace_options options;
     std::string target, dir, name, temp;
     bool unnamed = true;      // O_TMPFILE in use
     bool temp_exists = false;  // `temp` names our file and must go on failure
-    step_t step = open_tmp;
+    bool keep = false;         // the old file exists and its mode and owner are kept
+    file_status old{};         // the old file's, when `keep`
+    step_t step = start;
     boost::system::error_code first;
+
+    // The temporary's creation mode: the caller's (less the umask), or,
+    // when the old file's mode is kept (set exactly by fchmod later), owner
+    // read/write only until then.
+    mode_t create_mode() const { return keep ? 0600 : options.mode; }
   };
   std::unique_ptr<state> s_;
 
@@ -134,12 +182,26 @@ struct replace_file_op {
   }
 
   template <class Self>
+  void open_unnamed(Self& self) {
+    state& s = *s_;
+    s.step = opened;
+    s.file.async_open(s.dir, O_TMPFILE | O_WRONLY, s.create_mode(), std::move(self));
+  }
+
+  template <class Self>
   void open_named(Self& self) {
     state& s = *s_;
     s.unnamed = false;
     s.temp = s.dir + "/" + temp_name();
     s.step = opened;
-    s.file.async_open(s.temp, O_WRONLY | O_CREAT | O_EXCL, 0666, std::move(self));
+    s.file.async_open(s.temp, O_WRONLY | O_CREAT | O_EXCL, s.create_mode(), std::move(self));
+  }
+
+  template <class Self>
+  void write(Self& self) {
+    state& s = *s_;
+    s.step = written;
+    s.content.write(s.file, std::move(self));
   }
 
   template <class Self>
@@ -161,33 +223,78 @@ struct replace_file_op {
     self.complete(result);
   }
 
+  // The old file's status (keep_mode_and_owner).
+  template <class Self>
+  void operator()(Self& self, boost::system::error_code ec, file_status st) {
+    state& s = *s_;
+    if (!ec) {
+      s.keep = true;
+      s.old = st;
+    } else if (ec != boost::system::errc::no_such_file_or_directory) {
+      return fail(self, ec);
+    }
+    open_unnamed(self);  // no old file: the new one gets options.mode
+  }
+
   template <class Self>
   void operator()(Self& self, boost::system::error_code ec = {}, std::size_t = 0) {
     state& s = *s_;
     switch (s.step) {
-      case open_tmp:
+      case start:
         if (s.name.empty() || s.name == "." || s.name == "..") {
           // Not a file name: let the engine refuse it from the io_context.
           s.step = done;
           async_path_op<void>(s.ex, path_request{op_kind::unlink, std::string()}, std::move(self));
           return;
         }
-        s.step = opened;
-        s.file.async_open(s.dir, O_TMPFILE | O_WRONLY, 0666, std::move(self));
-        return;
+        if ((s.options.mode & ~static_cast<mode_t>(07777)) != 0) {
+          // Refused from the io_context, as async_create_directory does.
+          path_request r{op_kind::unlink, s.target};
+          r.bad_argument = errc::invalid_mode;
+          s.step = done;
+          async_path_op<void>(s.ex, std::move(r), std::move(self));
+          return;
+        }
+        if (s.options.keep_mode_and_owner) {
+          s.step = statted;
+          async_stat(s.ex, s.target, std::move(self));
+          return;
+        }
+        return open_unnamed(self);
+      case statted:
+        return;  // handled by the file_status overload
       case opened:
         if (ec) {
           if (s.unnamed && no_tmpfile(ec)) return open_named(self);
           return fail(self, ec);
         }
         if (!s.unnamed) s.temp_exists = true;
-        s.step = written;
-        s.file.async_write_at(0, s.data, std::move(self));
+        if (s.keep) {
+          // The owner first: chown clears set-user/group-id bits, which the
+          // fchmod then sets. Both before any content is written, so the
+          // content is never readable under laxer rules than the old file's.
+          s.step = owned;
+          s.file.async_set_owner(s.old.uid, s.old.gid, std::move(self));
+          return;
+        }
+        return write(self);
+      case owned:
+        if (ec) return fail(self, ec);
+        s.step = moded;
+        s.file.async_set_permissions(s.old.mode & 07777, std::move(self));
         return;
+      case moded:
+        if (ec) return fail(self, ec);
+        return write(self);
       case written:
         if (ec) return fail(self, ec);
         s.step = synced;
-        s.file.async_fdatasync(std::move(self));
+        // fdatasync makes the content durable; metadata set after creation
+        // (owner, mode) needs fsync.
+        if (s.keep)
+          s.file.async_fsync(std::move(self));
+        else
+          s.file.async_fdatasync(std::move(self));
         return;
       case synced:
         if (ec) return fail(self, ec);
@@ -210,7 +317,8 @@ struct replace_file_op {
         if (ec) {
           if (ec == boost::system::errc::no_such_file_or_directory || no_tmpfile(ec)) {
             // No /proc, or the filesystem refuses: start again with a named
-            // temporary (the unnamed one vanishes when closed).
+            // temporary (the unnamed one vanishes when closed). A writer
+            // runs again from the start.
             s.file.close();
             return open_named(self);
           }
@@ -242,6 +350,15 @@ struct replace_file_op {
     }
   }
 };
+
+template <class Token, class Executor, class Content>
+auto async_replace(const Executor& e, path_view path, Content content, const replace_options& options,
+                   Token&& token) {
+  using op = replace_file_op<Executor, Content>;
+  return asio::async_compose<Token, void(boost::system::error_code)>(
+      op{std::make_unique<typename op::state>(e, std::filesystem::path(path.str()), std::move(content), options)},
+      token, e);
+}
 
 // mkdir(path); on ENOENT walk up (mkdir of each parent) until one is made or
 // exists, then down again; EEXIST is checked with a stat (a directory is
@@ -353,16 +470,26 @@ auto async_sync_directory(ExecutorOrContext&& ex, path_view dir_path, Token&& to
                                             O_RDONLY | O_DIRECTORY, detail::fsync_act{}, std::forward<Token>(token));
 }
 
-template <class ExecutorOrContext, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
-  requires detail::executor_or_context<ExecutorOrContext>
-auto async_replace_file(ExecutorOrContext&& ex, path_view path, asio::const_buffer data,
+template <class ExecutorOrContext, class ConstBufferSequence,
+          BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
+  requires detail::executor_or_context<ExecutorOrContext> &&
+           asio::is_const_buffer_sequence<ConstBufferSequence>::value
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, const ConstBufferSequence& data,
+                        const replace_options& options, Token&& token) {
+  return detail::async_replace<Token>(detail::executor_of(ex), path,
+                                      detail::replace_buffers<ConstBufferSequence>{data}, options,
+                                      std::forward<Token>(token));
+}
+
+template <class ExecutorOrContext, class Writer, BOOST_ASIO_COMPLETION_TOKEN_FOR(void(boost::system::error_code)) Token>
+  requires detail::executor_or_context<ExecutorOrContext> && detail::replace_content_writer<Writer>
+auto async_replace_file(ExecutorOrContext&& ex, path_view path, Writer writer, const replace_options& options,
                         Token&& token) {
-  auto e = detail::executor_of(ex);
-  using executor_t = decltype(e);
-  return asio::async_compose<Token, void(boost::system::error_code)>(
-      detail::replace_file_op<executor_t>{
-          std::make_unique<typename detail::replace_file_op<executor_t>::state>(e, std::filesystem::path(path.str()), data)},
-      token, e);
+  // The temporary is an `fsys::file` (any_io_executor), so that the writer
+  // can name its type.
+  return detail::async_replace<Token>(asio::any_io_executor(detail::executor_of(ex)), path,
+                                      detail::replace_writer<std::decay_t<Writer>>{std::move(writer)}, options,
+                                      std::forward<Token>(token));
 }
 
 }  // namespace fsys
