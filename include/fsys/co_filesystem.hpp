@@ -10,6 +10,7 @@
 #pragma once
 
 #include <fsys/co.hpp>
+#include <fsys/copy.hpp>
 #include <fsys/filesystem.hpp>
 #include <fsys/path_view.hpp>
 
@@ -169,6 +170,18 @@ template <class ExecutorOrContext>
 asio::awaitable<void> co_replace_file(ExecutorOrContext&& ex, std::filesystem::path path, asio::const_buffer data) {
   auto [ec] = co_await fsys::async_replace_file(ex, path, data, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_replace_file", path.native());
+}
+
+/// `fsys::async_copy_file`: copies `from` to `to` as `options` say and
+/// returns the bytes copied (0 when skipped). Throws `std::system_error`
+/// naming both paths on failure.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<std::uint64_t> co_copy_file(ExecutorOrContext&& ex, std::filesystem::path from,
+                                            std::filesystem::path to, copy_options options = {}) {
+  auto [ec, n] = co_await fsys::async_copy_file(ex, from, to, std::move(options), asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_copy_file", from.native(), to.native());
+  co_return n;
 }
 
 }  // namespace fsys

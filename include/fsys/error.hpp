@@ -124,6 +124,11 @@ enum class errc {
   /// retried, and the range may hold old and new data. Compares equal to
   /// `std::errc::io_error`.
   atomic_write_short,
+  /// `async_copy_file` (`co_copy_file`): the source and the target name the
+  /// same file (same device and inode: the same path, a hard link, or a
+  /// symlink to it). Nothing was changed. Compares equal to
+  /// `std::errc::file_exists`, as `std::filesystem::copy_file` reports it.
+  copy_onto_itself,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

@@ -15,6 +15,7 @@
 #include <fsys/open_how.hpp>
 #include <fsys/path_view.hpp>
 #include <fsys/filesystem.hpp>
+#include <fsys/copy.hpp>
 #include <fsys/co_filesystem.hpp>
 #include <fsys/whole_file.hpp>
 #include <fsys/timeout.hpp>

@@ -82,10 +82,15 @@ enum class op_kind : std::uint8_t {
   link,             ///< linkat
   sync_file_range,  ///< sync_file_range(fd, offset, length, flags)
   fadvise,          ///< posix_fadvise(fd, offset, length, advice)
+  // Copies (async_copy_file): no io_uring opcode, so the io_uring engine
+  // runs them on its psync helper. The source fd is `fs_->src_fd`.
+  clone_file,        ///< ioctl(fd, FICLONE, src_fd): the whole file shares the source's extents
+  copy_file_range,   ///< copy_file_range(src_fd, offset, fd, offset, length); bytes → transferred_
+  copy_attributes,   ///< fchown / fchmod of fd as fstat(src_fd) says, futimens from `fs_->stx` (`fs_->flags`: copy_attr_*)
 };
 
 /// Number of op kinds (for per-kind bit masks).
-inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::fadvise) + 1;
+inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::copy_attributes) + 1;
 
 /// True for the file-system kinds (arguments in `op_base::fs_`).
 constexpr bool is_fs_kind(op_kind k) noexcept { return k >= op_kind::open; }
