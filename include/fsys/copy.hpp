@@ -83,9 +83,11 @@ struct copy_options {
 /// writes through the ring, the read of one 4 MiB piece in flight with the
 /// write of the one before it. Reflink and `copy_file_range` have no io_uring
 /// opcode: they run on worker threads (the psync backend's, or the io_uring
-/// backend's helper), never on the io_context's thread. The source is copied
-/// to its end (a file that grows meanwhile is copied as far as it reaches;
-/// one that shrinks ends where its data ends). Holes are not kept: a sparse
+/// backend's helper), never on the io_context's thread. The copy holds the
+/// bytes the source's `statx` reported when the copy started (a file that
+/// shrinks meanwhile ends where its data ends; a file whose size `statx`
+/// does not know, such as one in `/proc`, is read to its end through the
+/// ring). Holes are not kept: a sparse
 /// source becomes a file with its holes written as zeros, unless a reflink
 /// (or a filesystem's own `copy_file_range`) shares its extents.
 ///

@@ -154,6 +154,7 @@ struct copy_file_op {
     std::size_t buf_size = 0;
     unsigned cur = 0;
     std::size_t pending = 0;
+    std::size_t asked = 0;  // the length of the read in flight
     std::uint64_t pending_at = 0;
     step_t step = start;
     boost::system::error_code first;
@@ -230,15 +231,31 @@ struct copy_file_op {
     state& s = *s_;
     if (!s.buf[0]) {
       const std::uint64_t left = s.src_st.size > s.copied ? s.src_st.size - s.copied : 0;
-      // Room for the rest of the file and one byte more (the end of file
-      // shows as a short read), 64 KiB at least (a size statx does not know).
-      s.buf_size = static_cast<std::size_t>(std::min<std::uint64_t>(ring_chunk, std::max<std::uint64_t>(left + 1, 64 << 10)));
+      // Room for the rest of the file, 64 KiB at least (a size statx does
+      // not know is read to the end of file, which shows as a short read).
+      s.buf_size = static_cast<std::size_t>(std::min<std::uint64_t>(ring_chunk, std::max<std::uint64_t>(left, 64 << 10)));
       s.buf[0].reset(new char[s.buf_size]);
       s.buf[1].reset(new char[s.buf_size]);
     }
     s.step = ring_first;
+    s.asked = want(s.copied);
     // The buffer lives in the heap state, which outlives the read.
-    s.src.async_read_at(s.copied, asio::buffer(s.buf[0].get(), s.buf_size), std::move(self));
+    s.src.async_read_at(s.copied, asio::buffer(s.buf[0].get(), s.asked), std::move(self));
+  }
+
+  // The length of the ring read at `at`: a buffer's worth, and not past the
+  // size statx reported (when it reported one).
+  std::size_t want(std::uint64_t at) const {
+    const state& s = *s_;
+    if (s.src_st.size == 0) return s.buf_size;
+    return static_cast<std::size_t>(std::min<std::uint64_t>(s.buf_size, s.src_st.size > at ? s.src_st.size - at : 0));
+  }
+
+  // Whether `n` bytes read at `at` (of `asked`) end the copy: a short read
+  // (end of file), or the size statx reported reached.
+  bool ends(std::uint64_t at, std::size_t n, std::size_t asked) const {
+    const state& s = *s_;
+    return n < asked || (s.src_st.size > 0 && at + n >= s.src_st.size);
   }
 
   // The copy is complete in the temporary: the attributes, then the sync.
@@ -267,7 +284,7 @@ struct copy_file_op {
       // linkat of /proc/<pid>/fd/<fd> with AT_SYMLINK_FOLLOW needs no
       // privilege; it never replaces a name. An existing target
       // (overwrite) gets the copy by a rename from a temporary name.
-      const std::string proc = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(s.dst.native_handle());
+      const std::string proc = "/proc/self/fd/" + std::to_string(s.dst.native_handle());
       if (replace && s.target_exists) {
         s.temp = s.dir + "/" + temp_name();
         path_request r{op_kind::link, proc, s.temp};
@@ -368,6 +385,9 @@ struct copy_file_op {
           return finish_data(self);
         }
         landed(n);
+        // Done at the size statx reported (saving the call that would
+        // return 0): the bytes the source held when the copy started.
+        if (s.copied >= s.src_st.size) return finish_data(self);
         return copy_range(self);
       case ring_first:
         if (ec && ec != asio::error::eof) return fail(self, ec);
@@ -375,7 +395,7 @@ struct copy_file_op {
         s.cur = 0;
         s.pending = n;
         s.pending_at = s.copied;
-        return ring_next(self, n < s.buf_size);
+        return ring_next(self, ends(s.copied, n, s.asked));
       case attrs_set:
         if (ec) return fail(self, ec);
         if (s.opts.durable) {
@@ -444,7 +464,8 @@ struct copy_file_op {
                                   asio::append(std::move(self), boost::system::error_code(asio::error::eof),
                                                std::size_t{0}));
     }
-    auto rbuf = asio::buffer(s.buf[s.cur ^ 1].get(), s.buf_size);
+    s.asked = want(s.pending_at + s.pending);
+    auto rbuf = asio::buffer(s.buf[s.cur ^ 1].get(), s.asked);
     asio::experimental::make_parallel_group(s.dst.async_write_at(s.pending_at, wbuf, asio::deferred),
                                             s.src.async_read_at(s.pending_at + s.pending, rbuf, asio::deferred))
         .async_wait(asio::experimental::wait_for_all(), std::move(self));
@@ -464,7 +485,7 @@ struct copy_file_op {
     s.cur ^= 1;
     s.pending = rn;
     s.pending_at = s.copied;
-    ring_next(self, rn < s.buf_size);
+    ring_next(self, ends(s.copied, rn, s.asked));
   }
 
   // The write alone (the last piece).
