@@ -104,6 +104,8 @@ struct copy_file_op {
   static constexpr std::uint64_t range_chunk = std::uint64_t{64} << 20;
   // The ring path's buffers (two: one read in flight with one write).
   static constexpr std::size_t ring_chunk = std::size_t{4} << 20;
+  // Sources from this size on are advised POSIX_FADV_SEQUENTIAL.
+  static constexpr std::uint64_t sequential_hint = std::uint64_t{8} << 20;
 
   enum step_t {
     start,
@@ -113,6 +115,7 @@ struct copy_file_op {
     dst_statted,
     tmp_opened,
     tmp_statted,
+    advised,
     cloned,
     ranged,
     ring_first,
@@ -147,6 +150,7 @@ struct copy_file_op {
     bool temp_named = false;   // `temp` names our temporary: remove it on failure
     bool skipping = false;     // the target exists and the policy is skip
     bool mode_ok = false;      // the temporary already has the mode the copy needs
+    bool advised = false;      // POSIX_FADV_SEQUENTIAL given
     std::uint64_t copied = 0;  // bytes in the temporary
     // Ring path: two buffers; `pending` bytes of buf[cur] read at `pending_at`
     // wait to be written.
@@ -208,6 +212,13 @@ struct copy_file_op {
   template <class Self>
   void copy_data(Self& self) {
     state& s = *s_;
+    if (s.src_st.size >= sequential_hint && !s.advised) {
+      // A large source is read front to back: ask for the larger
+      // read-ahead window (as cp does); its result changes nothing.
+      s.advised = true;
+      s.step = advised;
+      return s.src.async_advise(0, 0, POSIX_FADV_SEQUENTIAL, std::move(self));
+    }
     if (s.opts.reflink && s.copied == 0 && s.src_st.size > 0 && !reflink_refused(s.src_st.device)) {
       s.step = cloned;
       return async_copy_fd_op(s.ex, op_kind::clone_file, s.dst.native_handle(), s.src.native_handle(), 0, 0, 0,
@@ -357,6 +368,9 @@ struct copy_file_op {
         if (!s.unnamed) s.temp_named = true;
         s.step = tmp_statted;
         return s.dst.async_stat(std::move(self));
+      case advised:
+        if (ec == asio::error::operation_aborted) return fail(self, ec);
+        return copy_data(self);
       case cloned:
         if (!ec) {
           landed(s.src_st.size);
