@@ -104,6 +104,10 @@ struct copy_file_op {
   static constexpr std::uint64_t range_chunk = std::uint64_t{64} << 20;
   // The ring path's buffers (two: one read in flight with one write).
   static constexpr std::size_t ring_chunk = std::size_t{4} << 20;
+  // copy_existing::fail: sources below this size look at the target only
+  // when its name turns out to be taken (a copy this small costs little if
+  // it must be thrown away); larger ones before copying.
+  static constexpr std::uint64_t late_check_below = std::uint64_t{1} << 20;
   // Sources from this size on are advised POSIX_FADV_SEQUENTIAL.
   static constexpr std::uint64_t sequential_hint = std::uint64_t{8} << 20;
 
@@ -113,6 +117,7 @@ struct copy_file_op {
     src_statted,
     src_timed,
     dst_statted,
+    dst_statted_late,
     tmp_opened,
     tmp_statted,
     advised,
@@ -146,6 +151,7 @@ struct copy_file_op {
     file_status src_st{};
     struct statx src_stx {};  // the source's times before the copy read it (preserve_times)
     bool target_exists = false;
+    bool target_checked = false;  // the target was looked at (statx) already
     bool unnamed = true;       // the temporary is an O_TMPFILE
     bool temp_named = false;   // `temp` names our temporary: remove it on failure
     bool skipping = false;     // the target exists and the policy is skip
@@ -421,7 +427,7 @@ struct copy_file_op {
         if (ec) return fail(self, ec);
         return publish(self);
       case linked:
-        if (ec == boost::system::errc::file_exists) return target_taken(self, ec);
+        if (ec == boost::system::errc::file_exists) return target_seen(self, ec);
         if (ec == boost::system::errc::no_such_file_or_directory && !s.skipping) {
           // No /proc to link through (the directory exists: the temporary
           // was made in it). Start again with a named temporary.
@@ -438,7 +444,7 @@ struct copy_file_op {
         s.step = renamed;
         return async_path_op<void>(s.ex, path_request{op_kind::rename, s.temp, s.to}, std::move(self));
       case renamed:
-        if (ec == boost::system::errc::file_exists) return target_taken(self, ec);
+        if (ec == boost::system::errc::file_exists) return target_seen(self, ec);
         if (ec) return fail(self, ec);
         return named(self);
       case dst_closed:
@@ -519,7 +525,34 @@ struct copy_file_op {
   template <class Self>
   void stat_target(Self& self) {
     state& s = *s_;
+    if (s.opts.existing == copy_existing::fail && s.src_st.size < late_check_below) {
+      // A small copy that must not replace anything: the target is looked at
+      // only if publishing finds its name taken (see target_seen), which
+      // saves a statx per file when copying many small files to new names.
+      return open_temp(self);
+    }
+    s.target_checked = true;
     s.step = dst_statted;
+    async_stat(s.ex, s.to, std::move(self));
+  }
+
+  template <class Self>
+  void open_temp(Self& self) {
+    state& s = *s_;
+    if (s.name.empty() || s.name == "." || s.name == "..") return fail(self, sys(EISDIR));
+    s.step = tmp_opened;
+    s.dst.async_open(s.dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, s.src_st.mode & 0777, std::move(self));
+  }
+
+  // Publishing found the target's name taken: unless the target was looked
+  // at before the copy, it is now (the same file as the source is refused,
+  // a directory too), then the policy decides.
+  template <class Self>
+  void target_seen(Self& self, const boost::system::error_code& ec) {
+    state& s = *s_;
+    if (s.target_checked) return target_taken(self, ec);
+    s.target_checked = true;
+    s.step = dst_statted_late;
     async_stat(s.ex, s.to, std::move(self));
   }
 
@@ -567,9 +600,14 @@ struct copy_file_op {
           }
           s.target_exists = true;
         }
-        if (s.name.empty() || s.name == "." || s.name == "..") return fail(self, sys(EISDIR));
-        s.step = tmp_opened;
-        return s.dst.async_open(s.dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, s.src_st.mode & 0777, std::move(self));
+        return open_temp(self);
+      case dst_statted_late:
+        if (ec == boost::system::errc::no_such_file_or_directory) return publish(self);  // gone meanwhile
+        if (ec) return fail(self, ec);
+        if (st.device == s.src_st.device && st.inode == s.src_st.inode)
+          return fail(self, make_error_code(errc::copy_onto_itself));
+        if (S_ISDIR(st.mode)) return fail(self, sys(EISDIR));
+        return target_taken(self, sys(EEXIST));
       case tmp_statted: {
         if (ec) return fail(self, ec);
         // The temporary was made with the source's permission bits less the
