@@ -128,6 +128,7 @@ struct copy_file_op {
     attrs_set,
     synced,
     linked,
+    tmp_dropped,
     linked_temp,
     renamed,
     dst_closed,
@@ -430,14 +431,19 @@ struct copy_file_op {
         if (ec == boost::system::errc::file_exists) return target_seen(self, ec);
         if (ec == boost::system::errc::no_such_file_or_directory && !s.skipping) {
           // No /proc to link through (the directory exists: the temporary
-          // was made in it). Start again with a named temporary.
-          s.dst.close();
+          // was made in it). Start again with a named temporary, once the
+          // unnamed one is closed (through the engine: the close frees its
+          // blocks, which may take a while).
           if (s.opts.counter) s.opts.counter->fetch_sub(s.copied, std::memory_order_relaxed);
           s.copied = 0;
-          return open_named(self);
+          s.step = tmp_dropped;
+          return s.dst.async_close(std::move(self));
         }
         if (ec) return fail(self, ec);
         return named(self);
+      case tmp_dropped:
+        if (self.cancelled() != asio::cancellation_type::none) return fail(self, asio::error::operation_aborted);
+        return open_named(self);
       case linked_temp:
         if (ec) return fail(self, ec);
         s.temp_named = true;
