@@ -17,6 +17,10 @@ namespace fsys {
 /// `overwrite_existing`).
 enum class copy_existing {
   /// Fail with `EEXIST` (`std::errc::file_exists`); the target is untouched.
+  /// A source under 1 MiB is copied before the target is looked at (the
+  /// name is taken only if free, by `linkat`), which saves a `statx` per
+  /// file when many small files go to new names; a larger one fails before
+  /// any data is copied.
   fail,
   /// Do nothing: complete without error, with 0 bytes copied, and set
   /// `*copy_options::skipped`; the target is untouched.
