@@ -22,8 +22,9 @@ enum class copy_existing {
   /// file when many small files go to new names; a larger one fails before
   /// any data is copied.
   fail,
-  /// Do nothing: complete without error, with 0 bytes copied, and set
-  /// `*copy_options::skipped`; the target is untouched.
+  /// Do nothing: complete without error, with 0 bytes copied, and store
+  /// true through the `skipped` pointer of `copy_options` when it is set;
+  /// the target is untouched.
   skip,
   /// Replace the target atomically (a rename over it).
   overwrite,
