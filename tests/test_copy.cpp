@@ -408,6 +408,8 @@ BOOST_AUTO_TEST_CASE(missing_source_missing_directory_and_a_directory_source) {
   BOOST_TEST((r.ec == std::errc::is_a_directory));
   r = copy(ctx, "", dir.file("dst"));
   BOOST_TEST((r.ec == std::errc::invalid_argument));
+  r = copy(ctx, dir.file("src"), "");
+  BOOST_TEST((r.ec == std::errc::invalid_argument));
   BOOST_TEST((names(dir.path()) == std::set<std::string>{"src", "d"}));
   BOOST_TEST(fs::is_empty(dir.file("d")));
 }

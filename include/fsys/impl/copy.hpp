@@ -355,8 +355,10 @@ struct copy_file_op {
       ec = asio::error::operation_aborted;  // asked to stop while a step ran that could not be cancelled
     switch (s.step) {
       case start:
-        if (s.opts.existing != copy_existing::fail && s.opts.existing != copy_existing::skip &&
-            s.opts.existing != copy_existing::overwrite) {
+        if ((s.opts.existing != copy_existing::fail && s.opts.existing != copy_existing::skip &&
+             s.opts.existing != copy_existing::overwrite) ||
+            check_path(s.to)) {
+          // An unknown policy, an empty target path or one with a NUL.
           s.first = make_error_code(boost::system::errc::invalid_argument);
           s.step = cleanup;
           return asio::post(s.ex, std::move(self));  // never completes inside the initiating function
