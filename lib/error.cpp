@@ -57,6 +57,8 @@ class category final : public boost::system::error_category {
         return "invalid argument: the mode has bits outside 07777";
       case errc::read_limit_exceeded:
         return "the file is larger than the read limit";
+      case errc::copy_onto_itself:
+        return "the source and the target of the copy are the same file";
       case errc::forked_process:
         return "the ring belongs to the parent process (call notify_fork(fork_child) in the child)";
       case errc::atomic_write_unsupported:
@@ -122,6 +124,8 @@ class category final : public boost::system::error_category {
         return berrc::make_error_condition(berrc::operation_not_permitted);
       case errc::read_limit_exceeded:
         return berrc::make_error_condition(berrc::file_too_large);
+      case errc::copy_onto_itself:
+        return berrc::make_error_condition(berrc::file_exists);
       default:
         return {value, *this};
     }

@@ -4,11 +4,14 @@
 #include "hot_tls.hpp"
 #include "kernel_statx.hpp"
 
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -64,6 +67,7 @@ void fs_args::recycle(fs_args* a) noexcept {
     a->value.clear();
   a->names.clear();
   a->rounds = 0;
+  a->src_fd = -1;
   if (!args_cache::give(a)) delete a;
 }
 
@@ -194,6 +198,35 @@ int run_fs_syscall(op_base* op) noexcept {
     case op_kind::removexattr:
       if (a.flags & AT_EMPTY_PATH) return result(::fremovexattr(fd, a.path2.c_str()));
       return result(::removexattr(a.path.c_str(), a.path2.c_str()));
+    case op_kind::clone_file:
+      // Both descriptors stay open until the op completes (the source is
+      // lent by the caller, the target is the op's file).
+      return result(::ioctl(fd, FICLONE, a.src_fd));
+    case op_kind::copy_file_range: {
+      // In and out at the same offset (a whole-file copy); the kernel moves
+      // the bytes between the two descriptors, no user buffer involved.
+      loff_t in = off, out = off;
+      // At most 1 GiB a call, so that the count fits the int result.
+      const auto n = static_cast<std::size_t>(std::min<off_t>(len, off_t{1} << 30));
+      return result(::copy_file_range(a.src_fd, &in, fd, &out, n, 0));
+    }
+    case op_kind::copy_attributes: {
+      // The source's owner and mode, read now from its (lent) descriptor; its
+      // times were taken before the copy read it (`a.stx`).
+      struct stat st {};
+      if (::fstat(a.src_fd, &st) != 0) return -errno;
+      // The owner first: chown clears the set-user-ID and set-group-ID bits,
+      // which the fchmod after it then sets as the source has them.
+      if ((a.flags & copy_attr_owner) && ::fchown(fd, st.st_uid, st.st_gid) != 0) return -errno;
+      const mode_t keep = (a.flags & copy_attr_owner) ? 07777 : 0777;
+      if (::fchmod(fd, st.st_mode & keep) != 0) return -errno;
+      if (a.flags & copy_attr_times) {
+        const timespec ts[2] = {{a.stx.stx_atime.tv_sec, a.stx.stx_atime.tv_nsec},
+                                {a.stx.stx_mtime.tv_sec, a.stx.stx_mtime.tv_nsec}};
+        if (::futimens(fd, ts) != 0) return -errno;
+      }
+      return 0;
+    }
     default:
       return -EINVAL;
   }

@@ -436,6 +436,14 @@ void op_base::validate_fs() noexcept {
         ec_ = make_error_code(errc::offset_overflow);
       }
       return;
+    case op_kind::clone_file:
+    case op_kind::copy_file_range:
+    case op_kind::copy_attributes:
+      if (fd_ < 0 || fs_->src_fd < 0)
+        ec_ = make_error_code(errc::not_open);
+      else if (offset_ > off_max || fs_->length > off_max - offset_)
+        ec_ = make_error_code(errc::offset_overflow);
+      return;
     case op_kind::ftruncate:
       if (fd_ < 0)
         ec_ = make_error_code(errc::not_open);
@@ -501,6 +509,8 @@ op_step op_base::on_fs_result(int res) noexcept {
     fail(res);
   } else if (kind_ == op_kind::statx && file_) {
     file_->learn(fs_->stx);  // the file's type and device, for the fast paths
+  } else if (kind_ == op_kind::copy_file_range) {
+    transferred_ = static_cast<std::size_t>(res);  // bytes copied (0: end of the source)
   } else if (kind_ == op_kind::getdents) {
     transferred_ = static_cast<std::size_t>(res);  // bytes of entries; 0 at the end
   }

@@ -11,6 +11,7 @@
 
 #include <fsys/co.hpp>
 #include <fsys/directory.hpp>
+#include <fsys/copy.hpp>
 #include <fsys/filesystem.hpp>
 #include <fsys/metadata.hpp>
 #include <fsys/path_view.hpp>
@@ -267,6 +268,18 @@ template <class ExecutorOrContext>
 asio::awaitable<void> co_remove_xattr(ExecutorOrContext&& ex, std::filesystem::path path, std::string name) {
   auto [ec] = co_await fsys::async_remove_xattr(ex, path, name, asio::as_tuple(asio::use_awaitable));
   if (ec) detail::throw_co_error(ec, "fsys::co_remove_xattr", path.native());
+}
+
+/// `fsys::async_copy_file`: copies `from` to `to` as `options` say and
+/// returns the bytes copied (0 when skipped). Throws `std::system_error`
+/// naming both paths on failure.
+template <class ExecutorOrContext>
+  requires detail::executor_or_context<ExecutorOrContext>
+asio::awaitable<std::uint64_t> co_copy_file(ExecutorOrContext&& ex, std::filesystem::path from,
+                                            std::filesystem::path to, copy_options options = {}) {
+  auto [ec, n] = co_await fsys::async_copy_file(ex, from, to, std::move(options), asio::as_tuple(asio::use_awaitable));
+  if (ec) detail::throw_co_error(ec, "fsys::co_copy_file", from.native(), to.native());
+  co_return n;
 }
 
 }  // namespace fsys

@@ -139,6 +139,11 @@ enum class errc {
   /// or past the durable end, or inside a record (its checksum fails).
   /// Compares equal to `std::errc::invalid_argument`.
   log_bad_position,
+  /// `async_copy_file` (`co_copy_file`): the source and the target name the
+  /// same file (same device and inode: the same path, a hard link, or a
+  /// symlink to it). Nothing was changed. Compares equal to
+  /// `std::errc::file_exists`, as `std::filesystem::copy_file` reports it.
+  copy_onto_itself,
 };
 
 /// The category of `fsys::errc` as Boost.System sees it: its name is "fsys"

@@ -18,6 +18,7 @@
 #include <fsys/filesystem.hpp>
 #include <fsys/metadata_options.hpp>
 #include <fsys/metadata.hpp>
+#include <fsys/copy.hpp>
 #include <fsys/co_filesystem.hpp>
 #include <fsys/whole_file.hpp>
 #include <fsys/timeout.hpp>

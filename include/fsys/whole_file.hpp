@@ -69,8 +69,9 @@ inline constexpr std::size_t default_read_limit = std::size_t{1} << 30;
 /// `std::string` or `std::vector`, a `dynamic_string_buffer`...).
 ///
 /// How: the file is opened (`O_RDONLY`), its size taken from `statx`, the
-/// buffer grown once to that size and filled by reads through the ring of up
-/// to 16 MiB each (the kernel's readahead keeps a cold file streaming). A file
+/// buffer grown to that size and filled by reads through the ring, four of
+/// up to 4 MiB each in flight at once (16 MiB a wave), so that a cold file
+/// keeps several requests at the device. A file
 /// that grows meanwhile is read on to its end (in reads of up to 64 KiB, each
 /// growing the buffer by what it returned); one that shrinks ends where the
 /// data ends. Files whose `statx` size says nothing (`/proc`, `/sys`) are read

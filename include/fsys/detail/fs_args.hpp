@@ -88,7 +88,15 @@ struct fs_args {
   std::vector<std::string> names;
   /// getxattr/listxattr: sizing rounds made so far (bounded, see op.cpp).
   std::uint8_t rounds = 0;
+  /// clone_file / copy_file_range / copy_attributes: the source's descriptor, lent by the
+  /// caller, which keeps it open until the op completes. -1 otherwise.
+  int src_fd = -1;
 };
+
+/// copy_attributes flags: what to carry over from the source besides the
+/// permission bits (always).
+inline constexpr int copy_attr_owner = 1;  ///< fchown to the source's owner and group (before the mode)
+inline constexpr int copy_attr_times = 2;  ///< futimens to `stx`'s access and modification times (the source's, taken before the copy)
 
 /// Holds an fs_args block until an operation takes it (`release`), and
 /// recycles it otherwise. The asynchronous functions fill one before they

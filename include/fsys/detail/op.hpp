@@ -95,10 +95,15 @@ enum class op_kind : std::uint8_t {
   setxattr,     ///< setxattr / fsetxattr of `fs_->value`
   listxattr,    ///< listxattr / flistxattr into `fs_->value` (sized by the result rules)
   removexattr,  ///< removexattr / fremovexattr
+  // Copies (async_copy_file): no io_uring opcode, so the io_uring engine
+  // runs them on its psync helper. The source fd is `fs_->src_fd`.
+  clone_file,        ///< ioctl(fd, FICLONE, src_fd): the whole file shares the source's extents
+  copy_file_range,   ///< copy_file_range(src_fd, offset, fd, offset, length); bytes → transferred_
+  copy_attributes,   ///< fchown / fchmod of fd as fstat(src_fd) says, futimens from `fs_->stx` (`fs_->flags`: copy_attr_*)
 };
 
 /// Number of op kinds (for per-kind bit masks).
-inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::removexattr) + 1;
+inline constexpr unsigned op_kind_count = static_cast<unsigned>(op_kind::copy_attributes) + 1;
 // Engines keep per-kind bits in 32-bit masks (ring_fs_kinds, refused kinds).
 static_assert(op_kind_count <= 32, "op_kind masks are 32 bits");
 

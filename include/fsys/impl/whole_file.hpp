@@ -4,6 +4,8 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/compose.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -11,6 +13,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <utility>
@@ -24,14 +27,17 @@ namespace detail {
 // start.
 template <class Executor, class DynamicBuffer>
 struct read_file_op {
-  // The largest single read: bounded so that a cancellation or the close of
-  // a huge read is never far away, and big enough that the per-read cost
-  // vanishes next to the copy.
-  static constexpr std::size_t max_read = std::size_t{16} << 20;
+  // The part of the file statx reported is read in waves of `wave_reads`
+  // reads in flight at once, each of up to `piece` bytes (a wave: up to
+  // 16 MiB), so that a cold file keeps several requests at the device and
+  // the psync backend copies on several workers; bounded so that a
+  // cancellation or the close of a huge read is never far away.
+  static constexpr std::size_t piece = std::size_t{4} << 20;
+  static constexpr std::size_t wave_reads = 4;
   // Reads past the size statx reported (a growing file, /proc).
   static constexpr std::size_t tail_read = std::size_t{64} << 10;
 
-  enum step_t { start, opened, read_done, probe_done, close_done };
+  enum step_t { start, opened, read_done, wave_done, probe_done, close_done };
   struct state {
     state(const Executor& ex, std::string p, DynamicBuffer b, std::size_t lim)
         : file(ex), path(std::move(p)), buffer(std::move(b)), limit(lim), base(buffer.size()) {}
@@ -42,7 +48,8 @@ struct read_file_op {
     std::size_t base;          // the buffer's size when the call started
     std::size_t expected = 0;  // the size statx reported
     std::size_t total = 0;     // bytes read so far (the buffer holds base + total)
-    std::size_t asked = 0;     // what the read in flight may return
+    std::size_t asked = 0;     // what the read (or the wave of reads) in flight may return
+    std::array<std::size_t, wave_reads> wave{};  // the wave's reads' lengths (0: none)
     char probe = 0;            // the byte read past the limit (never kept)
     step_t step = start;
     boost::system::error_code result;
@@ -78,8 +85,9 @@ struct read_file_op {
     self.complete(ec, ec ? 0 : s.total);
   }
 
-  // Reads the next piece: the rest of what statx reported, in pieces of up
-  // to max_read, then tail_read at a time until end of file. With no room
+  // Reads the next piece: the rest of what statx reported, in waves of
+  // reads in flight together (read_wave), then tail_read at a time until end
+  // of file. With no room
   // left, one byte is read past the limit into `probe`, so that a file over
   // the limit is told from one that ends exactly at it.
   template <class Self>
@@ -92,7 +100,8 @@ struct read_file_op {
       s.file.async_read_some_at(s.total, asio::buffer(&s.probe, 1), std::move(self));
       return;
     }
-    const std::size_t wanted = s.total < s.expected ? std::min(s.expected - s.total, max_read) : tail_read;
+    if (s.total < s.expected && std::min(s.expected - s.total, r) > tail_read) return read_wave(self, r);
+    const std::size_t wanted = s.total < s.expected ? s.expected - s.total : tail_read;
     s.asked = std::min(wanted, r);
     const std::size_t at = s.buffer.size();
     try {
@@ -105,6 +114,66 @@ struct read_file_op {
     // completes: nothing else touches the dynamic buffer while the
     // operation runs (the caller keeps its storage alive).
     s.file.async_read_at(s.total, s.buffer.data(at, s.asked), std::move(self));
+  }
+
+  // Up to wave_reads reads of up to `piece` bytes at once, into the buffer
+  // grown once for all of them; a read with nothing to do is an empty
+  // transfer (0 bytes, no system call).
+  template <class Self>
+  void read_wave(Self& self, std::size_t room_left) {
+    state& s = *s_;
+    std::size_t left = std::min(std::min(s.expected - s.total, room_left), piece * wave_reads);
+    s.asked = left;
+    for (auto& w : s.wave) {
+      w = std::min(left, piece);
+      left -= w;
+    }
+    const std::size_t at = s.buffer.size();
+    try {
+      s.buffer.grow(s.asked);
+    } catch (const std::exception&) {
+      return finish(self, make_error_code(errc::read_limit_exceeded));
+    }
+    s.step = wave_done;
+    // The buffer's bytes [at, at + asked) belong to these reads until the
+    // wave completes (each read its own piece of them): nothing else touches
+    // the dynamic buffer while the operation runs.
+    auto read = [&](std::size_t k) {
+      std::size_t before = 0;
+      for (std::size_t i = 0; i < k; ++i) before += s.wave[i];
+      return s.file.async_read_at(s.total + before, s.buffer.data(at + before, s.wave[k]), asio::deferred);
+    };
+    asio::experimental::make_parallel_group(read(0), read(1), read(2), read(3))
+        .async_wait(asio::experimental::wait_for_all(), std::move(self));
+  }
+
+  // A wave ended: the data runs up to the first read that came back short
+  // (the end of the file, which shrank) or failed; the first error in file
+  // order is reported.
+  template <class Self>
+  void operator()(Self& self, std::array<std::size_t, wave_reads>, boost::system::error_code e0, std::size_t n0,
+                  boost::system::error_code e1, std::size_t n1, boost::system::error_code e2, std::size_t n2,
+                  boost::system::error_code e3, std::size_t n3) {
+    state& s = *s_;
+    const boost::system::error_code ecs[wave_reads] = {e0, e1, e2, e3};
+    const std::size_t ns[wave_reads] = {n0, n1, n2, n3};
+    std::size_t got = 0;
+    bool ended = false;
+    boost::system::error_code ec;
+    for (std::size_t k = 0; k < wave_reads && !ended; ++k) {
+      got += ns[k];
+      if (ecs[k] && ecs[k] != asio::error::eof) {
+        ec = ecs[k];
+        ended = true;
+      } else if (ns[k] < s.wave[k]) {
+        ended = true;  // end of file
+      }
+    }
+    s.buffer.shrink(s.asked - got);
+    s.total += got;
+    if (ec) return finish(self, ec);
+    if (ended) return finish(self, {});
+    read_next(self);
   }
 
   template <class Self>
@@ -130,6 +199,8 @@ struct read_file_op {
         return finish(self, ec == asio::error::eof ? boost::system::error_code() : ec);
       case close_done:
         return complete(self);
+      case wave_done:
+        return;  // a wave completes in the overload above
     }
   }
 
